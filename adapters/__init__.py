@@ -1,0 +1,1 @@
+"""Platform adapters: verify, dedupe and translate platform events; render neutral cards."""

@@ -1,0 +1,154 @@
+"""Decrypted WeCom callback XML -> neutral InboundMessage.
+
+wechatpy's parse_message does not know template_card_event (it becomes UnknownMessage), so
+we read the dict from xmltodict ourselves, forcing lists where WeCom sends one element as a
+dict and several as a list.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+import xmltodict
+
+from adapters.wecom.task_id import decode_task_id
+from core.inbound import InboundKind, InboundMessage
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "wecom"
+# The first option of every WeCom dropdown we render: "请选择" means "nothing chosen".
+UNSET_OPTION_ID = "ticketbot-unset"
+
+_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+class UnsafeXml(ValueError):
+    """The XML declares a DTD or entities: never legitimate from WeCom."""
+
+
+def parse_xml(raw: bytes | str) -> dict[str, Any]:
+    """Parse WeCom XML safely: no DTD, no entities (billion laughs, XXE). Raises ValueError."""
+    data = raw.encode("utf-8") if isinstance(raw, str) else raw
+    if _DTD.search(data):
+        raise UnsafeXml("DTD or entity declaration in callback XML")
+    try:
+        # disable_entities is xmltodict's default; kept explicit as the second line of defence.
+        doc = xmltodict.parse(data, force_list=("SelectedItem", "OptionId"), disable_entities=True)
+    except ExpatError as exc:
+        raise ValueError(f"malformed XML: {exc}") from exc
+    root = doc.get("xml") if isinstance(doc, dict) else None
+    if not isinstance(root, dict):
+        raise ValueError("no <xml> root")
+    return root
+
+
+def to_inbound(msg: dict[str, Any]) -> InboundMessage | None:
+    """Translate one decrypted callback; None for kinds we acknowledge and ignore."""
+    msg_type = _text(msg, "MsgType").lower()
+    sender = _text(msg, "FromUserName")
+    if not sender:
+        return None
+    if msg_type == "event":
+        return _event(msg, sender)
+    key = f"msg:{_text(msg, 'MsgId') or _text(msg, 'CreateTime') + ':' + sender}"
+    if msg_type == "text":
+        return InboundMessage(PLATFORM, key, sender, InboundKind.TEXT, text=_text(msg, "Content"))
+    if msg_type == "image":
+        return InboundMessage(PLATFORM, key, sender, InboundKind.IMAGE, media_ref=_text(msg, "MediaId") or None)
+    if msg_type == "location":
+        return InboundMessage(
+            PLATFORM,
+            key,
+            sender,
+            InboundKind.LOCATION,
+            lat=_float(msg, "Location_X"),
+            lng=_float(msg, "Location_Y"),
+            text=_text(msg, "Label") or None,
+        )
+    log.info("wecom: ignoring message type %r from %s", msg_type, sender)
+    return None
+
+
+def _event(msg: dict[str, Any], sender: str) -> InboundMessage | None:
+    event = _text(msg, "Event")
+    created = _text(msg, "CreateTime")
+    # Events have no MsgId: WeCom's documented dedupe key is FromUserName + CreateTime.
+    key = f"evt:{sender}:{created}:{event.lower()}"
+    match event.lower():
+        case "template_card_event":
+            return _card_event(msg, sender, created)
+        case "enter_agent":
+            return InboundMessage(PLATFORM, key, sender, InboundKind.ENTER)
+        case "location":  # periodic position report, when enabled for the app
+            return InboundMessage(
+                PLATFORM, key, sender, InboundKind.LOCATION, lat=_float(msg, "Latitude"), lng=_float(msg, "Longitude")
+            )
+    log.info("wecom: ignoring event %r from %s", event, sender)
+    return None
+
+
+def _card_event(msg: dict[str, Any], sender: str, created: str) -> InboundMessage:
+    task_id = _text(msg, "TaskId")
+    event_key = _text(msg, "EventKey")
+    card_id = decode_task_id(task_id)
+    if card_id is None:
+        log.warning("wecom: template_card_event with foreign task_id %r", task_id)
+        card_id = task_id
+    reply_context: dict[str, Any] = {"task_id": task_id, "card_type": _text(msg, "CardType")}
+    if code := _text(msg, "ResponseCode"):
+        reply_context["response_code"] = code
+        reply_context["response_code_at"] = _int(created)
+    return InboundMessage(
+        PLATFORM,
+        f"card:{sender}:{created}:{task_id}:{event_key}",
+        sender,
+        InboundKind.CARD_ACTION,
+        card_id=card_id,
+        action=event_key,
+        values=selected_values(msg.get("SelectedItems")),
+        reply_context=reply_context,
+    )
+
+
+def selected_values(items: Any) -> dict[str, str]:
+    """SelectedItems -> {question key: option id(s)}; "请选择" becomes "" for the server to reject."""
+    if not isinstance(items, dict):
+        return {}
+    selected = items.get("SelectedItem") or []
+    if isinstance(selected, dict):  # defensive: parsed without force_list
+        selected = [selected]
+    values: dict[str, str] = {}
+    for item in selected:
+        if not isinstance(item, dict) or not (key := _text(item, "QuestionKey")):
+            continue
+        ids = (item.get("OptionIds") or {}).get("OptionId") if isinstance(item.get("OptionIds"), dict) else None
+        if isinstance(ids, str):
+            ids = [ids]
+        chosen = [str(i) for i in ids or [] if i and str(i) != UNSET_OPTION_ID]
+        values[key] = ",".join(chosen)
+    return values
+
+
+def _text(msg: dict[str, Any], name: str) -> str:
+    value = msg.get(name)
+    if value is None or isinstance(value, dict | list):
+        return ""
+    return str(value).strip()
+
+
+def _float(msg: dict[str, Any], name: str) -> float | None:
+    try:
+        return float(_text(msg, name))
+    except ValueError:
+        return None
+
+
+def _int(value: str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None

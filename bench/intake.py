@@ -1,0 +1,134 @@
+"""Intake benchmark: fault reports through the playground's HTTP path vs a bare aiohttp echo server.
+
+Also measures `ticketbot serve` start-up: time until /healthz answers, and RSS with no chat
+platform configured. Run: `.venv/bin/python bench/intake.py [--requests N] [--concurrency C]`.
+Targets (issue 2): >= 500 tickets/s on SQLite in one process; ready <= 2 s; RSS <= 150 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_ready(url: str, timeout_s: float = 30) -> float:
+    import urllib.request
+
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s:
+        try:
+            with urllib.request.urlopen(url, timeout=0.5) as resp:
+                if resp.status == 200:
+                    return time.monotonic() - start
+        except OSError:
+            time.sleep(0.01)
+    raise RuntimeError(f"{url} not ready after {timeout_s} s")
+
+
+async def drive(url: str, total: int, concurrency: int, body_for: object) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for i in counter:
+            start = time.perf_counter()
+            async with session.post(url, json=body_for(i)) as resp:  # type: ignore[operator]
+                await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"HTTP {resp.status}")
+            latencies.append(time.perf_counter() - start)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return elapsed, latencies
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="tb-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "FEISHU_", "DINGTALK_"))}
+    env.update(DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}", DATA_DIR=str(workdir), PLAYGROUND="on")
+    env.pop("REDIS_URL", None)
+    app_port, echo_port = free_port(), free_port()
+
+    app = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(app_port)], cwd=workdir,
+                           env={**env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    echo = subprocess.Popen([sys.executable, str(ROOT / "bench" / "echo_server.py"), str(echo_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ready_s = wait_ready(f"http://127.0.0.1:{app_port}/healthz")
+        wait_ready(f"http://127.0.0.1:{echo_port}/healthz")
+        time.sleep(3)  # let the background jieba warm-up finish before measuring RSS and load
+        idle_rss = rss_mb(app.pid)
+
+        def fault(i: int) -> dict[str, str]:
+            return {"user": f"bench-{i}", "text": "底盘有异响，开起来咣当咣当的"}
+
+        loop = asyncio.new_event_loop()
+        # Warm both servers a little so connection set-up is not measured.
+        loop.run_until_complete(drive(f"http://127.0.0.1:{echo_port}/x", 200, args.concurrency, fault))
+        loop.run_until_complete(drive(f"http://127.0.0.1:{app_port}/playground/api/messages", 100,
+                                      args.concurrency, lambda i: fault(10_000_000 + i)))
+        echo_s, echo_lat = loop.run_until_complete(
+            drive(f"http://127.0.0.1:{echo_port}/x", args.requests, args.concurrency, fault))
+        app_s, app_lat = loop.run_until_complete(
+            drive(f"http://127.0.0.1:{app_port}/playground/api/messages", args.requests, args.concurrency, fault))
+        loop.close()
+        busy_rss = rss_mb(app.pid)
+    finally:
+        app.terminate()
+        echo.terminate()
+        app.wait(10)
+        echo.wait(10)
+
+    app_rate, echo_rate = args.requests / app_s, args.requests / echo_s
+    print(f"ticketbot serve ready in {ready_s:.2f} s (target <= 2 s); RSS idle {idle_rss:.0f} MB "
+          f"(target <= 150 MB), after load {busy_rss:.0f} MB")
+    print(f"requests {args.requests}, concurrency {args.concurrency}, SQLite, one process")
+    print(f"echo ceiling : {echo_rate:8.0f} req/s   p50 {pct(echo_lat, 50):6.1f} ms   p99 {pct(echo_lat, 99):6.1f} ms")
+    print(f"fault intake : {app_rate:8.0f} tickets/s p50 {pct(app_lat, 50):6.1f} ms   p99 {pct(app_lat, 99):6.1f} ms")
+    print(f"ratio intake/echo: {app_rate / echo_rate:.2f}   (target >= 500 tickets/s: "
+          f"{'met' if app_rate >= 500 else 'NOT met'})")
+    print(f"mean latency {statistics.fmean(app_lat) * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,368 @@
+"""WeCom callback benchmark: encrypted, signed fault messages through POST /wecom/callback with the
+real SQLite inbox, against a bare aiohttp echo endpoint, in the same run on loopback.
+
+Each server runs in its own process; the load generator runs in this one. Servers:
+- echo:  aiohttp answering an empty 200 — the floor;
+- inbox: the WeCom adapter on the real SqlInbox (SQLite file, WAL): verified, decrypted, parsed,
+         the row committed, the answer sent; not processed;
+- app:   the whole service (build_app with WECOM_* pointing at a fake WeCom API in a third
+         process): every message is also processed after the answer (a ticket, dispatch, SLA
+         timers, outbox rows) and the replies delivered to the fake through message/send.
+
+Figures per server: closed-loop messages/s (`--concurrency` clients), open-loop p50/p99 answer
+time at a steady `--rate` (issue 7's target: p99 ≤ 50 ms at 200 messages/s), and the time from
+the inbox commit to the answer arriving at the client (`after commit`, must stay under 100 ms).
+Commit times are taken in the server from SqlInbox.on_accepted (called right after the commit)
+with CLOCK_MONOTONIC, which all processes of one machine share.
+
+    python bench/wecom_bench.py [--messages 2000] [--concurrency 16] [--rate 200] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: make `tests.fakes` importable
+
+from aiohttp import ClientSession, TCPConnector, web  # noqa: E402
+
+TOKEN = "bench-callback-token"
+AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+FAULTS = ["底盘有异响", "中控黑屏", "3号线注塑机报警 E21，无法启动", "空压机漏气，压力掉到0.4", "配电柜跳闸，车间停电"]
+SERVERS = ("echo", "inbox", "app")
+USERS = 50  # distinct WeCom members sending
+
+Request = tuple[str, dict[str, str], bytes]  # (event key, query, body)
+
+
+# --- servers (each in its own process) ---
+
+
+def echo_app() -> web.Application:
+    async def echo(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/wecom/callback", echo)
+    return app
+
+
+async def inbox_app(db_url: str, corp_id: str, commits: dict[int, float]) -> tuple[web.Application, Any]:
+    from adapters.wecom import WeComConfig, create_wecom_adapter
+    from bot.token_cache import MemoryTokenCache
+    from core.clock import SystemClock
+    from storage.database import create_engine, session_factory
+    from storage.inbox import SqlInbox
+    from storage.migrate import upgrade
+
+    await asyncio.to_thread(upgrade, db_url)  # alembic's env.py runs its own loop
+    sessions = session_factory(create_engine(db_url))
+    inbox = SqlInbox(sessions, SystemClock(), on_accepted=lambda row_id: commits.__setitem__(row_id, time.monotonic()))
+    config = WeComConfig(corp_id, "1000002", "secret", TOKEN, AES_KEY, api_base="http://127.0.0.1:9/cgi-bin/")
+    app = web.Application()
+    create_wecom_adapter(config, inbox, MemoryTokenCache()).add_routes(app)
+    return app, sessions
+
+
+def full_app(
+    db_url: str, data_dir: Path, fake: dict[str, Any], commits: dict[int, float], process_concurrency: int
+) -> tuple[web.Application, Any]:
+    from bot.app import build_app
+    from bot.runtime import Runtime
+    from bot.settings import Settings
+
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, database_url=db_url, data_dir=data_dir, playground="off",
+        wecom_corp_id=fake["corp_id"], wecom_agent_id=str(fake["agent_id"]), wecom_secret=fake["secret"],
+        wecom_token=TOKEN, wecom_encoding_aes_key=AES_KEY, wecom_api_base=fake["url"])
+    runtime = Runtime(settings)
+    schedule = runtime.inbox.on_accepted
+    if process_concurrency:
+        # Experiment (--process-concurrency): at most N inbox rows processed at once, so that an
+        # inbox insert queues behind at most N processing transactions for the SQLite connection.
+        gate = asyncio.Semaphore(process_concurrency)
+        process = runtime.processor.process
+
+        async def gated(row_id: int) -> None:
+            async with gate:
+                await process(row_id)
+
+        runtime.processor.process = gated  # type: ignore[method-assign]
+
+    def on_accepted(row_id: int) -> None:  # right after the commit; then processing as usual
+        commits[row_id] = time.monotonic()
+        if schedule is not None:
+            schedule(row_id)
+
+    runtime.inbox.on_accepted = on_accepted
+    return build_app(settings, runtime=runtime), runtime.sessions
+
+
+def serve(kind: str, ports: Any, stop: Any, results: Any, fake: dict[str, Any], process_concurrency: int) -> None:
+    async def main() -> None:
+        commits: dict[int, float] = {}
+        sessions = None
+        with tempfile.TemporaryDirectory() as tmp:
+            db_url = f"sqlite:///{tmp}/bench.db"
+            if kind == "echo":
+                app = echo_app()
+            elif kind == "inbox":
+                app, sessions = await inbox_app(db_url, fake["corp_id"], commits)
+            else:
+                app, sessions = full_app(db_url, Path(tmp) / "data", fake, commits, process_concurrency)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            ports.put((kind, runner.addresses[0][1]))
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            results.put((kind, await commit_times(sessions, commits), await processed(sessions)))
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+async def commit_times(sessions: Any, commits: dict[int, float]) -> dict[str, float]:
+    """event key → monotonic time its inbox row was committed."""
+    if sessions is None:
+        return {}
+    from sqlmodel import col, select
+
+    from storage.tables import InboxRow
+
+    async with sessions() as session:
+        rows = (await session.execute(select(col(InboxRow.id), col(InboxRow.event_key)))).all()
+    return {key: commits[row_id] for row_id, key in rows if row_id in commits}
+
+
+async def processed(sessions: Any) -> dict[str, int]:
+    if sessions is None:
+        return {}
+    from sqlmodel import col, func, select
+
+    from storage.tables import InboxRow, OutboxRow, TicketRow
+
+    async with sessions() as session:
+
+        async def count(stmt: Any) -> int:
+            return int((await session.execute(stmt)).scalar_one())
+
+        wecom = col(OutboxRow.channel) == "wecom"
+        return {
+            "inbox rows": await count(select(func.count()).select_from(InboxRow)),
+            "inbox done": await count(select(func.count()).select_from(InboxRow).where(col(InboxRow.status) == "done")),
+            "tickets": await count(select(func.count()).select_from(TicketRow)),
+            "wecom outbox rows": await count(select(func.count()).select_from(OutboxRow).where(wecom)),
+            "wecom sent": await count(
+                select(func.count()).select_from(OutboxRow).where(wecom, col(OutboxRow.status) == "sent")),
+        }
+
+
+def serve_fake(ports: Any) -> None:
+    async def main() -> None:
+        from tests.fakes.wecom_server import FakeWeCom
+
+        fake = FakeWeCom(users={f"user{i}" for i in range(USERS)})
+        fake.requests = _Discard()  # type: ignore[assignment]  # a long run must not keep every request
+        fake.delivered = _Discard()  # type: ignore[assignment]
+        await fake.start()
+        ports.put(("fake", {"url": fake.base_url, "corp_id": fake.corp_id, "agent_id": fake.agent_id,
+                            "secret": fake.secret}))
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+class _Discard(list[Any]):
+    def append(self, item: Any) -> None:
+        pass
+
+
+# --- load ---
+
+
+_msg_ids = iter(range(int(time.time()) * 1000, 2**62))
+
+
+def build_requests(count: int, corp_id: str) -> list[Request]:
+    from tests.fakes.wecom_server import CallbackSigner, text_xml
+
+    signer = CallbackSigner(TOKEN, AES_KEY, corp_id)
+    requests = []
+    for i in range(count):
+        msg_id = next(_msg_ids)
+        # Sealed now: the freshness window (300 s) is far longer than the run.
+        query, body = signer.post(text_xml(f"user{i % USERS}", FAULTS[i % len(FAULTS)], msg_id=msg_id,
+                                           created=int(time.time())))
+        requests.append((f"msg:{msg_id}", query, body))
+    return requests
+
+
+FAILED: dict[str, int] = {}  # url -> answers other than 200 (WeCom would retry those)
+
+
+async def one(session: ClientSession, url: str, request: Request, answered: dict[str, float]) -> float:
+    key, query, body = request
+    start = time.monotonic()
+    async with session.post(url, params=query, data=body, headers={"Content-Type": "text/xml"}) as resp:
+        await resp.read()
+        if resp.status != 200:
+            FAILED[url] = FAILED.get(url, 0) + 1
+    answered[key] = end = time.monotonic()
+    return end - start
+
+
+async def closed_loop(url: str, requests: list[Request], concurrency: int, answered: dict[str, float]) -> float:
+    queue = iter(requests)
+    async with ClientSession(connector=TCPConnector(limit=concurrency)) as session:
+
+        async def worker() -> None:
+            for request in queue:
+                await one(session, url, request, answered)
+
+        start = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(requests) / (time.monotonic() - start)
+
+
+async def open_loop(url: str, requests: list[Request], rate: float, answered: dict[str, float]) -> list[float]:
+    async with ClientSession(connector=TCPConnector(limit=0)) as session:
+        start = time.monotonic()
+        tasks = []
+        for i, request in enumerate(requests):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(session, url, request, answered)))
+        return list(await asyncio.gather(*tasks))
+
+
+def handler_cpu_us(requests: list[Request], corp_id: str) -> float:
+    """Verify + decrypt + parse per message without HTTP or database: the adapter's own CPU cost."""
+    from adapters.wecom import WeComConfig
+    from adapters.wecom.callback import WeComCallback
+    from adapters.wecom.inbound import to_inbound
+
+    class NoInbox:
+        async def accept(self, message: Any) -> bool:
+            return True
+
+    callback = WeComCallback(WeComConfig(corp_id, "1000002", "secret", TOKEN, AES_KEY), NoInbox())
+    start = time.process_time()
+    for _key, query, body in requests:
+        to_inbound(callback.decode(query, body))
+    return (time.process_time() - start) / len(requests) * 1e6
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000 if ordered else float("nan")
+
+
+async def run(args: argparse.Namespace) -> None:
+    ctx = mp.get_context("spawn")
+    ports, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    fake_proc = ctx.Process(target=serve_fake, args=(ports,), daemon=True)
+    fake_proc.start()
+    _, fake = ports.get(timeout=60)
+    servers = tuple(args.servers)
+    procs = [ctx.Process(target=serve, args=(kind, ports, stop, results, fake, args.process_concurrency), daemon=True)
+             for kind in servers]
+    for proc in procs:
+        proc.start()
+    urls = {}
+    for _ in servers:
+        kind, port = ports.get(timeout=120)
+        urls[kind] = f"http://127.0.0.1:{port}/wecom/callback"
+    answered: dict[str, dict[str, float]] = {kind: {} for kind in servers}
+    phases: dict[str, dict[str, list[str]]] = {kind: {} for kind in servers}
+    figures: dict[str, dict[str, float]] = {kind: {} for kind in servers}
+    cpu_us = 0.0
+    try:
+        paced_n = int(args.rate * args.seconds)
+        for kind in servers:  # fresh messages per server: each inbox must accept every one
+            requests = build_requests(100 + paced_n + args.messages, fake["corp_id"])
+            warm, paced, burst = requests[:100], requests[100: 100 + paced_n], requests[100 + paced_n:]
+            await closed_loop(urls[kind], warm, 4, answered[kind])
+            await asyncio.sleep(args.settle)
+            # Steady load first: a burst leaves a processing backlog that would colour it.
+            latencies = await open_loop(urls[kind], paced, args.rate, answered[kind])
+            figures[kind] |= {"p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99)}
+            await asyncio.sleep(args.settle)
+            figures[kind]["rps"] = await closed_loop(urls[kind], burst, args.concurrency, answered[kind])
+            phases[kind] = {"open": [r[0] for r in paced], "burst": [r[0] for r in burst]}
+            if kind == "inbox":
+                cpu_us = handler_cpu_us(burst[:500], fake["corp_id"])
+        await asyncio.sleep(args.settle)  # let the app process and deliver what it accepted
+        stop.set()
+        reports = {}
+        for _ in servers:
+            kind, commits, counts = results.get(timeout=300)
+            reports[kind] = (commits, counts)
+    finally:
+        for proc in [*procs, fake_proc]:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+
+    print(f"SQLite inbox, {mp.cpu_count()} CPUs. Open loop: {args.rate:g} messages/s for {args.seconds:g} s; "
+          f"then a burst of {args.messages} messages from {args.concurrency} concurrent clients.")
+    print("'after commit' = inbox row committed (server) → answer received (client).")
+    print(f"{'':<6} {'open loop':^40} │ {'burst':^40}")
+    print(f"{'server':<6} {'p50 ms':>8} {'p99 ms':>8} {'after commit p99':>16} {'max':>6} │ "
+          f"{'msgs/s':>9} {'after commit p99':>16} {'max':>6} {'>100ms':>6}")
+    for kind in servers:
+        f, commits = figures[kind], reports[kind][0]
+
+        def after(keys: list[str], kind: str = kind, commits: dict[str, float] = commits) -> list[float]:
+            return [answered[kind][k] - commits[k] for k in keys if k in commits and k in answered[kind]]
+
+        steady, burst_after = after(phases[kind]["open"]), after(phases[kind]["burst"])
+        slow = sum(1 for a in steady + burst_after if a > 0.1)
+        steady_txt = f"{pct(steady, 0.99):>16.2f} {max(steady) * 1000:>6.1f}" if steady else f"{'—':>16} {'—':>6}"
+        burst_txt = (f"{pct(burst_after, 0.99):>16.2f} {max(burst_after) * 1000:>6.1f} {slow:>6}" if burst_after
+                     else f"{'—':>16} {'—':>6} {'—':>6}")
+        print(f"{kind:<6} {f['p50']:>8.2f} {f['p99']:>8.2f} {steady_txt} │ {f['rps']:>9.0f} {burst_txt}")
+    for kind in servers:
+        if FAILED.get(urls[kind]):
+            print(f"{kind}: {FAILED[urls[kind]]} answers were not 200 (WeCom would retry them)")
+    e = figures.get("echo")
+    for kind in [k for k in ("inbox", "app") if k in servers and e]:
+        f = figures[kind]
+        assert e is not None
+        print(f"ratio {kind}/echo: burst throughput {f['rps'] / e['rps']:.3f}x, "
+              f"open-loop p99 {f['p99'] / e['p99']:.1f}x")
+    print(f"adapter CPU per message (verify + decrypt + parse, no HTTP, no database): {cpu_us:.0f} µs")
+    for kind in [k for k in ("inbox", "app") if k in servers]:
+        ok = figures[kind]["p99"] <= 50
+        print(f"target p99 ≤ 50 ms at {args.rate:g} msgs/s ({kind}): {'met' if ok else 'NOT met'} "
+              f"({figures[kind]['p99']:.2f} ms)")
+    if "app" in servers:
+        print(f"app {args.settle:g} s after the last message: {reports['app'][1]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000, help="closed-loop messages per server")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=200.0, help="open-loop messages/s")
+    parser.add_argument("--seconds", type=float, default=5.0, help="open-loop duration")
+    parser.add_argument("--process-concurrency", type=int, default=0,
+                        help="experiment: bound the app's concurrent inbox processing (0: as built)")
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds the app gets to catch up between phases")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Composition root: settings, aiohttp app, CLI, worker, conversation flows."""

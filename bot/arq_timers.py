@@ -1,0 +1,75 @@
+"""arq/Redis as the alarm clock for durable timers (REDIS_URL set).
+
+The timer row stays the truth. After a transaction that (re)scheduled timers commits, one
+deferred arq job per timer is enqueued with the deterministic id `timer:{id}:{generation}`:
+enqueueing the same alarm twice is a no-op, and a rescheduled timer (new generation) gets a new
+job while the old one finds a stale generation and does nothing. A lost job (Redis flushed,
+enqueue failed, crash between commit and enqueue) is recovered by the worker's periodic sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
+
+from core.repository import TimerRow
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAME = "ticketbot:timers"
+FIRE_FUNCTION = "fire_timer"
+# arq scores are whole milliseconds; defer by one more so a job never starts before due_at.
+_ROUNDING = timedelta(milliseconds=1)
+
+
+def timer_job_id(timer_id: int, generation: int) -> str:
+    return f"timer:{timer_id}:{generation}"
+
+
+def latest_generations(timers: Iterable[TimerRow]) -> list[TimerRow]:
+    """One entry per timer id, the newest generation (a command may reschedule a timer twice)."""
+    newest: dict[int, TimerRow] = {}
+    for timer in timers:
+        if timer.id not in newest or timer.generation > newest[timer.id].generation:
+            newest[timer.id] = timer
+    return list(newest.values())
+
+
+class ArqTimerAlarm:
+    """Enqueues deferred FireTimer jobs; never raises (the sweep is the safety net)."""
+
+    def __init__(self, redis: ArqRedis, queue_name: str = QUEUE_NAME) -> None:
+        self.redis = redis
+        self.queue_name = queue_name
+
+    async def enqueue(self, timers: list[TimerRow]) -> None:
+        for timer in latest_generations(timers):
+            if timer.state != "pending":
+                continue
+            await self.enqueue_one(timer.id, timer.generation, timer.due_at)
+
+    async def existing(self, timers: list[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Which of these (id, generation) alarms Redis holds (queued or running)."""
+        if not timers:
+            return set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for timer_id, generation in timers:
+                pipe.exists(job_key_prefix + timer_job_id(timer_id, generation))
+            found = await pipe.execute()
+        return {timer for timer, exists in zip(timers, found, strict=True) if exists}
+
+    async def enqueue_one(self, timer_id: int, generation: int, due_at: datetime) -> bool:
+        """True when a job was enqueued, False when it already exists (or Redis failed)."""
+        try:
+            job = await self.redis.enqueue_job(
+                FIRE_FUNCTION, timer_id, generation, _job_id=timer_job_id(timer_id, generation),
+                _queue_name=self.queue_name, _defer_until=due_at + _ROUNDING,
+            )
+        except Exception:  # Redis down must not fail a committed command; the sweep recovers
+            log.warning("could not enqueue timer %s:%s; the sweep will fire it", timer_id, generation, exc_info=True)
+            return False
+        return job is not None

@@ -1,0 +1,121 @@
+"""Background loops of one process: inbox processing and outbox delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from core.errors import DeliveryRejected, DeliveryRetryLater
+from core.ports import ChannelSender, OutboundDelivery
+from storage.inbox import SqlInbox
+from storage.outbox import ClaimedDelivery, SqlOutbox
+
+log = logging.getLogger(__name__)
+
+
+class InboxProcessor:
+    """Processes inbox rows: right after they are accepted, and by a sweep after a crash."""
+
+    def __init__(self, inbox: SqlInbox, handle: object, *, concurrency: int = 4) -> None:
+        self.inbox = inbox
+        self._handle = handle  # async (InboundMessage) -> None
+        self._tasks: set[asyncio.Task[None]] = set()
+        # A burst must not starve the inbox inserts that acknowledge platforms: background
+        # processing takes at most `concurrency` database connections at a time.
+        self._slots = asyncio.Semaphore(concurrency)
+
+    def schedule(self, row_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._process_in_slot(row_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _process_in_slot(self, row_id: int) -> None:
+        async with self._slots:
+            await self.process(row_id)
+
+    async def process(self, row_id: int) -> None:
+        message = await self.inbox.claim(row_id)
+        if message is None:
+            return
+        try:
+            await self._handle(message)  # type: ignore[operator]
+        except Exception as error:
+            log.exception("inbox row %s failed", row_id)
+            await self.inbox.finish(row_id, error=f"{type(error).__name__}: {error}")
+        else:
+            await self.inbox.finish(row_id)
+
+    async def sweep(self) -> int:
+        ids = await self.inbox.stale_pending(timedelta(seconds=10))
+        for row_id in ids:
+            await self.process(row_id)
+        return len(ids)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+class OutboxDispatcher:
+    """Delivers pending outbox rows through the platform senders, with retries and backoff."""
+
+    def __init__(self, outbox: SqlOutbox, senders: dict[str, ChannelSender]) -> None:
+        self.outbox = outbox
+        self.senders = senders
+        self.wake = asyncio.Event()
+
+    async def run_once(self) -> int:
+        await self.outbox.requeue_stuck()
+        claimed = await self.outbox.claim_due(set(self.senders))
+        if claimed:
+            await asyncio.gather(*(self._deliver(item) for item in claimed))
+        return len(claimed)
+
+    async def _deliver(self, item: ClaimedDelivery) -> None:
+        sender = self.senders[item.channel]
+        try:
+            external = await self._external_id(item)
+            if external is None:
+                await self.outbox.mark_dead(item.outbox_id, f"recipient {item.recipient_id} has no {item.channel} id")
+                return
+            card_ref = None
+            if item.notification.replaces_card_id:
+                card_ref = await self.outbox.card_ref(item.notification.replaces_card_id, item.channel)
+            receipt = await sender.send(OutboundDelivery(
+                outbox_id=item.outbox_id, platform=item.channel, recipient_external_id=external,
+                notification=item.notification, attempt=item.attempt, card_ref=card_ref,
+                reply_context=item.reply_context))
+        except DeliveryRetryLater as error:
+            log.warning("delivery %s retry later: %s", item.outbox_id, error.reason)
+            await self.outbox.mark_retry(item.outbox_id, item.attempt, error.reason, error.retry_after_s)
+            return
+        except DeliveryRejected as error:
+            log.error("delivery %s rejected: %s", item.outbox_id, error.reason)
+            await self.outbox.mark_dead(item.outbox_id, error.reason)
+            return
+        except Exception as error:
+            log.exception("delivery %s failed", item.outbox_id)
+            await self.outbox.mark_retry(item.outbox_id, item.attempt, f"{type(error).__name__}: {error}", None)
+            return
+        card = item.notification.card
+        card_id = card.id if card else item.notification.replaces_card_id
+        if card_id and receipt.card_ref:
+            await self.outbox.remember_card_ref(card_id, item.channel, receipt.card_ref)
+        await self.outbox.mark_sent(item.outbox_id, receipt.external_message_id)
+
+    async def _external_id(self, item: ClaimedDelivery) -> str | None:
+        return await self.outbox.external_id(item.recipient_id, item.channel)
+
+    async def run_forever(self, idle_s: float = 0.5) -> None:
+        while True:
+            try:
+                busy = await self.run_once()
+            except Exception:
+                log.exception("outbox loop error")
+                busy = 0
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=idle_s)
+                self.wake.clear()

@@ -1,0 +1,157 @@
+"""Composition root: wires settings → storage → core → conversation → adapters and loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from typing import Any
+
+from adapters.base import PlatformAdapter
+from bot.conversation import Conversation
+from bot.delivery import InboxProcessor, OutboxDispatcher
+from bot.rulebook import RuleBook
+from bot.service_config import service_config
+from bot.settings import Settings
+from bot.timer_loop import InProcessTimerEngine
+from bot.token_cache import MemoryTokenCache, RedisTokenCache
+from core.clock import SystemClock
+from core.ports import Clock, TokenCache
+from core.service import TicketService
+from storage.database import create_engine, is_sqlite, session_factory
+from storage.inbox import SqlInbox
+from storage.migrate import create_fresh_schema, is_at_head, upgrade
+from storage.outbox import SqlOutbox
+from storage.timer_store import SqlTimerStore
+from storage.unit_of_work import SqlUnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+# Modules that register chat commands (@text_command) and inbound handlers; imported once.
+# bot.commands_sla comes after bot.commands_lifecycle: it wraps the IMAGE handler (customer photos confirm 紧急).
+COMMAND_MODULES: tuple[str, ...] = ("bot.reports", "bot.commands_lifecycle", "bot.commands_sla", "bot.commands_sop",
+                                    "bot.commands_template", "bot.commands_rules", "bot.commands_triage",
+                                    "bot.commands_dispatch", "bot.commands_root_cause",
+                                    "bot.commands_position")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.database_url = settings.resolved_database_url()
+        self.engine = create_engine(self.database_url)
+        self.channels = settings.delivery_channels()
+        self.sessions = session_factory(self.engine)
+        self.rulebook = RuleBook()
+        self.service = TicketService(
+            lambda: SqlUnitOfWork(self.sessions, channels=self.channels), self.clock, self.rulebook,
+            service_config(settings),
+        )
+        for module in COMMAND_MODULES:
+            importlib.import_module(module)
+        self.conversation = Conversation(self.service, {"runtime": self})
+        # SQLite has one connection: one background message at a time keeps inbox inserts quick.
+        self.processor = InboxProcessor(SqlInbox(self.sessions, self.clock), self.conversation.handle,
+                                        concurrency=1 if is_sqlite(self.database_url) else 8)
+        self.inbox = self.processor.inbox
+        self.inbox.on_accepted = self.processor.schedule
+        self.outbox = SqlOutbox(self.sessions, self.clock)
+        self.redis: Any = None
+        self.tokens: TokenCache = MemoryTokenCache()
+        if settings.redis_url:
+            from redis.asyncio import Redis
+
+            self.redis = Redis.from_url(settings.redis_url)
+            self.tokens = RedisTokenCache(self.redis)
+            # arq is the alarm clock: timers get a deferred job right after their transaction commits.
+            from arq.connections import ArqRedis
+
+            from bot.arq_timers import ArqTimerAlarm
+
+            self.service.timers_scheduled = ArqTimerAlarm(ArqRedis(connection_pool=self.redis.connection_pool)).enqueue
+        # Built now (not at start) because their HTTP routes must exist before the app starts.
+        self.adapters: list[PlatformAdapter] = self._build_adapters()
+        self.dispatcher = OutboxDispatcher(self.outbox, {a.platform: a.sender for a in self.adapters})
+        self.timer_store = SqlTimerStore(self.sessions)
+        self.timer_engine = InProcessTimerEngine(self.timer_store, self.service, max_sleep_s=0.5)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def uow(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.sessions, channels=self.channels)
+
+    async def prepare_database(self) -> None:
+        """Migrate to the newest schema and, on an empty database, load the demo directory."""
+        if not await is_at_head(self.engine) and not await create_fresh_schema(self.engine):
+            await asyncio.to_thread(upgrade, self.database_url)
+        if self.settings.load_demo.lower() in {"auto", "on", "yes", "true", "1"}:
+            from bot.demo import directory_is_empty, load_demo
+
+            if await directory_is_empty(self.sessions):
+                added = await load_demo(self.sessions, self.clock.now())
+                log.info("loaded the demo directory (%s people)", added)
+
+    async def start(self, *, background: bool = True) -> None:
+        async with self.uow() as uow:
+            await self.rulebook.refresh(uow)
+        for adapter in self.adapters:
+            await adapter.start()
+        if background:
+            self._spawn(self.dispatcher.run_forever())
+            self._spawn(self._sweep_forever())
+            if not self.settings.redis_url:
+                self._spawn(self.timer_engine.run_forever())
+            # jieba's dictionary load takes ~1 s: do it off the loop so start-up never blocks on it.
+            self._spawn(self.rulebook.warm())
+
+    def _spawn(self, coro: Any) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro))
+
+    async def _sweep_forever(self, every_s: float = 2.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.processor.sweep()
+                async with self.uow() as uow:
+                    await self.rulebook.refresh(uow)
+                    await self._refresh_workflow(uow)
+            except Exception:
+                log.exception("sweep failed")
+
+    async def _refresh_workflow(self, uow: SqlUnitOfWork) -> None:
+        """A template saved in another process applies here without waiting for a lifecycle command."""
+        from core.lifecycle_common import WORKFLOW_KIND, install_workflow, installed_version
+        from core.workflow import Workflow
+
+        latest = await uow.latest_config(WORKFLOW_KIND)
+        if latest is not None and installed_version(self.service) != latest[0]:
+            install_workflow(self.service, latest[0], Workflow.from_dict(latest[1]))
+
+    def _build_adapters(self) -> list[PlatformAdapter]:
+        adapters: list[PlatformAdapter] = []
+        # Platform SDKs are imported only for configured platforms (lark-oapi alone costs ~2.5 s).
+        for enabled, build in (
+            (self.settings.wecom_enabled, "bot.platform_wecom"),
+            (self.settings.feishu_enabled, "bot.platform_feishu"),
+            (self.settings.dingtalk_enabled, "bot.platform_dingtalk"),
+        ):
+            if enabled:
+                adapters.append(importlib.import_module(build).build_adapter(self))
+        return adapters
+
+    async def stop(self) -> None:
+        # Inbound first, so nothing new arrives while the last messages are processed.
+        for adapter in self.adapters:
+            await adapter.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.processor.drain()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()

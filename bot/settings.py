@@ -1,0 +1,102 @@
+"""The one settings object. Read from the environment or a `.env` file.
+
+Every field here is listed in `.env.example` and the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- storage and timers ---
+    data_dir: Path = Field(default=Path("data"), description="Folder for the SQLite file and photos.")
+    database_url: str | None = Field(
+        default=None, description="sqlite:///path or postgresql://user@host/db; default: SQLite under DATA_DIR."
+    )
+    redis_url: str | None = Field(default=None, description="Unset: in-process timers. Set: arq/Redis.")
+    timezone: str = Field(default="Asia/Shanghai", description="The tenant's zone for numbers, hours, SLAs.")
+
+    # --- business calendar and SLA (see core/sla.py, core/business_calendar.py) ---
+    business_hours: str = Field(default="08:00-18:00", description="Working hours in TIMEZONE.")
+    lunch_break: str = Field(default="", description="Optional break inside working hours, e.g. 12:00-13:00.")
+    sla_reminder_lead_minutes: float = Field(default=15.0, description="Strong reminder this long before a deadline.")
+    sla_second_level_minutes: float = Field(default=60.0, description="Escalate to admins if nobody acknowledged.")
+    sla_root_cause_remind_minutes: float = Field(default=240.0, description="Nag interval for a root-cause task.")
+    sla_digest_seconds: float = Field(default=60.0, description="Reminders to one person merge within this window.")
+    sla_pause_states: str = Field(default="waiting_parts,waiting_customer_plan",
+                                  description="States in which the resolution clock stops.")
+    sla_daily_check_hour: int = Field(default=9, description="Local hour of the daily holiday-schedule check.")
+    timer_sweep_seconds: float = Field(default=5.0, description="arq worker: period of the overdue-timer sweep.")
+
+    # --- HTTP ---
+    api_token: str | None = Field(default=None, description="When set, /api/ requires Bearer auth.")
+    playground: str | None = Field(default=None, description="on/off; default on only on a loopback bind.")
+    max_body_bytes: int = Field(default=1_048_576, description="Largest accepted request body.")
+    load_demo: str = Field(default="auto", description="auto: load the demo directory into an empty database.")
+
+    # --- WeCom (企业微信) ---
+    wecom_corp_id: str | None = None
+    wecom_agent_id: str | None = None
+    wecom_secret: str | None = None
+    wecom_token: str | None = None
+    wecom_encoding_aes_key: str | None = None
+    wecom_api_base: str = "https://qyapi.weixin.qq.com/cgi-bin/"
+
+    # --- Feishu (飞书) ---
+    feishu_app_id: str | None = None
+    feishu_app_secret: str | None = None
+    feishu_encrypt_key: str | None = None
+    feishu_verification_token: str | None = None
+    feishu_domain: str = "https://open.feishu.cn"
+    feishu_long_connection: bool = False
+
+    # --- DingTalk (钉钉) ---
+    dingtalk_client_id: str | None = None
+    dingtalk_client_secret: str | None = None
+    dingtalk_robot_code: str | None = None
+    dingtalk_card_template_id: str | None = None
+
+    @property
+    def wecom_enabled(self) -> bool:
+        return all(
+            [self.wecom_corp_id, self.wecom_agent_id, self.wecom_secret, self.wecom_token, self.wecom_encoding_aes_key]
+        )
+
+    @property
+    def feishu_enabled(self) -> bool:
+        return bool(self.feishu_app_id and self.feishu_app_secret)
+
+    @property
+    def dingtalk_enabled(self) -> bool:
+        return bool(self.dingtalk_client_id and self.dingtalk_client_secret)
+
+    def delivery_channels(self) -> frozenset[str]:
+        """Where notifications can be delivered: the playground plus every configured platform."""
+        enabled = {"wecom": self.wecom_enabled, "feishu": self.feishu_enabled, "dingtalk": self.dingtalk_enabled}
+        return frozenset({"local", *(name for name, on in enabled.items() if on)})
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ticketbot.db').resolve()}"
+
+    def playground_enabled(self, host: str) -> bool:
+        if self.playground is not None:
+            return self.playground.strip().lower() in {"on", "1", "true", "yes"}
+        return is_loopback(host)
+
+
+def is_loopback(host: str) -> bool:
+    if host in {"localhost", ""}:
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

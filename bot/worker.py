@@ -1,0 +1,149 @@
+"""`ticketbot worker`: the arq timer engine (REDIS_URL set).
+
+Jobs:
+  * `fire_timer(timer_id, generation)`: deferred to the timer's due_at, enqueued after the
+    scheduling transaction commits (bot.arq_timers); runs FireTimer, which claims the row
+    (generation + state, row lock) so a timer fires once however many workers race for it.
+  * `sweep_timers` (arq cron every TIMER_SWEEP_SECONDS, and at start-up): re-arms the alarm for
+    every pending row that is overdue or due before the next sweep. Deterministic job ids make
+    this a no-op for alarms Redis still holds; after a FLUSHALL, a redeploy or a failed enqueue it
+    puts them back, so nothing is lost and timers due after the next sweep fire on time.
+
+The worker needs no chat platform: timer handlers write outbox rows; the web processes deliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, timedelta
+from typing import Any, cast
+
+from arq.connections import ArqRedis, RedisSettings
+from arq.cron import cron
+from arq.worker import Worker, func
+
+from bot.arq_timers import FIRE_FUNCTION, QUEUE_NAME, ArqTimerAlarm
+from bot.rulebook import RuleBook
+from bot.service_config import service_config, setting
+from bot.settings import Settings
+from core.classification import FaultClassifierPort
+from core.clock import SystemClock
+from core.errors import TicketbotError
+from core.ports import Clock
+from core.service import SYSTEM_ACTOR, TicketService
+from core.timers import FireTimer
+from storage.database import create_engine, session_factory
+from storage.timer_store import SqlTimerStore
+from storage.unit_of_work import SqlUnitOfWork
+
+log = logging.getLogger(__name__)
+
+SWEEP_BATCH = 2000
+
+
+class TimerWorkerStack:
+    """What one worker process needs to fire timers: the database, the service, the alarm clock."""
+
+    def __init__(self, settings: Settings, redis: ArqRedis, *, clock: Clock | None = None,
+                 queue_name: str = QUEUE_NAME) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.engine = create_engine(settings.resolved_database_url())
+        self.sessions = session_factory(self.engine)
+        self.store = SqlTimerStore(self.sessions)
+        self.alarm = ArqTimerAlarm(redis, queue_name)
+        classifier = cast(FaultClassifierPort, RuleBook())  # unused by timers; the service wants one
+        self.service = TicketService(lambda: SqlUnitOfWork(self.sessions, channels=settings.delivery_channels()),
+                                     self.clock, classifier,
+                                     service_config(settings))
+        # Timers scheduled by timer handlers (level 2, digests ...) get their alarm at once too.
+        self.service.timers_scheduled = self.alarm.enqueue
+        self.sweep_every = timedelta(seconds=float(setting(settings, "timer_sweep_seconds")))
+
+    async def fire(self, timer_id: int, generation: int) -> bool:
+        try:
+            return bool(await self.service.handle(FireTimer(timer_id, generation), SYSTEM_ACTOR))
+        except TicketbotError as error:
+            log.warning("timer %s:%s: %s", timer_id, generation, error.user_message)
+            return False
+
+    async def sweep(self) -> int:
+        """Re-arm alarms for overdue and soon-due rows; returns how many jobs were (re)enqueued."""
+        horizon = self.clock.now() + self.sweep_every + timedelta(seconds=1)
+        candidates = await self.store.pending_due_before(horizon, limit=SWEEP_BATCH)
+        # One round trip tells which alarms Redis still holds; only the missing ones are enqueued.
+        present = await self.alarm.existing([(timer_id, generation) for timer_id, generation, _ in candidates])
+        enqueued = 0
+        for timer_id, generation, due_at in candidates:
+            if (timer_id, generation) not in present and await self.alarm.enqueue_one(timer_id, generation, due_at):
+                enqueued += 1
+        if enqueued:
+            log.info("sweep re-armed %s timer alarm(s)", enqueued)
+        return enqueued
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def fire_timer(ctx: dict[str, Any], timer_id: int, generation: int) -> bool:
+    stack: TimerWorkerStack = ctx["stack"]
+    return await stack.fire(timer_id, generation)
+
+
+async def sweep_timers(ctx: dict[str, Any]) -> int:
+    stack: TimerWorkerStack = ctx["stack"]
+    return await stack.sweep()
+
+
+def build_worker(
+    settings: Settings,
+    *,
+    burst: bool = False,
+    clock: Clock | None = None,
+    queue_name: str = QUEUE_NAME,
+    max_jobs: int = 20,
+    poll_delay_s: float = 0.1,
+    handle_signals: bool = True,
+) -> Worker:
+    if not settings.redis_url:
+        raise ValueError("REDIS_URL is not set: the arq worker needs Redis (without it, `serve` fires timers itself)")
+    sweep_seconds = max(1, int(float(setting(settings, "timer_sweep_seconds"))))
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["stack"] = TimerWorkerStack(settings, ctx["redis"], clock=clock, queue_name=queue_name)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        stack: TimerWorkerStack | None = ctx.get("stack")
+        if stack is not None:
+            await stack.close()
+
+    return Worker(
+        functions=[func(fire_timer, name=FIRE_FUNCTION, keep_result=0, max_tries=1)],
+        cron_jobs=[cron(sweep_timers, name="sweep_timers", second=set(range(0, 60, sweep_seconds)),
+                        run_at_startup=True, unique=True, keep_result=0, max_tries=1)],
+        queue_name=queue_name,
+        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        burst=burst,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        max_jobs=max_jobs,
+        poll_delay=poll_delay_s,
+        handle_signals=handle_signals,
+        keep_result=0,
+        timezone=UTC,
+        log_results=False,
+    )
+
+
+async def run_worker(settings: Settings, *, burst: bool = False) -> None:
+    worker = build_worker(settings, burst=burst)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+
+
+def main(settings: Settings, *, burst: bool = False) -> int:
+    asyncio.run(run_worker(settings, burst=burst))
+    return 0

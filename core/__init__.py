@@ -1,0 +1,1 @@
+"""Platform-, SQL- and HTTP-free domain core of ticketbot."""

@@ -1,0 +1,59 @@
+"""Commands: the only thing that crosses the adapter boundary inward.
+
+Each is a small frozen dataclass; `TicketService.handle(command, actor)` runs the
+handler registered for its type inside one unit of work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFault:
+    text: str
+    subject: str = ""
+    lat: float | None = None
+    lng: float | None = None
+    priority: str | None = None
+    impact: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListMyTickets:
+    limit: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ShowTicket:
+    number: str
+
+
+@dataclass(frozen=True, slots=True)
+class PressCardAction:
+    card_id: str
+    action: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """Move a ticket by a named workflow step (e.g. "start_work"), checked by the workflow."""
+
+    number: str
+    name: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportPosition:
+    lat: float
+    lng: float
+
+
+@dataclass(frozen=True, slots=True)
+class AddPhoto:
+    sha256: str
+    path: str
+    size: int
+    number: str | None = None  # None: the actor's current job

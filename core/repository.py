@@ -1,0 +1,152 @@
+"""The persistence port. storage/ implements it with sqlmodel on SQLite or PostgreSQL.
+
+One unit of work is one database transaction: everything a command changes (ticket,
+audit events, outbox rows, cards, timers) commits together or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from core.cards import Card, Notification
+from core.dispatch_store import DispatchStore
+from core.model import AuditEvent, Person, Role, Ticket, TicketStatus
+from core.photos import PhotoRecord
+
+
+@dataclass(slots=True)
+class StoredCard:
+    card: Card
+    recipient_id: str
+    ticket_number: str | None
+    state: str  # "open" or "used"
+    created_at: datetime
+    used_by: str | None = None
+    used_action: str | None = None
+
+
+@dataclass(slots=True)
+class TimerRow:
+    id: int
+    kind: str
+    ticket_number: str | None
+    due_at: datetime
+    generation: int
+    state: str  # pending, fired, cancelled
+    payload: dict[str, Any]
+
+
+class UnitOfWork(Protocol):
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    # --- tickets ---
+    async def next_ticket_sequence(self, day: date) -> int: ...
+
+    async def add_ticket(self, ticket: Ticket) -> Ticket: ...
+
+    async def save_ticket(self, ticket: Ticket) -> None:
+        """Write back; raises core.errors.Conflict when someone saved it meanwhile."""
+        ...
+
+    async def get_ticket(self, number: str, *, lock: bool = False) -> Ticket | None: ...
+
+    async def list_tickets(
+        self,
+        *,
+        customer_id: str | None = None,
+        assignee_id: str | None = None,
+        statuses: set[TicketStatus] | None = None,
+        limit: int = 50,
+    ) -> list[Ticket]: ...
+
+    # --- people ---
+    async def get_person(self, person_id: str) -> Person | None: ...
+
+    async def person_by_identity(self, platform: str, external_id: str) -> Person | None: ...
+
+    async def external_id(self, person_id: str, platform: str) -> str | None: ...
+
+    async def add_person(self, person: Person, identities: dict[str, str] | None = None) -> None: ...
+
+    async def save_person(self, person: Person) -> None: ...
+
+    async def link_identity(self, person_id: str, platform: str, external_id: str) -> None:
+        """Map a platform user id to an existing person (replacing an older mapping of that id)."""
+        ...
+
+    async def list_people(self, role: Role | None = None) -> list[Person]: ...
+
+    # --- technicians ---
+    async def update_technician_position(self, person_id: str, lat: float, lng: float, at: datetime) -> bool:
+        """Record a technician's last known position; False when the person is no technician."""
+        ...
+
+    async def add_technician_rating(self, person_id: str, rating: int) -> None: ...
+
+    def dispatch_store(self) -> DispatchStore:
+        """The technician directory (dispatch's port) on this unit of work's transaction."""
+        ...
+
+    # --- photos (evidence; the bytes are stored outside, by hash) ---
+    async def add_photo(self, photo: PhotoRecord) -> None: ...
+
+    async def list_photos(self, ticket_number: str) -> list[PhotoRecord]: ...
+
+    # --- audit (append-only, hash-chained) ---
+    async def append_audit(
+        self, *, kind: str, actor_id: str, at: datetime, payload: dict[str, Any], ticket_number: str | None
+    ) -> None: ...
+
+    async def audit_for_ticket(self, number: str) -> list[AuditEvent]: ...
+
+    # --- outbox ---
+    async def enqueue(self, notification: Notification, *, at: datetime, reply_context: dict[str, Any] | None) -> int:
+        ...
+
+    # --- cards ---
+    async def save_card(self, card: Card, *, recipient_id: str, ticket_number: str | None, at: datetime) -> None: ...
+
+    async def get_card(self, card_id: str, *, lock: bool = False) -> StoredCard | None: ...
+
+    async def close_card(self, card_id: str, *, card: Card, by: str, action: str, at: datetime) -> bool:
+        """Mark an open card used; False when it was already used (someone was first)."""
+        ...
+
+    # --- durable timers ---
+    async def schedule_timer(
+        self, *, kind: str, ticket_number: str | None, due_at: datetime, payload: dict[str, Any]
+    ) -> TimerRow:
+        """Create or move the (kind, ticket) timer; bumps its generation so old alarms go stale."""
+        ...
+
+    async def cancel_timers(self, ticket_number: str, kinds: set[str] | None = None) -> int: ...
+
+    async def get_timer(self, kind: str, ticket_number: str | None, *, lock: bool = False) -> TimerRow | None:
+        """The (kind, ticket) timer row in any state, or None."""
+        ...
+
+    # Timers (re)scheduled in this unit of work, in order; the service hands them to the alarm
+    # clock (arq) after the commit.
+    scheduled_timers: list[TimerRow]
+
+    async def claim_timer(self, timer_id: int, generation: int, now: datetime) -> TimerRow | None:
+        """Mark a pending, due timer of this generation fired (locked); None when stale or early."""
+        ...
+
+    # --- versioned configuration (rules, SLA matrix, dispatch policy, workflow) ---
+    async def latest_config(self, kind: str) -> tuple[int, dict[str, Any]] | None: ...
+
+    async def save_config(self, kind: str, payload: dict[str, Any], *, actor_id: str, note: str, at: datetime,
+                          based_on: int | None = None) -> int:
+        """Append the next version of `kind`. `based_on` is the version the payload was derived from:
+        when another version landed since, raises core.errors.StaleRead (the command is re-run)."""
+
+    async def config_history(self, kind: str, limit: int = 20) -> list[dict[str, Any]]: ...
+
+    async def config_version(self, kind: str, version: int) -> dict[str, Any] | None: ...

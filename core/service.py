@@ -1,0 +1,209 @@
+"""TicketService: runs commands inside one unit of work and collects what to tell whom.
+
+Handlers live in small modules (core/intake.py, core/lifecycle.py, ...) and register
+themselves with `@handles(CommandType)`. A handler gets a `Context` with the unit of
+work, the clock, the actor and helpers that keep the rules in one place: every state
+change goes through `ctx.move`, every fact through `ctx.audit`, every message through
+`ctx.notify` (an outbox row in the same transaction).
+"""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from core.cards import Card, Notification
+from core.classification import FaultClassifierPort
+from core.errors import NotAllowed, NotFound, StaleRead
+from core.model import Person, Role, Ticket
+from core.ports import Clock
+from core.repository import TimerRow, UnitOfWork
+from core.sla_settings import SlaSettings
+from core.workflow import Workflow, repair_service_workflow
+
+# Feature modules that register handlers, guards and hooks. Order matters for hooks:
+# deadlines are set (SLA) before a technician is offered the job (dispatch).
+STALE_READ_ATTEMPTS = 3  # one per admin saving at the same moment is plenty
+HANDLER_MODULES: tuple[str, ...] = (
+    "core.intake",
+    "core.replies",
+    "core.transitions",
+    "core.timers",
+    "core.sla_tracking",
+    "core.dispatching", "core.dispatch_admin",
+    "core.escalation",
+    "core.sla_admin",
+    "core.lifecycle", "core.signoff", "core.parts", "core.rework", "core.lifecycle_sop", "core.lifecycle_template",
+    "core.admin_audit", "core.triage",
+)
+
+SYSTEM_ACTOR = Person(id="system", name="系统", role=Role.ADMIN)
+
+C = TypeVar("C")
+Handler = Callable[["Context", Any], Awaitable[Any]]
+_HANDLERS: dict[type, Handler] = {}
+# Guards named in the workflow table, registered by the modules that know them.
+Guard = Callable[["Context", Ticket], Awaitable[None]]
+_GUARDS: dict[str, Guard] = {}
+# Things to do after a move into a state (e.g. dispatch on pending_dispatch), by module.
+AfterMove = Callable[["Context", Ticket, str], Awaitable[None]]
+_AFTER_MOVE: list[AfterMove] = []
+# Told after a command's transaction committed which timers it scheduled (the arq alarm clock
+# enqueues them); never before the commit, so a worker cannot fire a row it cannot see yet.
+TimersScheduled = Callable[[list[TimerRow]], Awaitable[None]]
+
+
+def handles(command_type: type[C]) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        _HANDLERS[command_type] = fn
+        return fn
+
+    return register
+
+
+def guard(name: str) -> Callable[[Guard], Guard]:
+    def register(fn: Guard) -> Guard:
+        _GUARDS[name] = fn
+        return fn
+
+    return register
+
+
+def after_move(fn: AfterMove) -> AfterMove:
+    _AFTER_MOVE.append(fn)
+    return fn
+
+
+@dataclass(slots=True)
+class ServiceConfig:
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    workflow: Workflow = field(default_factory=repair_service_workflow)
+    number_prefix: str = "GD"
+    sla: SlaSettings = field(default_factory=SlaSettings)
+
+
+@dataclass(slots=True)
+class Context:
+    uow: UnitOfWork
+    clock: Clock
+    actor: Person
+    service: TicketService
+    reply_context: dict[str, Any] = field(default_factory=dict)
+    now: datetime = field(init=False)
+    notifications: list[Notification] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.now = self.clock.now()
+
+    @property
+    def config(self) -> ServiceConfig:
+        return self.service.config
+
+    async def audit(self, kind: str, payload: dict[str, Any], ticket: Ticket | None = None) -> None:
+        await self.uow.append_audit(
+            kind=kind,
+            actor_id=self.actor.id,
+            at=self.now,
+            payload=payload,
+            ticket_number=ticket.number if ticket else None,
+        )
+
+    async def notify(self, notification: Notification) -> None:
+        # Replies to the actor carry the inbound reply context (e.g. a session webhook).
+        reply_context = self.reply_context if notification.recipient_id == self.actor.id else None
+        await self.uow.enqueue(notification, at=self.now, reply_context=reply_context)
+        self.notifications.append(notification)
+
+    async def tell(self, person_id: str, text: str, *, ticket: Ticket | None = None, urgent: bool = False) -> None:
+        await self.notify(
+            Notification(recipient_id=person_id, text=text, ticket_number=ticket.number if ticket else None,
+                         urgent=urgent)
+        )
+
+    async def send_card(self, person_id: str, card: Card, *, text: str | None = None) -> None:
+        await self.uow.save_card(card, recipient_id=person_id, ticket_number=card.ticket_number, at=self.now)
+        await self.notify(Notification(recipient_id=person_id, text=text, card=card, urgent=card.urgent,
+                                       ticket_number=card.ticket_number))
+
+    def new_card_id(self, kind: str) -> str:
+        # Short, URL- and WeCom-task_id-safe (letters, digits, '_', '-'), unique.
+        return f"{kind}-{uuid.uuid4().hex[:20]}"
+
+    async def ticket(self, number: str, *, lock: bool = True) -> Ticket:
+        ticket = await self.uow.get_ticket(number.strip().upper(), lock=lock)
+        if ticket is None:
+            raise NotFound(f"没有找到工单 {number}。", number=number)
+        return ticket
+
+    async def move(self, ticket: Ticket, name: str, *, payload: dict[str, Any] | None = None,
+                   as_system: bool = False) -> Ticket:
+        """Apply a workflow transition: check state, role and guards; save; audit; run after-move hooks."""
+        role = None if as_system or self.actor.id == SYSTEM_ACTOR.id else self.actor.role
+        step = self.config.workflow.check(ticket.status, name, role)
+        for guard_name in step.guards:
+            check = _GUARDS.get(guard_name)
+            if check is not None:
+                await check(self, ticket)
+        before = ticket.status
+        ticket.status = step.target
+        ticket.updated_at = self.now
+        if step.target.value == "closed":
+            ticket.closed_at = self.now
+        await self.uow.save_ticket(ticket)
+        await self.audit(
+            "status_changed",
+            {"transition": name, "from": before.value, "to": step.target.value, **(payload or {})},
+            ticket,
+        )
+        for hook in _AFTER_MOVE:
+            await hook(self, ticket, name)
+        return ticket
+
+    def require_role(self, *roles: Role) -> None:
+        if self.actor.role not in roles:
+            raise NotAllowed("抱歉，您没有权限执行这个操作。", role=self.actor.role.value)
+
+
+class TicketService:
+    def __init__(
+        self,
+        uow_factory: Callable[[], UnitOfWork],
+        clock: Clock,
+        classifier: FaultClassifierPort,
+        config: ServiceConfig | None = None,
+    ) -> None:
+        self.uow_factory = uow_factory
+        self.clock = clock
+        self.classifier = classifier
+        self.config = config or ServiceConfig()
+        self.timers_scheduled: TimersScheduled | None = None
+        # Modules with handlers register themselves on import; importing them here once
+        # keeps the registry complete whoever builds the service.
+        for module in HANDLER_MODULES:
+            importlib.import_module(module)
+
+    async def handle(self, command: object, actor: Person, *, reply_context: dict[str, Any] | None = None) -> Any:
+        """Run one command in one transaction. Domain errors roll everything back."""
+        handler = _HANDLERS.get(type(command))
+        if handler is None:
+            raise NotFound(f"不支持的操作：{type(command).__name__}")
+        for attempt in range(STALE_READ_ATTEMPTS):
+            try:
+                async with self.uow_factory() as uow:
+                    ctx = Context(uow=uow, clock=self.clock, actor=actor, service=self,
+                                  reply_context=reply_context or {})
+                    result = await handler(ctx, command)
+                    await uow.commit()
+                break
+            except StaleRead:
+                # Rolled back whole (audit and outbox included): running again is safe.
+                if attempt == STALE_READ_ATTEMPTS - 1:
+                    raise
+        if self.timers_scheduled is not None and uow.scheduled_timers:
+            await self.timers_scheduled(list(uow.scheduled_timers))
+        return result

@@ -1,0 +1,1 @@
+"""Persistence: sqlmodel tables, Alembic migrations, the unit of work, inbox and outbox."""

@@ -1,0 +1,5 @@
+"""Storage errors (root of this package)."""
+
+
+class StorageError(Exception):
+    pass

@@ -1,0 +1,97 @@
+"""The inbox: every inbound event is stored once, before the platform is acknowledged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.inbound import InboundMessage
+from core.ports import Clock
+from storage.tables import InboxRow
+
+MAX_INBOX_ATTEMPTS = 5
+
+# Built once, run with parameters: every inbound message goes through these (see storage/unit_of_work.py).
+_CLAIM = (update(InboxRow).where(InboxRow.id == bindparam("w_id"), InboxRow.status == "pending")
+          .values(status="processing", attempts=InboxRow.attempts + 1, processed_at=bindparam("w_now"))
+          .returning(InboxRow.payload))
+_FINISH = update(InboxRow).where(InboxRow.id == bindparam("w_id")).values(
+    status="done", error=None, processed_at=bindparam("w_now"))
+_ACCEPT: dict[str, Any] = {}  # dialect name → insert ... on conflict do nothing returning id
+
+
+def _accept_statement(dialect: str) -> Any:
+    if dialect not in _ACCEPT:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        _ACCEPT[dialect] = (insert(InboxRow).on_conflict_do_nothing(index_elements=["platform", "event_key"])
+                            .returning(InboxRow.id))
+    return _ACCEPT[dialect]
+
+
+class SqlInbox:
+    """Implements core.ports.InboxPort. `on_accepted(row_id)` is told about each new row."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock,
+        on_accepted: Callable[[int], None] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self.on_accepted = on_accepted
+
+    async def accept(self, message: InboundMessage) -> bool:
+        return await self.accept_row(message) is not None
+
+    async def accept_row(self, message: InboundMessage, *, schedule: bool = True) -> int | None:
+        """Insert; the row id for a new event, None for a redelivery. Committed on return.
+
+        `schedule=False` when the caller processes the row itself (the playground waits for it)."""
+        async with self._sessions() as session, session.begin():
+            conn = await session.connection()
+            row_id = (await conn.execute(_accept_statement(conn.dialect.name), {
+                "platform": message.platform, "event_key": message.event_key[:255], "received_at": self._clock.now(),
+                "payload": message.to_dict(), "status": "pending", "attempts": 0})).scalar_one_or_none()
+        if row_id is not None and schedule and self.on_accepted is not None:
+            self.on_accepted(int(row_id))
+        return int(row_id) if row_id is not None else None
+
+    async def claim(self, row_id: int) -> InboundMessage | None:
+        """Take a pending row for processing; None if another worker has it or it is done."""
+        async with self._sessions() as session, session.begin():
+            conn = await session.connection()
+            payload = (await conn.execute(_CLAIM, {"w_id": row_id, "w_now": self._clock.now()})).scalar_one_or_none()
+        return InboundMessage.from_dict(payload) if payload is not None else None
+
+    async def finish(self, row_id: int, *, error: str | None = None) -> None:
+        if error is None:
+            # The common case in one statement (a missing row is simply not updated).
+            async with self._sessions() as session, session.begin():
+                await (await session.connection()).execute(_FINISH, {"w_id": row_id, "w_now": self._clock.now()})
+            return
+        async with self._sessions() as session, session.begin():
+            row = await session.get(InboxRow, row_id)
+            if row is None:
+                return
+            # Unexpected failure: back to pending for the sweeper, until it gives up.
+            row.status = "failed" if row.attempts >= MAX_INBOX_ATTEMPTS else "pending"
+            row.error = error[:2000]
+            row.processed_at = self._clock.now()
+
+    async def stale_pending(self, older_than: timedelta, limit: int = 100) -> list[int]:
+        """Rows nobody finished: a crash between commit and processing, or a retry after an error."""
+        cutoff: datetime = self._clock.now() - older_than
+        async with self._sessions() as session:
+            stuck = update(InboxRow).where(InboxRow.status == "processing",
+                                           InboxRow.processed_at < cutoff - timedelta(minutes=5))
+            await session.execute(stuck.values(status="pending"))
+            await session.commit()
+            rows = await session.execute(
+                select(InboxRow.id).where(InboxRow.status == "pending", InboxRow.received_at < cutoff)
+                .order_by(InboxRow.id).limit(limit)
+            )
+            return [int(r) for r in rows.scalars()]

@@ -1,0 +1,131 @@
+"""The outbox: notifications are rows; a dispatcher delivers them with retries and backoff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.cards import Notification
+from core.ports import Clock
+from storage.tables import CardRow, IdentityRow, OutboxRow
+
+MAX_DELIVERY_ATTEMPTS = 12
+
+
+@dataclass(slots=True)
+class ClaimedDelivery:
+    outbox_id: int
+    recipient_id: str
+    channel: str
+    notification: Notification
+    reply_context: dict[str, Any]
+    attempt: int
+
+
+class SqlOutbox:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    async def claim_due(self, channels: set[str], limit: int = 50) -> list[ClaimedDelivery]:
+        """Claim due rows for these channels. SKIP LOCKED lets several senders share the table."""
+        if not channels:
+            return []
+        now = self._clock.now()
+        async with self._sessions() as session, session.begin():
+            stmt = (
+                select(OutboxRow)
+                .where(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= now,
+                       OutboxRow.channel.in_(sorted(channels)))  # type: ignore[attr-defined]
+                .order_by(OutboxRow.id)  # type: ignore[arg-type]
+                .limit(limit)
+            )
+            if session.bind.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = list((await session.execute(stmt)).scalars())
+            claimed = []
+            for row in rows:
+                row.status = "sending"
+                row.attempts += 1
+                # If this process dies mid-send, the row becomes due again after a while.
+                row.next_attempt_at = now + timedelta(minutes=2)
+                claimed.append(ClaimedDelivery(row.id or 0, row.recipient_id, row.channel,
+                                               Notification.from_dict(row.payload), dict(row.reply_context or {}),
+                                               row.attempts))
+        return claimed
+
+    async def mark_sent(self, outbox_id: int, external_id: str | None) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(
+                status="sent", sent_at=self._clock.now(), external_id=external_id, error=None))
+
+    async def mark_retry(self, outbox_id: int, attempt: int, reason: str, retry_after_s: float | None) -> None:
+        backoff = min(600.0, 2.0 ** attempt)
+        delay = max(backoff, retry_after_s or 0.0)
+        status = "dead" if attempt >= MAX_DELIVERY_ATTEMPTS else "pending"
+        async with self._sessions() as session, session.begin():
+            await session.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(
+                status=status, error=reason[:2000], next_attempt_at=self._clock.now() + timedelta(seconds=delay)))
+
+    async def mark_dead(self, outbox_id: int, reason: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(
+                status="dead", error=reason[:2000]))
+
+    async def requeue_stuck(self) -> int:
+        """'sending' rows whose sender died: due again (their next_attempt_at has passed)."""
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(update(OutboxRow).where(
+                OutboxRow.status == "sending", OutboxRow.next_attempt_at <= self._clock.now()).values(status="pending"))
+            return int(result.rowcount or 0)
+
+    async def external_id(self, person_id: str, platform: str) -> str | None:
+        async with self._sessions() as session:
+            stmt = select(IdentityRow.external_id).where(IdentityRow.person_id == person_id,
+                                                         IdentityRow.platform == platform)
+            return (await session.execute(stmt)).scalars().first()
+
+    async def card_ref(self, card_id: str, platform: str) -> dict[str, Any] | None:
+        async with self._sessions() as session:
+            row = await session.get(CardRow, card_id)
+            return (row.platform_refs or {}).get(platform) if row else None
+
+    async def remember_card_ref(self, card_id: str, platform: str, ref: dict[str, Any]) -> None:
+        async with self._sessions() as session, session.begin():
+            row = await session.get(CardRow, card_id, with_for_update=True)
+            if row is not None:
+                refs = dict(row.platform_refs or {})
+                refs[platform] = ref
+                row.platform_refs = refs
+
+    async def local_messages(self, person_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        """What the playground shows a person: local-channel notifications, oldest first,
+        each card in its latest state (updated in place after a press)."""
+        async with self._sessions() as session:
+            rows = list((await session.execute(
+                select(OutboxRow).where(OutboxRow.recipient_id == person_id, OutboxRow.channel == "local")
+                .order_by(OutboxRow.id.desc()).limit(limit)  # type: ignore[union-attr]
+            )).scalars())[::-1]
+            card_ids = [r.payload["card"]["id"] for r in rows if r.payload.get("card")]
+            cards: dict[str, CardRow] = {}
+            if card_ids:
+                found = await session.execute(select(CardRow).where(CardRow.id.in_(card_ids)))  # type: ignore[attr-defined]
+                cards = {c.id: c for c in found.scalars()}
+        items = []
+        for row in rows:
+            payload = row.payload
+            if payload.get("replaces_card_id") and not payload.get("text"):
+                continue  # an in-place update, already reflected in the original item
+            item: dict[str, Any] = {"id": row.id, "at": row.created_at.isoformat(), "text": payload.get("text"),
+                                    "urgent": payload.get("urgent", False)}
+            if payload.get("card"):
+                card_row = cards.get(payload["card"]["id"])
+                card = dict(card_row.payload) if card_row else payload["card"]
+                card["state"] = card_row.state if card_row else "open"
+                item["card"] = card
+            items.append(item)
+        return items

@@ -1,0 +1,227 @@
+"""SqlDispatchStore: core.dispatch_store.DispatchStore on the unit of work's session.
+
+Profiles come from people + technicians + stores; loads and acceptances are derived from tickets
+and the audit trail by core/dispatch_live.py, which also reads the audit chain here as its change feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.dispatch_geo import GeoPoint
+from core.dispatch_store import GENESIS_HASH, ChainMark, PositionReport, Store, TechnicianEntry
+from core.errors import InvalidInput
+from core.model import AuditEvent, Role, TicketStatus
+from storage.tables import (
+    AuditEventRow,
+    AuditHeadRow,
+    CardRow,
+    IdentityRow,
+    PersonRow,
+    StoreRow,
+    TechnicianRow,
+    TicketRow,
+)
+
+ACCEPTED_KIND = "offer_accepted"
+_IN_CHUNK = 500  # ids per IN (...) list: well below SQLite's and asyncpg's parameter limits
+
+
+def _point(lat: float | None, lng: float | None) -> GeoPoint | None:
+    if lat is None or lng is None:
+        return None
+    try:
+        return GeoPoint(lat, lng)
+    except InvalidInput:
+        return None  # a corrupt coordinate must not stop dispatch; the technician just has no position
+
+
+def _chunks(values: Collection[str]) -> list[list[str]]:
+    items = sorted(set(values))
+    return [items[i:i + _IN_CHUNK] for i in range(0, len(items), _IN_CHUNK)]
+
+
+class SqlDispatchStore:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def card_is_free(self, card_id: str) -> bool:
+        # SKIP LOCKED: a row held by a concurrent press is skipped instead of waited for, so the expiry
+        # (ticket locked first by FireTimer) never waits for a press (card locked first): no deadlock.
+        # SQLite ignores the clause: its transactions are serialised anyway.
+        locked = await self.session.execute(
+            select(CardRow.id).where(CardRow.id == card_id).with_for_update(skip_locked=True))
+        if locked.first() is not None:
+            return True
+        exists = await self.session.execute(select(CardRow.id).where(CardRow.id == card_id))
+        return exists.first() is None  # a missing card holds nobody up
+
+    # --- the audit chain ---
+    async def chain_head(self) -> ChainMark:
+        head = (await self.session.execute(
+            select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update())).first()
+        return ChainMark(0, GENESIS_HASH) if head is None else ChainMark(int(head[0]), str(head[1]))
+
+    async def events_after(self, seq: int, limit: int) -> list[AuditEvent]:
+        rows = (await self.session.execute(
+            select(AuditEventRow).where(AuditEventRow.seq > seq).order_by(AuditEventRow.seq).limit(limit)
+        )).scalars()
+        return [AuditEvent(kind=r.kind, actor_id=r.actor_id, at=r.at, payload=r.payload,
+                           ticket_number=r.ticket_number, id=r.seq, hash=r.hash) for r in rows]
+
+    # --- reads ---
+    async def entries(self, person_ids: Collection[str] | None = None, *,
+                      identities: bool = False) -> list[TechnicianEntry]:
+        stmt = (
+            select(PersonRow, TechnicianRow, StoreRow)
+            .join(TechnicianRow, TechnicianRow.person_id == PersonRow.id)
+            .outerjoin(StoreRow, StoreRow.id == PersonRow.store_id)
+            .where(PersonRow.role == Role.TECHNICIAN.value)
+        )
+        if person_ids is None:
+            rows = list((await self.session.execute(stmt)).all())
+        else:
+            rows = []
+            for chunk in _chunks(person_ids):
+                rows += (await self.session.execute(
+                    stmt.where(PersonRow.id.in_(chunk)))).all()  # type: ignore[attr-defined]
+        ids: dict[str, dict[str, str]] = {}
+        if identities and rows:
+            for chunk in _chunks([p.id for p, _, _ in rows]):
+                found = await self.session.execute(
+                    select(IdentityRow).where(IdentityRow.person_id.in_(chunk)))  # type: ignore[attr-defined]
+                for ident in found.scalars():
+                    ids.setdefault(ident.person_id, {})[ident.platform] = ident.external_id
+        return [self._entry(person, tech, store, ids.get(person.id, {})) for person, tech, store in rows]
+
+    @staticmethod
+    def _entry(person: PersonRow, tech: TechnicianRow, store: StoreRow | None,
+               identities: dict[str, str]) -> TechnicianEntry:
+        last = _point(tech.last_lat, tech.last_lng) if tech.last_position_at is not None else None
+        rating = None
+        if tech.rating_count > 0:
+            rating = min(5.0, max(0.0, tech.rating_sum / tech.rating_count))
+        return TechnicianEntry(
+            person_id=person.id,
+            name=person.name,
+            active=person.active,
+            phone=person.phone,
+            store_id=person.store_id,
+            store_position=_point(store.lat, store.lng) if store is not None else None,
+            supervisor_id=person.supervisor_id,
+            certifications=frozenset(tech.certifications or ()),
+            skills=frozenset(tech.skills or ()),
+            excluded_categories=frozenset(tech.excluded_categories or ()),
+            last_position=last,
+            last_position_at=tech.last_position_at if last is not None else None,
+            on_duty=tech.on_duty,
+            max_load=max(1, tech.max_load),
+            rating=rating,
+            rating_count=tech.rating_count,
+            identities=identities,
+        )
+
+    async def assignments(self, statuses: Collection[TicketStatus],
+                          numbers: Collection[str] | None = None) -> dict[str, tuple[str | None, bool]]:
+        counted = {s.value for s in statuses}
+        base = select(TicketRow.number, TicketRow.assignee_id, TicketRow.status)
+        if numbers is None:
+            stmt = base.where(TicketRow.status.in_(sorted(counted)),  # type: ignore[attr-defined]
+                              TicketRow.assignee_id.is_not(None))  # type: ignore[union-attr]
+            rows = list((await self.session.execute(stmt)).all())
+        else:
+            rows = []
+            for chunk in _chunks(numbers):
+                rows += (await self.session.execute(
+                    base.where(TicketRow.number.in_(chunk)))).all()  # type: ignore[attr-defined]
+        return {str(n): (a, s in counted) for n, a, s in rows}
+
+    async def acceptances_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        rows = await self.session.execute(
+            select(AuditEventRow.actor_id, AuditEventRow.at)
+            .where(AuditEventRow.kind == ACCEPTED_KIND, AuditEventRow.at >= since))
+        return [(str(a), at) for a, at in rows.all()]
+
+    async def positions_since(self, since: datetime | None) -> list[PositionReport]:
+        stmt = select(TechnicianRow.person_id, TechnicianRow.last_lat, TechnicianRow.last_lng,
+                      TechnicianRow.last_position_at).where(
+            TechnicianRow.last_position_at.is_not(None))  # type: ignore[union-attr]
+        if since is not None:
+            stmt = stmt.where(TechnicianRow.last_position_at >= since)  # type: ignore[operator]
+        out = []
+        for pid, lat, lng, at in (await self.session.execute(stmt)).all():
+            point = _point(lat, lng)
+            if point is not None:
+                out.append(PositionReport(str(pid), point, at))
+        return out
+
+    # --- stores ---
+    async def stores(self) -> dict[str, Store]:
+        rows = (await self.session.execute(select(StoreRow).order_by(StoreRow.id))).scalars()
+        return {r.id: store for r in rows if (store := self._store(r)) is not None}
+
+    async def store(self, store_id: str) -> Store | None:
+        row = await self.session.get(StoreRow, store_id)
+        return self._store(row) if row is not None else None
+
+    @staticmethod
+    def _store(row: StoreRow) -> Store | None:
+        point = _point(row.lat, row.lng)
+        return Store(row.id, row.name, point, row.address) if point is not None else None
+
+    # --- writes ---
+    async def save_technician(self, entry: TechnicianEntry, *, identities: dict[str, str], at: datetime) -> bool:
+        person = await self.session.get(PersonRow, entry.person_id)
+        created = person is None
+        if person is None:
+            person = PersonRow(id=entry.person_id, name=entry.name, role=Role.TECHNICIAN.value, created_at=at)
+            self.session.add(person)
+        person.name = entry.name
+        person.role = Role.TECHNICIAN.value
+        person.phone = entry.phone
+        person.store_id = entry.store_id
+        person.supervisor_id = entry.supervisor_id
+        person.active = entry.active
+        tech = await self.session.get(TechnicianRow, entry.person_id)
+        if tech is None:
+            tech = TechnicianRow(person_id=entry.person_id)
+            self.session.add(tech)
+        tech.certifications = sorted(entry.certifications)
+        tech.skills = sorted(entry.skills)
+        tech.excluded_categories = sorted(entry.excluded_categories)
+        tech.on_duty = entry.on_duty
+        tech.max_load = entry.max_load
+        if entry.last_position is not None and entry.last_position_at is not None:
+            tech.last_lat, tech.last_lng = entry.last_position.lat, entry.last_position.lng
+            tech.last_position_at = entry.last_position_at
+        for platform, external in identities.items():
+            # One id per platform and person: a new id replaces the old one (the outbox looks it up).
+            current = (await self.session.execute(select(IdentityRow).where(
+                IdentityRow.person_id == entry.person_id, IdentityRow.platform == platform))).scalars().all()
+            for ident in current:
+                if ident.external_id != external:
+                    await self.session.delete(ident)
+            if not any(ident.external_id == external for ident in current):
+                self.session.add(IdentityRow(platform=platform, external_id=external, person_id=entry.person_id))
+        platforms = [p for p in identities if p != "local"]
+        if platforms and person.preferred_channel in (None, "local"):
+            # Someone who never wrote to the bot is reached on the platform the import names;
+            # once they write, the conversation switches to where they last spoke.
+            person.preferred_channel = platforms[0]
+        await self.session.flush()
+        return created
+
+    async def set_active(self, person_id: str, active: bool) -> bool:
+        result = await self.session.execute(
+            update(PersonRow).where(PersonRow.id == person_id, PersonRow.role == Role.TECHNICIAN.value)
+            .values(active=active))
+        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+    async def set_on_duty(self, person_id: str, on_duty: bool) -> bool:
+        result = await self.session.execute(
+            update(TechnicianRow).where(TechnicianRow.person_id == person_id).values(on_duty=on_duty))
+        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]

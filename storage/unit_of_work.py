@@ -1,0 +1,474 @@
+"""SqlUnitOfWork: the core's UnitOfWork port on one SQLAlchemy async session (one transaction)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+
+from core.audit_chain import event_hash
+from core.cards import Card, Notification
+from core.errors import Conflict, StaleRead
+from core.model import AuditEvent, Person, Role, Ticket, TicketStatus
+from core.photos import PhotoRecord
+from core.repository import StoredCard, TimerRow
+from storage.tables import (
+    AuditEventRow,
+    AuditHeadRow,
+    CardRow,
+    ConfigVersionRow,
+    IdentityRow,
+    OutboxRow,
+    PersonRow,
+    PhotoRow,
+    TechnicianRow,
+    TicketCounterRow,
+    TicketRow,
+    TimerRowTable,
+)
+from storage.technicians import SqlDispatchStore
+
+LOCAL_CHANNEL = "local"
+
+
+def ticket_from_row(row: TicketRow) -> Ticket:
+    return Ticket(
+        id=row.id,
+        number=row.number,
+        customer_id=row.customer_id,
+        subject=row.subject,
+        description=row.description,
+        category=row.category,
+        priority=row.priority,
+        impact=row.impact,
+        status=TicketStatus(row.status),
+        assignee_id=row.assignee_id,
+        needs_review=row.needs_review,
+        site_lat=row.site_lat,
+        site_lng=row.site_lng,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        first_response_at=row.first_response_at,
+        closed_at=row.closed_at,
+        response_due=row.response_due,
+        resolution_due=row.resolution_due,
+        version=row.version,
+        data=dict(row.data or {}),
+    )
+
+
+def person_from_row(row: PersonRow) -> Person:
+    return Person(
+        id=row.id,
+        name=row.name,
+        role=Role(row.role),
+        phone=row.phone,
+        store_id=row.store_id,
+        supervisor_id=row.supervisor_id,
+        preferred_channel=row.preferred_channel,
+        active=row.active,
+    )
+
+
+_TICKET_FIELDS = (
+    "customer_id", "subject", "description", "category", "priority", "impact", "assignee_id", "needs_review",
+    "site_lat", "site_lng", "created_at", "updated_at", "first_response_at", "closed_at", "response_due",
+    "resolution_due", "data",
+)
+
+# Hot statements are built once and run with parameters on the transaction's connection: building a
+# statement with .values(...) per call and running it through the ORM session cost several times the
+# SQLite call itself (fault intake runs ~20 of them per report).
+_INSERT_TICKET = insert(TicketRow).returning(TicketRow.id)
+_SAVE_TICKET = update(TicketRow).where(TicketRow.number == bindparam("w_number"),
+                                       TicketRow.version == bindparam("w_version"))
+_INSERT_AUDIT = insert(AuditEventRow)
+_UPDATE_AUDIT_HEAD = update(AuditHeadRow).where(AuditHeadRow.id == 1)
+_INSERT_OUTBOX = insert(OutboxRow).returning(OutboxRow.id)
+_INSERT_CARD = insert(CardRow)
+_CHANNEL_OF = select(PersonRow.preferred_channel).where(PersonRow.id == bindparam("person_id"))
+_PERSON_BY_IDENTITY = select(PersonRow).join(IdentityRow, IdentityRow.person_id == PersonRow.id).where(
+    IdentityRow.platform == bindparam("platform"), IdentityRow.external_id == bindparam("external_id"))
+_INSERT_PERSON = insert(PersonRow)
+_INSERT_IDENTITY = insert(IdentityRow)
+_ACTIVE_PEOPLE = select(PersonRow).where(PersonRow.active.is_(True)).order_by(PersonRow.id)  # type: ignore[attr-defined]
+_ACTIVE_PEOPLE_IN_ROLE = _ACTIVE_PEOPLE.where(PersonRow.role == bindparam("role"))
+_TIMER_COLUMNS = (TimerRowTable.id, TimerRowTable.kind, TimerRowTable.ticket_key, TimerRowTable.due_at,
+                  TimerRowTable.generation, TimerRowTable.state, TimerRowTable.payload)
+_GET_TIMER = select(*_TIMER_COLUMNS).where(TimerRowTable.kind == bindparam("kind"),
+                                          TimerRowTable.ticket_key == bindparam("ticket_key"))
+_GET_TIMER_LOCKED = _GET_TIMER.with_for_update()
+_CANCEL_TIMERS = update(TimerRowTable).where(
+    TimerRowTable.ticket_key == bindparam("w_ticket_key"), TimerRowTable.state == "pending"
+).values(state="cancelled", generation=TimerRowTable.generation + 1)
+_CANCEL_TIMER_KINDS = _CANCEL_TIMERS.where(
+    TimerRowTable.kind.in_(bindparam("w_kinds", expanding=True)))  # type: ignore[attr-defined]
+_LATEST_CONFIG = (select(ConfigVersionRow.version, ConfigVersionRow.payload)
+                  .where(ConfigVersionRow.kind == bindparam("kind"))
+                  .order_by(ConfigVersionRow.version.desc()).limit(1))  # type: ignore[attr-defined]
+_UPSERTS: dict[str, tuple[Any, Any]] = {}  # dialect name → (ticket counter upsert, timer upsert)
+
+
+def _upserts(dialect: str) -> tuple[Any, Any]:
+    if dialect not in _UPSERTS:
+        upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        counter = upsert(TicketCounterRow)
+        counter = counter.on_conflict_do_update(
+            index_elements=["day"], set_={"last": TicketCounterRow.last + 1}).returning(TicketCounterRow.last)
+        # A new timer row at generation 1, or the existing one rescheduled with the next generation
+        # (the row lock the upsert takes serialises concurrent reschedules like SELECT ... FOR UPDATE did).
+        timer = upsert(TimerRowTable)
+        timer = timer.on_conflict_do_update(
+            index_elements=["kind", "ticket_key"],
+            set_={"generation": TimerRowTable.generation + 1, "due_at": timer.excluded.due_at, "state": "pending",
+                  "payload": timer.excluded.payload, "fired_at": None},
+        ).returning(TimerRowTable.id, TimerRowTable.generation)
+        _UPSERTS[dialect] = (counter, timer)
+    return _UPSERTS[dialect]
+
+
+class SqlUnitOfWork:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, channels: frozenset[str] | None = None) -> None:
+        self._sessions = sessions
+        # Channels this deployment delivers on (settings-wide, the same in every process). A person
+        # whose preferred channel is not among them is answered in the playground channel rather
+        # than queued for a platform nobody sends to. None: trust the preferred channel.
+        self._deliverable = channels
+        self.session: AsyncSession
+        # Timers (re)scheduled in this transaction, for the alarm clock after commit (see TicketService).
+        self.scheduled_timers: list[TimerRow] = []
+        # The audit head once this transaction holds its lock: later appends need not read it again.
+        self._audit_head: tuple[int, str] | None = None
+        # preferred_channel per person, for enqueue (several notifications per command go to one person).
+        self._channels: dict[str, str | None] = {}
+        self._conn: AsyncConnection | None = None
+
+    async def _connection(self) -> AsyncConnection:
+        # Core statements on the session's own connection: same transaction, no ORM bookkeeping.
+        # Rows they change are re-read with populate_existing where the session may hold them.
+        if self._conn is None:
+            self._conn = await self.session.connection()
+        return self._conn
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        self.session = self._sessions()
+        await self.session.begin()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if self.session.in_transaction():
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+
+    @property
+    def dialect(self) -> str:
+        return self.session.bind.dialect.name
+
+    # --- tickets ---
+    async def next_ticket_sequence(self, day: date) -> int:
+        counter, _ = _upserts(self.dialect)
+        return int((await (await self._connection()).execute(counter, {"day": day, "last": 1})).scalar_one())
+
+    async def add_ticket(self, ticket: Ticket) -> Ticket:
+        values = {f: getattr(ticket, f) for f in _TICKET_FIELDS}
+        values.update(number=ticket.number, status=ticket.status.value, version=1)
+        ticket.id = int((await (await self._connection()).execute(_INSERT_TICKET, values)).scalar_one())
+        ticket.version = 1
+        return ticket
+
+    async def save_ticket(self, ticket: Ticket) -> None:
+        values = {f: getattr(ticket, f) for f in _TICKET_FIELDS}
+        values["status"] = ticket.status.value
+        values["version"] = ticket.version + 1
+        values["w_number"] = ticket.number
+        values["w_version"] = ticket.version
+        result = await (await self._connection()).execute(_SAVE_TICKET, values)
+        if result.rowcount != 1:
+            raise Conflict("工单刚刚被其他人更新了，请重试。", number=ticket.number)
+        ticket.version += 1
+
+    async def get_ticket(self, number: str, *, lock: bool = False) -> Ticket | None:
+        # populate_existing: save_ticket updates on the connection, not through the session's identity map.
+        stmt = select(TicketRow).where(TicketRow.number == number).execution_options(populate_existing=True)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        return ticket_from_row(row) if row else None
+
+    async def list_tickets(
+        self,
+        *,
+        customer_id: str | None = None,
+        assignee_id: str | None = None,
+        statuses: set[TicketStatus] | None = None,
+        limit: int = 50,
+    ) -> list[Ticket]:
+        stmt = (select(TicketRow).order_by(TicketRow.id.desc()).limit(limit)  # type: ignore[union-attr]
+                .execution_options(populate_existing=True))
+        if customer_id is not None:
+            stmt = stmt.where(TicketRow.customer_id == customer_id)
+        if assignee_id is not None:
+            stmt = stmt.where(TicketRow.assignee_id == assignee_id)
+        if statuses:
+            stmt = stmt.where(TicketRow.status.in_([s.value for s in statuses]))  # type: ignore[attr-defined]
+        return [ticket_from_row(r) for r in (await self.session.execute(stmt)).scalars()]
+
+    # --- people ---
+    async def get_person(self, person_id: str) -> Person | None:
+        row = await self.session.get(PersonRow, person_id)
+        return self._seen(person_from_row(row)) if row else None
+
+    def _seen(self, person: Person) -> Person:
+        # What enqueue needs to know about a recipient we have just read anyway.
+        self._channels[person.id] = person.preferred_channel
+        return person
+
+    async def person_by_identity(self, platform: str, external_id: str) -> Person | None:
+        row = (await (await self._connection()).execute(
+            _PERSON_BY_IDENTITY, {"platform": platform, "external_id": external_id})).one_or_none()
+        return self._seen(person_from_row(row)) if row else None  # type: ignore[arg-type]
+
+    async def external_id(self, person_id: str, platform: str) -> str | None:
+        stmt = select(IdentityRow.external_id).where(IdentityRow.person_id == person_id,
+                                                     IdentityRow.platform == platform)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def add_person(self, person: Person, identities: dict[str, str] | None = None) -> None:
+        conn = await self._connection()
+        await conn.execute(_INSERT_PERSON, {
+            "id": person.id, "name": person.name, "role": person.role.value, "phone": person.phone,
+            "store_id": person.store_id, "supervisor_id": person.supervisor_id,
+            "preferred_channel": person.preferred_channel, "active": person.active, "created_at": None})
+        if identities:
+            rows = [{"platform": platform, "external_id": external, "person_id": person.id}
+                    for platform, external in identities.items()]
+            await conn.execute(_INSERT_IDENTITY, rows)
+        self._channels.pop(person.id, None)
+
+    async def save_person(self, person: Person) -> None:
+        self._channels.pop(person.id, None)
+        await self.session.execute(
+            update(PersonRow).where(PersonRow.id == person.id).values(
+                name=person.name, role=person.role.value, phone=person.phone, store_id=person.store_id,
+                supervisor_id=person.supervisor_id, preferred_channel=person.preferred_channel,
+                active=person.active)
+        )
+
+    async def link_identity(self, person_id: str, platform: str, external_id: str) -> None:
+        self._channels.pop(person_id, None)
+        row = await self.session.get(IdentityRow, (platform, external_id))
+        if row is None:
+            self.session.add(IdentityRow(platform=platform, external_id=external_id, person_id=person_id))
+        else:
+            row.person_id = person_id
+        await self.session.flush()
+
+    async def list_people(self, role: Role | None = None) -> list[Person]:
+        conn = await self._connection()
+        rows = await (conn.execute(_ACTIVE_PEOPLE) if role is None
+                      else conn.execute(_ACTIVE_PEOPLE_IN_ROLE, {"role": role.value}))
+        return [self._seen(person_from_row(r)) for r in rows]  # type: ignore[arg-type]
+
+    # --- technicians ---
+    async def update_technician_position(self, person_id: str, lat: float, lng: float, at: datetime) -> bool:
+        result = await self.session.execute(update(TechnicianRow).where(TechnicianRow.person_id == person_id).values(
+            last_lat=lat, last_lng=lng, last_position_at=at))
+        return result.rowcount == 1
+
+    async def add_technician_rating(self, person_id: str, rating: int) -> None:
+        await self.session.execute(update(TechnicianRow).where(TechnicianRow.person_id == person_id).values(
+            rating_sum=TechnicianRow.rating_sum + rating, rating_count=TechnicianRow.rating_count + 1))
+
+    def dispatch_store(self) -> SqlDispatchStore:
+        return SqlDispatchStore(self.session)
+
+    # --- photos ---
+    async def add_photo(self, photo: PhotoRecord) -> None:
+        self.session.add(PhotoRow(ticket_number=photo.ticket_number, uploader_id=photo.uploader_id,
+                                  sha256=photo.sha256, path=photo.path, size=photo.size, purpose=photo.purpose,
+                                  created_at=photo.created_at))
+        await self.session.flush()
+
+    async def list_photos(self, ticket_number: str) -> list[PhotoRecord]:
+        stmt = select(PhotoRow).where(PhotoRow.ticket_number == ticket_number).order_by(PhotoRow.id)
+        return [PhotoRecord(ticket_number=r.ticket_number, uploader_id=r.uploader_id, sha256=r.sha256, path=r.path,
+                            size=r.size, purpose=r.purpose, created_at=r.created_at)
+                for r in (await self.session.execute(stmt)).scalars()]
+
+    # --- audit ---
+    async def append_audit(
+        self, *, kind: str, actor_id: str, at: datetime, payload: dict[str, Any], ticket_number: str | None
+    ) -> None:
+        head = self._audit_head or await self._lock_audit_head()
+        seq = head[0] + 1
+        digest = event_hash(prev_hash=head[1], seq=seq, kind=kind, actor_id=actor_id, at=at,
+                            ticket_number=ticket_number, payload=payload)
+        conn = await self._connection()
+        await conn.execute(_INSERT_AUDIT, {"seq": seq, "ticket_number": ticket_number, "actor_id": actor_id, "at": at,
+                                           "kind": kind, "payload": payload, "prev_hash": head[1], "hash": digest})
+        await conn.execute(_UPDATE_AUDIT_HEAD, {"seq": seq, "hash": digest})
+        self._audit_head = (seq, digest)
+
+    async def _lock_audit_head(self) -> tuple[int, str]:
+        # Locking the head row serialises appenders across processes (PostgreSQL) until this transaction
+        # ends, so the head stays ours to cache; SQLite already holds the write lock (BEGIN IMMEDIATE).
+        locked = select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update()
+        head = (await self.session.execute(locked)).first()
+        if head is None:
+            # The very first event: two first appenders must not both start at seq 1, so the head row
+            # is created race-free (the loser waits for the winner's commit) and then locked.
+            upsert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            await self.session.execute(upsert(AuditHeadRow).values(id=1, seq=0, hash="0" * 64)
+                                       .on_conflict_do_nothing(index_elements=["id"]))
+            head = (await self.session.execute(locked)).one()
+        return int(head[0]), str(head[1])
+
+    async def audit_for_ticket(self, number: str) -> list[AuditEvent]:
+        stmt = select(AuditEventRow).where(AuditEventRow.ticket_number == number).order_by(AuditEventRow.seq)
+        return [
+            AuditEvent(kind=r.kind, actor_id=r.actor_id, at=r.at, payload=r.payload, ticket_number=r.ticket_number,
+                       id=r.seq, prev_hash=r.prev_hash, hash=r.hash)
+            for r in (await self.session.execute(stmt)).scalars()
+        ]
+
+    # --- outbox ---
+    async def enqueue(self, notification: Notification, *, at: datetime, reply_context: dict[str, Any] | None) -> int:
+        recipient = notification.recipient_id
+        conn = await self._connection()
+        if recipient not in self._channels:
+            self._channels[recipient] = (await conn.execute(_CHANNEL_OF, {"person_id": recipient})).scalar_one_or_none()
+        channel = self._channels[recipient] or LOCAL_CHANNEL
+        if self._deliverable is not None and channel not in self._deliverable:
+            channel = LOCAL_CHANNEL
+        local = channel == LOCAL_CHANNEL
+        values = dict(
+            recipient_id=recipient,
+            channel=channel,
+            payload=notification.to_dict(),
+            reply_context=reply_context or {},
+            # The playground reads its messages straight from the outbox: delivered on commit.
+            status="sent" if local else "pending",
+            created_at=at,
+            next_attempt_at=at,
+            sent_at=at if local else None,
+            attempts=0,
+        )
+        return int((await conn.execute(_INSERT_OUTBOX, values)).scalar_one())
+
+    # --- cards ---
+    async def save_card(self, card: Card, *, recipient_id: str, ticket_number: str | None, at: datetime) -> None:
+        await (await self._connection()).execute(_INSERT_CARD, {
+            "id": card.id, "kind": card.kind.value, "ticket_number": ticket_number, "recipient_id": recipient_id,
+            "payload": card.to_dict(), "state": "open", "created_at": at, "platform_refs": {}})
+
+    async def get_card(self, card_id: str, *, lock: bool = False) -> StoredCard | None:
+        stmt = select(CardRow).where(CardRow.id == card_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        if row is None:
+            return None
+        return StoredCard(card=Card.from_dict(row.payload), recipient_id=row.recipient_id,
+                          ticket_number=row.ticket_number, state=row.state, created_at=row.created_at,
+                          used_by=row.used_by, used_action=row.used_action)
+
+    async def close_card(self, card_id: str, *, card: Card, by: str, action: str, at: datetime) -> bool:
+        result = await self.session.execute(
+            update(CardRow).where(CardRow.id == card_id, CardRow.state == "open").values(
+                state="used", used_at=at, used_by=by, used_action=action, payload=card.to_dict())
+        )
+        return result.rowcount == 1
+
+    # --- timers ---
+    async def schedule_timer(
+        self, *, kind: str, ticket_number: str | None, due_at: datetime, payload: dict[str, Any]
+    ) -> TimerRow:
+        _, upsert = _upserts(self.dialect)
+        timer_id, generation = (await (await self._connection()).execute(upsert, {
+            "kind": kind, "ticket_key": ticket_number or "", "due_at": due_at, "generation": 1, "state": "pending",
+            "payload": payload, "fired_at": None})).one()
+        timer = TimerRow(id=int(timer_id), kind=kind, ticket_number=ticket_number, due_at=due_at,
+                         generation=int(generation), state="pending", payload=payload)
+        self.scheduled_timers.append(timer)
+        return timer
+
+    async def get_timer(self, kind: str, ticket_number: str | None, *, lock: bool = False) -> TimerRow | None:
+        row = (await (await self._connection()).execute(
+            _GET_TIMER_LOCKED if lock else _GET_TIMER, {"kind": kind, "ticket_key": ticket_number or ""})
+        ).one_or_none()
+        if row is None:
+            return None
+        return TimerRow(id=row.id, kind=row.kind, ticket_number=row.ticket_key or None, due_at=row.due_at,
+                        generation=row.generation, state=row.state, payload=dict(row.payload or {}))
+
+    async def cancel_timers(self, ticket_number: str, kinds: set[str] | None = None) -> int:
+        conn = await self._connection()
+        if kinds:
+            result = await conn.execute(_CANCEL_TIMER_KINDS, {"w_ticket_key": ticket_number, "w_kinds": sorted(kinds)})
+        else:
+            result = await conn.execute(_CANCEL_TIMERS, {"w_ticket_key": ticket_number})
+        return int(result.rowcount or 0)
+
+    async def claim_timer(self, timer_id: int, generation: int, now: datetime) -> TimerRow | None:
+        row = (await self.session.execute(
+            select(TimerRowTable).where(TimerRowTable.id == timer_id).with_for_update()
+            .execution_options(populate_existing=True))).scalar_one_or_none()
+        if row is None or row.generation != generation or row.state != "pending" or row.due_at > now:
+            return None
+        row.state = "fired"
+        row.fired_at = now
+        await self.session.flush()
+        return TimerRow(id=timer_id, kind=row.kind, ticket_number=row.ticket_key or None, due_at=row.due_at,
+                        generation=row.generation, state=row.state, payload=dict(row.payload or {}))
+
+    # --- config versions ---
+    async def latest_config(self, kind: str) -> tuple[int, dict[str, Any]] | None:
+        row = (await (await self._connection()).execute(_LATEST_CONFIG, {"kind": kind})).one_or_none()
+        return (int(row[0]), row[1]) if row else None
+
+    async def save_config(self, kind: str, payload: dict[str, Any], *, actor_id: str, note: str, at: datetime,
+                          based_on: int | None = None) -> int:
+        current = (await self.session.execute(
+            select(func.max(ConfigVersionRow.version)).where(ConfigVersionRow.kind == kind))).scalar_one()
+        version = int(current or 0) + 1
+        # PostgreSQL (READ COMMITTED) lets another admin's version land between our read of the
+        # config and this insert: saving would silently drop their change.
+        if based_on is not None and version != based_on + 1:
+            raise StaleRead(_STALE_CONFIG, kind=kind, based_on=based_on, latest=version - 1)
+        self.session.add(ConfigVersionRow(kind=kind, version=version, payload=payload, actor_id=actor_id,
+                                          note=note, created_at=at))
+        try:
+            await self.session.flush()
+        except IntegrityError as error:  # the other writer has not committed yet: (kind, version) collides
+            raise StaleRead(_STALE_CONFIG, kind=kind, based_on=based_on, latest=version) from error
+        return version
+
+    async def config_history(self, kind: str, limit: int = 20) -> list[dict[str, Any]]:
+        stmt = (select(ConfigVersionRow).where(ConfigVersionRow.kind == kind)
+                .order_by(ConfigVersionRow.version.desc()).limit(limit))  # type: ignore[attr-defined]
+        return [
+            {"version": r.version, "actor_id": r.actor_id, "note": r.note, "created_at": r.created_at.isoformat()}
+            for r in (await self.session.execute(stmt)).scalars()
+        ]
+
+    async def config_version(self, kind: str, version: int) -> dict[str, Any] | None:
+        stmt = select(ConfigVersionRow).where(ConfigVersionRow.kind == kind, ConfigVersionRow.version == version)
+        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        return row.payload if row else None
+
+
+_STALE_CONFIG = "配置刚被其他管理员修改，这次修改没有保存。请查看最新配置后重试。"
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential backoff for outbox/inbox retries: 2, 4, 8 ... capped at 10 minutes."""
+    return timedelta(seconds=min(600, 2 ** max(1, attempts)))

@@ -1,0 +1,125 @@
+"""Shared fixtures: real SQLite and PostgreSQL databases, real Redis, the real app.
+
+Under CI=true a test that needs PostgreSQL or Redis fails when the service is missing;
+elsewhere it is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.app import build_app
+from bot.runtime import Runtime
+from bot.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def service_missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} is required under CI=true but is not reachable")
+    pytest.skip(f"{what} not reachable")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated to head."""
+    if not _port_open("127.0.0.1", 5432):
+        service_missing("PostgreSQL at 127.0.0.1:5432")
+    import asyncpg
+
+    from storage.migrate import upgrade
+
+    name = f"ticketbot_test_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(url)
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _truncate_postgres(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'")
+        names = ", ".join(f'"{t["tablename"]}"' for t in tables)
+        await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ticketbot.db'}"
+    url: str = request.getfixturevalue("postgres_database")
+    asyncio.run(_truncate_postgres(url))
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ticketbot.db'}"
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    if not _port_open("127.0.0.1", 6379):
+        service_missing("Redis at 127.0.0.1:6379")
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    client.flushdb()
+    yield REDIS_TEST_URL
+    client.flushdb()
+    client.close()
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"database_url": database_url, "data_dir": tmp_path / "data", "playground": "on"}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+async def app_client(database_url: str, tmp_path: Path) -> AsyncIterator[TestClient]:
+    """The real app (migrations, demo directory, playground) on a real database."""
+    settings = make_settings(database_url, tmp_path)
+    app = build_app(settings)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+def runtime_of(client: TestClient) -> Runtime:
+    from bot.http_api import RUNTIME
+
+    return client.app[RUNTIME]  # type: ignore[index]

@@ -1,0 +1,110 @@
+"""End-to-end through the playground adapter: page API → inbox → conversation → core → outbox."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import runtime_of
+from tests.playground_client import PlaygroundUser
+
+NUMBER = re.compile(r"GD-\d{8}-\d{4}")
+
+
+async def test_customer_reports_a_fault_and_gets_a_ticket(app_client: TestClient) -> None:
+    customer = PlaygroundUser(app_client, "cust-new-1")
+    await customer.say("底盘有异响")
+    reply = (await customer.texts())[0]  # the first answer: ticket number, category, what happens next
+    number = NUMBER.search(reply)
+    assert number, reply
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%d")
+    assert number.group(0) == f"GD-{today}-0001"
+    assert "机械类" in reply
+
+    resp = await app_client.get("/api/tickets")
+    tickets = await resp.json()
+    assert [t["number"] for t in tickets] == [number.group(0)]
+    assert tickets[0]["category"] == "机械类"
+    assert tickets[0]["customer_id"] == "cust-new-1"
+
+    detail = await (await app_client.get(f"/api/tickets/{number.group(0)}")).json()
+    assert detail["audit"][0]["kind"] == "ticket_created"
+    assert detail["audit"][0]["actor_id"] == "cust-new-1"
+
+
+async def test_tickets_are_listed_newest_first_and_numbered_per_day(app_client: TestClient) -> None:
+    customer = PlaygroundUser(app_client, "cust-a")
+    await customer.say("中控黑屏")
+    await customer.say("发动机漏油")
+    numbers = [t["number"] for t in await (await app_client.get("/api/tickets")).json()]
+    assert len(numbers) == 2
+    assert numbers[0].endswith("-0002") and numbers[1].endswith("-0001")
+
+
+async def test_status_question_lists_my_tickets(app_client: TestClient) -> None:
+    customer = PlaygroundUser(app_client, "cust-b")
+    await customer.say("进度")
+    assert "没有工单" in await customer.last_text()
+    await customer.say("中控黑屏了")
+    await customer.say("我的工单")
+    reply = await customer.last_text()
+    assert "电控类" in reply and NUMBER.search(reply), reply
+
+
+async def test_other_customers_tickets_are_not_shown(app_client: TestClient) -> None:
+    alice, bob = PlaygroundUser(app_client, "alice"), PlaygroundUser(app_client, "bob")
+    await alice.say("底盘有异响")
+    number = NUMBER.search(await alice.last_text()).group(0)  # type: ignore[union-attr]
+    await bob.say(f"工单 {number}")
+    assert "没有找到" in await bob.last_text()
+    await alice.say(f"工单 {number}")
+    cards = await alice.cards("status")
+    assert cards and cards[-1]["title"] == f"工单 {number}"
+
+
+async def test_small_talk_gets_help_not_a_ticket(app_client: TestClient) -> None:
+    customer = PlaygroundUser(app_client, "cust-c")
+    for text in ["你好", "谢谢", "换机油多少钱"]:
+        await customer.say(text)
+    assert await (await app_client.get("/api/tickets")).json() == []
+    texts = await customer.texts()
+    assert len(texts) == 3 and all("GD-" not in t for t in texts)
+
+
+async def test_people_directory_lists_demo_roles(app_client: TestClient) -> None:
+    people = await (await app_client.get("/playground/api/people")).json()
+    roles = {p["role"] for p in people}
+    assert {"technician", "supervisor", "admin", "customer"} <= roles
+    wang = next(p for p in people if p["id"] == "tech-wang")
+    assert "OBD认证" in wang["certifications"] and "电控类" in wang["skills"]
+
+
+async def test_healthz(app_client: TestClient) -> None:
+    resp = await app_client.get("/healthz")
+    assert resp.status == 200
+    assert (await resp.json())["database"] == "ok"
+
+
+async def test_redelivered_inbound_event_changes_nothing(app_client: TestClient) -> None:
+    from core.inbound import InboundKind, InboundMessage
+
+    runtime = runtime_of(app_client)
+    message = InboundMessage("local", "evt-1", "cust-d", InboundKind.TEXT, text="底盘有异响")
+    assert await runtime.inbox.accept(message) is True
+    assert await runtime.inbox.accept(message) is False
+    await runtime.processor.drain()
+    tickets = await (await app_client.get("/api/tickets")).json()
+    assert len(tickets) == 1
+
+
+async def test_help_lists_the_commands_of_the_persons_role(app_client: TestClient) -> None:
+    technician, customer, admin = (PlaygroundUser(app_client, pid) for pid in ("tech-wang", "cust-help", "admin"))
+    for person in (technician, customer, admin):
+        await person.say("帮助")
+    tech_help, customer_help, admin_help = [await p.last_text() for p in (technician, customer, admin)]
+    assert "完工" in tech_help and "签到" in tech_help and "规则" not in tech_help
+    assert "完工" not in customer_help and "我的工单" in customer_help
+    assert "规则" in admin_help and "派单规则" in admin_help
