@@ -1,15 +1,20 @@
-"""A private jieba tokenizer per rule set, sharing one loaded base dictionary.
+"""A private jieba tokenizer per rule set, without keeping a spare copy of the dictionary.
 
-Loading jieba's dictionary takes ~1-2 s, so it happens once per process (in whatever
-thread first asks for it) and each `Segmenter` gets a copy with its own terms added. The
-global `jieba` tokenizer is never touched, so rule terms cannot leak
-into other code that uses jieba.
+Loading jieba's dictionary takes ~1 s and ~60 MB, so it is read from disk only when no warm
+`Segmenter` is alive. Every warmed Segmenter owns one prefix dictionary (its terms added) and
+an undo log of what its terms changed; the next Segmenter copies a live one's dictionary
+(~15 ms, ~15 MB for the table: the words themselves are shared) and undoes the donor's terms
+before adding its own. So memory is one dictionary per live rule set and no pristine base
+besides. The global `jieba` tokenizer is never touched: rule terms cannot leak into other code
+that uses jieba, nor from one rule set into another (a dry run, another runtime, the CLI).
 """
 
 from __future__ import annotations
 
 import gc
+import sys
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -20,38 +25,68 @@ if TYPE_CHECKING:
 # (无法启动 instead of 无法/启动), low enough not to swallow common words around them.
 TERM_FREQUENCY = 20_000
 
-_base_lock = threading.Lock()
-_base: tuple[dict[str, int], int] | None = None
+_donors_lock = threading.Lock()
+_donors: weakref.WeakSet[Segmenter] = weakref.WeakSet()  # warmed segmenters, to copy a dictionary from
 
 
-def _base_dictionary() -> tuple[dict[str, int], int]:
-    """jieba's default prefix dictionary and total frequency, loaded once per process."""
-    global _base
-    with _base_lock:
-        if _base is None:
-            # Parse jieba's dictionary text in Python instead of `initialize()`: its cache path is
-            # one marshal.load that holds the GIL for up to ~0.5 s, freezing the event loop even
-            # from a worker thread; this loop lets other threads run every few milliseconds.
-            # The cyclic GC is paused meanwhile: the ~1M allocations would otherwise trigger full
-            # collections that hold the GIL for a few hundred ms. Reference counting still runs.
-            gc_was_enabled = gc.isenabled()
-            gc.disable()
-            try:
-                # Imported here, in the warm-up thread: `import jieba` alone costs ~0.3 s of start-up.
-                import jieba
+def _import_jieba() -> None:
+    """`import jieba` without pkg_resources (~12 MB and ~80 ms: jieba's only use of it is to find
+    its own dictionary file, which it then opens by path instead)."""
+    if "jieba" in sys.modules:
+        return
+    blocked = "pkg_resources" not in sys.modules
+    if blocked:
+        sys.modules["pkg_resources"] = None  # type: ignore[assignment]  # makes `import pkg_resources` fail
+    try:
+        import jieba  # noqa: F401  (imported here, in the warm-up thread: it costs ~0.3 s of start-up)
+    finally:
+        if blocked and sys.modules.get("pkg_resources", 0) is None:
+            del sys.modules["pkg_resources"]
 
-                loader = jieba.Tokenizer()
-                with loader.get_dict_file() as dictionary_file:
-                    _base = loader.gen_pfdict(dictionary_file)
-            finally:
-                if gc_was_enabled:
-                    gc.enable()
-        return _base
+
+def _load_from_disk() -> tuple[dict[str, int], int]:
+    """jieba's default prefix dictionary and total frequency, parsed from its text file."""
+    _import_jieba()
+    import jieba
+
+    # Parse jieba's dictionary text in Python instead of `initialize()`: its cache path is
+    # one marshal.load that holds the GIL for up to ~0.5 s, freezing the event loop even
+    # from a worker thread; this loop lets other threads run every few milliseconds.
+    # The cyclic GC is paused meanwhile: the ~1M allocations would otherwise trigger full
+    # collections that hold the GIL for a few hundred ms. Reference counting still runs.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        loader = jieba.Tokenizer()
+        with loader.get_dict_file() as dictionary_file:
+            return loader.gen_pfdict(dictionary_file)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _pristine_dictionary() -> tuple[dict[str, int], int]:
+    """A dictionary of jieba's words only, owned by the caller: a live segmenter's, terms undone."""
+    with _donors_lock:
+        donor = next(iter(_donors), None)
+        if donor is not None and donor._tokenizer is not None:
+            freq, total, undo = dict(donor._tokenizer.FREQ), donor._base_total, donor._undo
+        else:
+            donor = None
+    if donor is None:
+        return _load_from_disk()
+    for key, value in undo.items():
+        if value is None:
+            del freq[key]
+        else:
+            freq[key] = value
+    return freq, total
 
 
 def base_dictionary_loaded() -> bool:
-    """Whether the expensive dictionary load has already happened in this process."""
-    return _base is not None
+    """Whether a new Segmenter can warm from memory (fast) rather than from jieba's file."""
+    with _donors_lock:
+        return any(True for _ in _donors)
 
 
 class Segmenter:
@@ -60,6 +95,8 @@ class Segmenter:
     def __init__(self, terms: Iterable[str]) -> None:
         self._terms = tuple(terms)
         self._tokenizer: jieba.Tokenizer | None = None
+        self._undo: dict[str, int | None] = {}
+        self._base_total = 0
         self._lock = threading.Lock()
 
     def warm(self) -> None:
@@ -69,21 +106,24 @@ class Segmenter:
         with self._lock:
             if self._tokenizer is not None:
                 return
-            freq, total = _base_dictionary()
+            freq, total = _pristine_dictionary()
             import jieba
 
             tokenizer = jieba.Tokenizer()
-            # Reuse the loaded dictionary instead of re-reading jieba's cache file (0.5-1 s), but as
-            # a copy: a rule set's terms change how text is cut, so two rule sets (a dry run, another
-            # runtime, the CLI) must never see each other's terms. It costs memory (one dictionary per
-            # live rule set): see the README's figures.
-            tokenizer.FREQ = dict(freq)
+            tokenizer.FREQ = freq
             tokenizer.total = total
             tokenizer.initialized = True
+            undo: dict[str, int | None] = {}  # what the terms changed: key -> jieba's own value (None: absent)
             for term in self._terms:
                 if len(term) > 1 and _jieba_can_hold(term):
-                    tokenizer.add_word(term, freq=max(TERM_FREQUENCY, tokenizer.FREQ.get(term, 0)))
+                    for end in range(1, len(term) + 1):
+                        undo.setdefault(term[:end], freq.get(term[:end]))
+                    tokenizer.add_word(term, freq=max(TERM_FREQUENCY, freq.get(term, 0)))
+            self._undo = undo
+            self._base_total = total
             self._tokenizer = tokenizer
+            with _donors_lock:
+                _donors.add(self)
 
     @property
     def warmed(self) -> bool:
