@@ -33,6 +33,7 @@ class InboxProcessor:
 
     async def _process_in_slot(self, row_id: int) -> None:
         async with self._slots:
+            await self.inbox.accepts_settled()
             await self.process(row_id)
 
     async def process(self, row_id: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 from typing import Any
@@ -104,7 +105,14 @@ class Runtime:
             if not self.settings.redis_url:
                 self._spawn(self.timer_engine.run_forever())
             # jieba's dictionary load takes ~1 s: do it off the loop so start-up never blocks on it.
-            self._spawn(self.rulebook.warm())
+            self._spawn(self._warm_and_freeze())
+
+    async def _warm_and_freeze(self) -> None:
+        await self.rulebook.warm()
+        # What start-up loaded (the ~500k-entry dictionary, modules, tables) lives as long as the
+        # process: taken out of the collector's generations, full collections stop walking it
+        # (each walk was a pause of tens of ms, seen as p99 spikes in the benches).
+        gc.freeze()
 
     def _spawn(self, coro: Any) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro))

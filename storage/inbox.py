@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +44,10 @@ class SqlInbox:
         self._sessions = sessions
         self._clock = clock
         self.on_accepted = on_accepted
+        # Accepts in flight: background processing waits for them (see `accepts_settled`).
+        self._accepting = 0
+        self._settled = asyncio.Event()
+        self._settled.set()
 
     async def accept(self, message: InboundMessage) -> bool:
         return await self.accept_row(message) is not None
@@ -51,14 +56,29 @@ class SqlInbox:
         """Insert; the row id for a new event, None for a redelivery. Committed on return.
 
         `schedule=False` when the caller processes the row itself (the playground waits for it)."""
-        async with self._sessions() as session, session.begin():
-            conn = await session.connection()
-            row_id = (await conn.execute(_accept_statement(conn.dialect.name), {
-                "platform": message.platform, "event_key": message.event_key[:255], "received_at": self._clock.now(),
-                "payload": message.to_dict(), "status": "pending", "attempts": 0})).scalar_one_or_none()
+        self._accepting += 1
+        self._settled.clear()
+        try:
+            async with self._sessions() as session, session.begin():
+                conn = await session.connection()
+                row_id = (await conn.execute(_accept_statement(conn.dialect.name), {
+                    "platform": message.platform, "event_key": message.event_key[:255],
+                    "received_at": self._clock.now(), "payload": message.to_dict(), "status": "pending",
+                    "attempts": 0})).scalar_one_or_none()
+        finally:
+            self._accepting -= 1
+            if not self._accepting:
+                self._settled.set()
         if row_id is not None and schedule and self.on_accepted is not None:
             self.on_accepted(int(row_id))
         return int(row_id) if row_id is not None else None
+
+    async def accepts_settled(self) -> None:
+        """Return once no accept is in flight. The platform waits for an accept's answer (WeCom
+        retries after 5 s), nobody waits for background processing: under a burst, processing that
+        yields to accepts keeps the answers fast while the backlog is worked off between them."""
+        while self._accepting:
+            await self._settled.wait()
 
     async def claim(self, row_id: int) -> InboundMessage | None:
         """Take a pending row for processing; None if another worker has it or it is done."""

@@ -168,6 +168,11 @@ class SqlUnitOfWork:
 
     async def commit(self) -> None:
         await self.session.commit()
+        # The session begins a new transaction on its next statement, on a connection of its own:
+        # nothing cached for the old transaction (its connection, the audit head it had locked) holds.
+        self._conn = None
+        self._audit_head = None
+        self._channels.clear()
 
     @property
     def dialect(self) -> str:

@@ -6,8 +6,10 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from aiohttp.test_utils import TestClient
 
+from storage.database import is_sqlite
 from tests.conftest import runtime_of
 from tests.playground_client import PlaygroundUser
 
@@ -108,3 +110,33 @@ async def test_help_lists_the_commands_of_the_persons_role(app_client: TestClien
     assert "完工" in tech_help and "签到" in tech_help and "规则" not in tech_help
     assert "完工" not in customer_help and "我的工单" in customer_help
     assert "规则" in admin_help and "派单规则" in admin_help
+
+
+async def test_background_processing_waits_for_accepts_in_flight(app_client: TestClient) -> None:
+    """The platform waits for an accept's answer, nobody waits for processing: under a burst the
+    processor lets pending inbox inserts go first (measured by bench/wecom_bench.py)."""
+    import asyncio
+
+    from core.inbound import InboundKind, InboundMessage
+
+    runtime = runtime_of(app_client)
+    if not is_sqlite(runtime.database_url):
+        pytest.skip("holding the only connection makes an accept wait: SQLite's pool has one, PostgreSQL's ten")
+    order: list[str] = []
+    first = await runtime.inbox.accept_row(InboundMessage("local", "evt-a", "cust-a", InboundKind.TEXT,
+                                                          text="底盘有异响"), schedule=False)
+    assert first is not None
+    async with runtime.service.uow_factory() as uow:  # holds the connection: the next accept waits
+        await uow.latest_config("rules")
+        accepting = asyncio.create_task(runtime.inbox.accept_row(
+            InboundMessage("local", "evt-b", "cust-b", InboundKind.TEXT, text="中控黑屏"), schedule=False))
+        await asyncio.sleep(0.05)
+        assert not accepting.done()
+        settled = asyncio.create_task(runtime.inbox.accepts_settled())
+        settled.add_done_callback(lambda _t: order.append("processing may start"))
+        accepting.add_done_callback(lambda _t: order.append("accepted"))
+        await asyncio.sleep(0.05)
+        assert order == []  # processing is held while the accept is in flight
+    await asyncio.wait_for(settled, 5)
+    assert order == ["accepted", "processing may start"]
+    await runtime.inbox.accepts_settled()  # nothing in flight: returns at once
