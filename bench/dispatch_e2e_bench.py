@@ -80,7 +80,7 @@ async def one_report(rt: Runtime, customer: str, text: str) -> tuple[float, floa
     start, cpu_start = time.perf_counter(), time.process_time()
     row_id = await rt.inbox.accept_row(message, schedule=False)
     assert row_id is not None
-    await rt.processor.process(row_id)
+    await rt.processor.process_claimed(row_id, message)
     elapsed, cpu = (time.perf_counter() - start) * 1000, (time.process_time() - cpu_start) * 1000
     async with rt.sessions() as session:
         number = (await session.execute(select(TicketRow.number).where(TicketRow.customer_id == customer)

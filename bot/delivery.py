@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 from core.errors import DeliveryRejected, DeliveryRetryLater
+from core.inbound import InboundMessage
 from core.ports import ChannelSender, OutboundDelivery
 from storage.inbox import SqlInbox
 from storage.outbox import ClaimedDelivery, SqlOutbox
@@ -38,8 +39,11 @@ class InboxProcessor:
 
     async def process(self, row_id: int) -> None:
         message = await self.inbox.claim(row_id)
-        if message is None:
-            return
+        if message is not None:
+            await self.process_claimed(row_id, message)
+
+    async def process_claimed(self, row_id: int, message: InboundMessage) -> None:
+        """Handle a row this caller holds (claimed, or accepted with `schedule=False`), then finish it."""
         try:
             await self._handle(message)  # type: ignore[operator]
         except Exception as error:

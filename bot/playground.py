@@ -23,6 +23,8 @@ from storage.tables import IdentityRow, PersonRow, TechnicianRow
 PLATFORM = "local"
 USER_ID = re.compile(r"^[\w.@:\-\u4e00-\u9fff]{1,64}$")
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
+RECENT_ITEMS = 10  # what a POST answers with: the person's latest messages
+RECENT_ROWS = 40
 
 
 async def page(_request: web.Request) -> web.Response:
@@ -104,9 +106,11 @@ async def _accept_and_process(request: web.Request, message: InboundMessage) -> 
     row_id = await runtime.inbox.accept_row(message, schedule=False)
     if row_id is not None:
         # The playground waits for the answer so that a GET right after sees it.
-        await runtime.processor.process(row_id)
-    items = await runtime.outbox.local_messages(message.sender)
-    return web.json_response({"accepted": row_id is not None, "messages": items[-10:]})
+        await runtime.processor.process_claimed(row_id, message)
+    # The newest few rows are enough for the last 10 items (in-place card updates are folded away);
+    # a supervisor may have hundreds.
+    items = await runtime.outbox.local_messages(message.sender, limit=RECENT_ROWS)
+    return web.json_response({"accepted": row_id is not None, "messages": items[-RECENT_ITEMS:]})
 
 
 async def post_message(request: web.Request) -> web.Response:

@@ -260,11 +260,14 @@ async def stall(ctx: Context, ticket: Ticket, place: Place, version: int, *, tri
     ticket.updated_at = ctx.now
     await ctx.uow.save_ticket(ticket)
     await ctx.uow.cancel_timers(ticket.number, {OFFER_TIMER})
-    directory = ctx.uow.dispatch_store()
-    # Who could still do it if a supervisor overrides the declines/expiries (hard filters still apply).
-    _, _, choices = await live_index(ctx.service).rank(directory, request_for(ticket, place, excluded=False),
-                                                       lambda: current_policy(ctx), ctx.now, limit=PICK_OPTIONS)
     excluded = excluded_ids(ticket)
+    choices: list[RankedCandidate] = []
+    if excluded:
+        # Who could still do it if a supervisor overrides the declines/expiries (hard filters still apply).
+        # With nobody excluded that is the ranking that just came back empty: no second ranking.
+        _, _, choices = await live_index(ctx.service).rank(ctx.uow.dispatch_store(),
+                                                           request_for(ticket, place, excluded=False),
+                                                           lambda: current_policy(ctx), ctx.now, limit=PICK_OPTIONS)
     names = [await person_name(ctx, pid) for pid in excluded]
     await ctx.audit("dispatch_stalled", {"trigger": trigger, "category": ticket.category, "excluded": excluded,
                                          "policy_version": version,

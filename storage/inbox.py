@@ -55,16 +55,20 @@ class SqlInbox:
     async def accept_row(self, message: InboundMessage, *, schedule: bool = True) -> int | None:
         """Insert; the row id for a new event, None for a redelivery. Committed on return.
 
-        `schedule=False` when the caller processes the row itself (the playground waits for it)."""
+        `schedule=False` when the caller processes the row itself (the playground waits for it):
+        the row is then stored already claimed, one transaction less (a crash before it is
+        finished leaves it "processing", which the sweep returns to pending after 5 minutes)."""
+        now = self._clock.now()
         self._accepting += 1
         self._settled.clear()
         try:
             async with self._sessions() as session, session.begin():
                 conn = await session.connection()
                 row_id = (await conn.execute(_accept_statement(conn.dialect.name), {
-                    "platform": message.platform, "event_key": message.event_key[:255],
-                    "received_at": self._clock.now(), "payload": message.to_dict(), "status": "pending",
-                    "attempts": 0})).scalar_one_or_none()
+                    "platform": message.platform, "event_key": message.event_key[:255], "received_at": now,
+                    "payload": message.to_dict(), "status": "pending" if schedule else "processing",
+                    "attempts": 0 if schedule else 1, "processed_at": None if schedule else now,
+                })).scalar_one_or_none()
         finally:
             self._accepting -= 1
             if not self._accepting:

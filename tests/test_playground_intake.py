@@ -140,3 +140,16 @@ async def test_background_processing_waits_for_accepts_in_flight(app_client: Tes
     await asyncio.wait_for(settled, 5)
     assert order == ["accepted", "processing may start"]
     await runtime.inbox.accepts_settled()  # nothing in flight: returns at once
+
+
+async def test_a_playground_message_is_stored_claimed_and_finished(app_client: TestClient) -> None:
+    from sqlmodel import select
+
+    from storage.tables import InboxRow
+
+    customer = PlaygroundUser(app_client, "cust-claimed")
+    await customer.say("底盘有异响")
+    assert NUMBER.search(await customer.last_text())
+    async with runtime_of(app_client).sessions() as session:
+        rows = (await session.execute(select(InboxRow).where(InboxRow.event_key.startswith("cust-claimed:")))).scalars()
+        assert [(r.status, r.attempts, r.error) for r in rows] == [("done", 1, None)]
