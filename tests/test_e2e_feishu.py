@@ -82,8 +82,8 @@ class FeishuEnv:
         return answer
 
     async def say(self, open_id: str, text: str, **event: Any) -> tuple[int, Any]:
-        return await self.push(message_event(TOKEN, content={"text": text}, sender_open_id=open_id,
-                                             message_id=f"om_in_{secrets.token_hex(6)}", **event))
+        event.setdefault("message_id", f"om_in_{secrets.token_hex(6)}")
+        return await self.push(message_event(TOKEN, content={"text": text}, sender_open_id=open_id, **event))
 
     async def send_image(self, open_id: str, data: bytes) -> tuple[int, Any]:
         """An image message; the bot downloads `data` from the fake's resources endpoint."""
@@ -269,11 +269,21 @@ async def test_group_message_counts_only_when_the_bot_is_mentioned(feishu: Feish
     await feishu.settled()
     assert await feishu.count(InboxRow) == 0 and await feishu.tickets() == []
 
-    await feishu.say(CUSTOMER, "@_user_2 中控黑屏了", mentions=[bot], **group)
+    await feishu.say(CUSTOMER, "@_user_2 中控黑屏了", mentions=[bot], message_id="om_in_group_ask", **group)
     [ticket] = await eventually(feishu.tickets, what="the ticket")
     assert ticket.description == "中控黑屏了"  # the bot's mention is stripped
-    reply = await feishu.message_to(CUSTOMER, lambda m: CREATED in m.text)  # answered in person
-    assert ticket.number in reply.text and reply.receive_id_type == "open_id"
+    # Answered where it was asked: a quoted reply to the message in the group ...
+    reply = await feishu.message_to("reply:om_in_group_ask", lambda m: CREATED in m.text)
+    assert ticket.number in reply.text
+    calls = feishu.fake.calls("POST", "/im/v1/messages/om_in_group_ask/reply")
+    assert calls and all(c.json["uuid"].startswith("ticketbot-") and "receive_id" not in c.json for c in calls)
+    assert feishu.fake.sent(CUSTOMER) == []  # nothing of this answer went to the person alone
+    # Later news about the ticket, from other people's actions, reaches the person alone.
+    await feishu.add_person(Person(id="sup-feishu", name="主管 飞书", role=Role.SUPERVISOR,
+                                   preferred_channel="feishu"), "ou_supervisor")
+    await feishu.say("ou_supervisor", f"转派 {ticket.number} tech-wang 客户指定")
+    update = await feishu.message_to(CUSTOMER, lambda m: ticket.number in m.text)
+    assert update.receive_id_type == "open_id" and "改派" in update.text
 
 
 async def test_duplicate_event_id_makes_one_ticket(feishu: FeishuEnv) -> None:

@@ -93,6 +93,22 @@ async def test_group_chat_target_uses_chat_id(adapter: FeishuAdapter, fake: Fake
     assert fake.calls("POST", "/im/v1/messages")[0].query == {"receive_id_type": "chat_id"}
 
 
+async def test_the_answer_to_a_group_message_is_a_reply_in_that_group(adapter: FeishuAdapter,
+                                                                      fake: FakeFeishu) -> None:
+    group = {"message_id": "om_in_asked", "chat_id": "oc_workshop", "chat_type": "group"}
+    receipt = await adapter.sender.send(delivery(Notification(recipient_id="p1", text="已为您创建工单", card=OFFER),
+                                                 outbox_id=7, reply_context=group))
+    text, card = fake.calls("POST", "/im/v1/messages/om_in_asked/reply")
+    assert (text.json["msg_type"], text.json["uuid"]) == ("text", "ticketbot-7-t")
+    assert (card.json["msg_type"], card.json["uuid"]) == ("interactive", "ticketbot-7-c")
+    assert not [c for c in fake.calls("POST") if c.path.endswith("/im/v1/messages")]  # nothing sent 1:1
+    assert receipt.card_ref is not None  # the card can still be patched in place after a press
+    # A 1:1 chat's reply context changes nothing: sent to the person.
+    await adapter.sender.send(delivery(Notification(recipient_id="p1", text="进度"), outbox_id=8,
+                                       reply_context={"message_id": "om_in_p2p", "chat_type": "p2p"}))
+    assert fake.calls("POST", "/im/v1/messages")[-1].json["receive_id"] == USER
+
+
 async def test_card_message_is_interactive_json_2(adapter: FeishuAdapter, fake: FakeFeishu) -> None:
     receipt = await adapter.sender.send(delivery(Notification(recipient_id="p1", card=OFFER), outbox_id=5))
     [call] = fake.calls("POST", "/im/v1/messages")

@@ -37,11 +37,12 @@ class FeishuSender:
         # uuid = outbox id (+ part), never the attempt: a retry within Feishu's 1 h dedupe
         # window cannot deliver the same notification twice.
         uuid = f"ticketbot-{delivery.outbox_id}"
+        reply_to = _group_message(delivery)
         message_id: str | None = None
         card_ref: dict[str, str] | None = None
         if note.text:
             msg_type, content = text_content(note.text)
-            message_id = await self._create(target, msg_type, content, f"{uuid}-t")
+            message_id = await self._create(target, msg_type, content, f"{uuid}-t", reply_to)
         if note.card is not None:
             try:
                 content = card_content(note.card)
@@ -53,7 +54,7 @@ class FeishuSender:
                 await self._api.call("PATCH", f"/im/v1/messages/{old_id}", json={"content": content})
                 message_id = old_id
             else:
-                message_id = await self._create(target, "interactive", content, f"{uuid}-c")
+                message_id = await self._create(target, "interactive", content, f"{uuid}-c", reply_to)
             card_ref = {"message_id": message_id}
         if note.urgent and message_id:
             await self._urgent(message_id, target)
@@ -65,14 +66,18 @@ class FeishuSender:
             raise DeliveryRejected(f"无效的飞书媒体引用 {media_ref!r}")
         return await self._api.download(f"/im/v1/messages/{message_id}/resources/{file_key}", {"type": "image"})
 
-    async def _create(self, target: str, msg_type: str, content: str, uuid: str) -> str:
+    async def _create(self, target: str, msg_type: str, content: str, uuid: str, reply_to: str | None) -> str:
         await self._limiter.wait(target)
-        data = await self._api.call(
-            "POST",
-            "/im/v1/messages",
-            params={"receive_id_type": receive_id_type(target)},
-            json={"receive_id": target, "msg_type": msg_type, "content": content, "uuid": uuid},
-        )
+        if reply_to:  # a quoted reply in the group the person wrote in
+            data = await self._api.call("POST", f"/im/v1/messages/{reply_to}/reply",
+                                        json={"msg_type": msg_type, "content": content, "uuid": uuid})
+        else:
+            data = await self._api.call(
+                "POST",
+                "/im/v1/messages",
+                params={"receive_id_type": receive_id_type(target)},
+                json={"receive_id": target, "msg_type": msg_type, "content": content, "uuid": uuid},
+            )
         message_id = (data.get("data") or {}).get("message_id")
         if not message_id:
             raise DeliveryRejected("飞书没有返回 message_id")
@@ -88,6 +93,16 @@ class FeishuSender:
             params={"user_id_type": "open_id"},
             json={"user_id_list": [target]},
         )
+
+
+def _group_message(delivery: OutboundDelivery) -> str | None:
+    """The group message this notification answers, if any. Only the direct answer to what the person
+    wrote carries the reply context (core attaches it to notifications for the actor alone); later
+    updates about their ticket go to them in person, as on DingTalk."""
+    context = delivery.reply_context or {}
+    if context.get("chat_type") == "group" and context.get("message_id"):
+        return str(context["message_id"])
+    return None
 
 
 def _message_to_patch(delivery: OutboundDelivery) -> str | None:

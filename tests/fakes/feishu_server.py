@@ -185,6 +185,7 @@ class FakeFeishu:
         app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", self._token)
         app.router.add_get("/open-apis/bot/v3/info", self._bot_info)
         app.router.add_post("/open-apis/im/v1/messages", self._create)
+        app.router.add_post("/open-apis/im/v1/messages/{message_id}/reply", self._reply)
         app.router.add_patch("/open-apis/im/v1/messages/{message_id}", self._patch)
         app.router.add_patch("/open-apis/im/v1/messages/{message_id}/urgent_app", self._urgent)
         app.router.add_get("/open-apis/im/v1/messages/{message_id}/resources/{file_key}", self._resource)
@@ -255,6 +256,24 @@ class FakeFeishu:
         if uuid:
             self._uuids[uuid] = message_id
         self.messages[message_id] = {**body, "receive_id_type": request.query["receive_id_type"]}
+        return web.json_response({"code": 0, "msg": "success", "data": {"message_id": message_id}})
+
+    async def _reply(self, request: web.Request) -> web.Response:
+        """Reply to a message (in its chat): recorded like a created message with receive_id
+        "reply:<message id>", since this fake does not know the chats of pushed events."""
+        body = await request.json()
+        if body.get("msg_type") not in {"text", "post", "interactive", "image"}:
+            return web.json_response({"code": 230001, "msg": "invalid msg_type"}, status=400)
+        parent = request.match_info["message_id"]
+        if not parent.startswith("om_"):
+            return web.json_response({"code": 230001, "msg": "invalid message_id"}, status=400)
+        uuid = body.get("uuid")
+        if uuid and uuid in self._uuids:
+            return web.json_response({"code": 0, "msg": "success", "data": {"message_id": self._uuids[uuid]}})
+        message_id = f"om_{next(self._ids):06d}"
+        if uuid:
+            self._uuids[uuid] = message_id
+        self.messages[message_id] = {**body, "receive_id": f"reply:{parent}", "receive_id_type": "reply"}
         return web.json_response({"code": 0, "msg": "success", "data": {"message_id": message_id}})
 
     async def _patch(self, request: web.Request) -> web.Response:
