@@ -26,16 +26,25 @@ class InboxProcessor:
         # A burst must not starve the inbox inserts that acknowledge platforms: background
         # processing takes at most `concurrency` database connections at a time.
         self._slots = asyncio.Semaphore(concurrency)
+        self._queued: set[int] = set()  # rows scheduled here and not done yet: not the sweep's business
 
     def schedule(self, row_id: int) -> None:
+        self._queued.add(row_id)
         task = asyncio.get_running_loop().create_task(self._process_in_slot(row_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _process_in_slot(self, row_id: int) -> None:
-        async with self._slots:
-            await self.inbox.accepts_settled()
-            await self.process(row_id)
+        try:
+            async with self._slots:
+                # Accepts go first, before each transaction of ours (see SqlInbox.accepts_settled).
+                await self.inbox.accepts_settled()
+                message = await self.inbox.claim(row_id)
+                if message is not None:
+                    await self.inbox.accepts_settled()
+                    await self.process_claimed(row_id, message)
+        finally:
+            self._queued.discard(row_id)
 
     async def process(self, row_id: int) -> None:
         message = await self.inbox.claim(row_id)
@@ -53,9 +62,11 @@ class InboxProcessor:
             await self.inbox.finish(row_id)
 
     async def sweep(self) -> int:
-        ids = await self.inbox.stale_pending(timedelta(seconds=10))
+        """Rows left behind (a crash, an error, another process gone): through the same slots and
+        gate as fresh ones. Rows still queued here under a burst are left to their own tasks."""
+        ids = [i for i in await self.inbox.stale_pending(timedelta(seconds=10)) if i not in self._queued]
         for row_id in ids:
-            await self.process(row_id)
+            self.schedule(row_id)
         return len(ids)
 
     async def drain(self) -> None:

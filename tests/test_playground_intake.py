@@ -153,3 +153,37 @@ async def test_a_playground_message_is_stored_claimed_and_finished(app_client: T
     async with runtime_of(app_client).sessions() as session:
         rows = (await session.execute(select(InboxRow).where(InboxRow.event_key.startswith("cust-claimed:")))).scalars()
         assert [(r.status, r.attempts, r.error) for r in rows] == [("done", 1, None)]
+
+
+async def test_the_sweep_processes_rows_a_crash_left_behind(app_client: TestClient) -> None:
+    """A row accepted but never processed (the process died after the commit), and a row a dead
+    process had claimed: the sweep picks both up, once; rows still queued here are left alone."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from core.inbound import InboundKind, InboundMessage
+    from storage.tables import InboxRow
+
+    runtime = runtime_of(app_client)
+    inbox = runtime.inbox
+    saved, inbox.on_accepted = inbox.on_accepted, None  # "crash": nobody schedules the rows
+    try:
+        pending = await inbox.accept_row(InboundMessage("local", "lost-1", "cust-lost-1", InboundKind.TEXT,
+                                                        text="底盘有异响"))
+        claimed = await inbox.accept_row(InboundMessage("local", "lost-2", "cust-lost-2", InboundKind.TEXT,
+                                                        text="中控黑屏"), schedule=False)  # stored "processing"
+    finally:
+        inbox.on_accepted = saved
+    assert pending is not None and claimed is not None
+    assert await runtime.processor.sweep() == 0  # too fresh: maybe still being handled
+    long_ago = runtime.clock.now() - timedelta(minutes=10)
+    async with runtime.sessions() as session, session.begin():
+        await session.execute(update(InboxRow).where(InboxRow.id.in_([pending, claimed]))
+                              .values(received_at=long_ago, processed_at=long_ago))
+    assert await runtime.processor.sweep() == 2
+    assert await runtime.processor.sweep() == 0  # queued here now: not scheduled twice
+    await runtime.processor.drain()
+    tickets = await (await app_client.get("/api/tickets")).json()
+    assert sorted(t["customer_id"] for t in tickets) == ["cust-lost-1", "cust-lost-2"]
+    assert await runtime.processor.sweep() == 0
