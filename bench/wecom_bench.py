@@ -74,7 +74,7 @@ async def inbox_app(db_url: str, corp_id: str, commits: dict[int, float]) -> tup
 
 
 def full_app(
-    db_url: str, data_dir: Path, fake: dict[str, Any], commits: dict[int, float], process_concurrency: int
+    db_url: str, data_dir: Path, fake: dict[str, Any], commits: dict[int, float]
 ) -> tuple[web.Application, Any]:
     from bot.app import build_app
     from bot.runtime import Runtime
@@ -86,17 +86,6 @@ def full_app(
         wecom_token=TOKEN, wecom_encoding_aes_key=AES_KEY, wecom_api_base=fake["url"])
     runtime = Runtime(settings)
     schedule = runtime.inbox.on_accepted
-    if process_concurrency:
-        # Experiment (--process-concurrency): at most N inbox rows processed at once, so that an
-        # inbox insert queues behind at most N processing transactions for the SQLite connection.
-        gate = asyncio.Semaphore(process_concurrency)
-        process = runtime.processor.process
-
-        async def gated(row_id: int) -> None:
-            async with gate:
-                await process(row_id)
-
-        runtime.processor.process = gated  # type: ignore[method-assign]
 
     def on_accepted(row_id: int) -> None:  # right after the commit; then processing as usual
         commits[row_id] = time.monotonic()
@@ -107,7 +96,7 @@ def full_app(
     return build_app(settings, runtime=runtime), runtime.sessions
 
 
-def serve(kind: str, ports: Any, stop: Any, results: Any, fake: dict[str, Any], process_concurrency: int) -> None:
+def serve(kind: str, ports: Any, stop: Any, results: Any, fake: dict[str, Any]) -> None:
     async def main() -> None:
         commits: dict[int, float] = {}
         sessions = None
@@ -118,7 +107,7 @@ def serve(kind: str, ports: Any, stop: Any, results: Any, fake: dict[str, Any], 
             elif kind == "inbox":
                 app, sessions = await inbox_app(db_url, fake["corp_id"], commits)
             else:
-                app, sessions = full_app(db_url, Path(tmp) / "data", fake, commits, process_concurrency)
+                app, sessions = full_app(db_url, Path(tmp) / "data", fake, commits)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -276,7 +265,7 @@ async def run(args: argparse.Namespace) -> None:
     fake_proc.start()
     _, fake = ports.get(timeout=60)
     servers = tuple(args.servers)
-    procs = [ctx.Process(target=serve, args=(kind, ports, stop, results, fake, args.process_concurrency), daemon=True)
+    procs = [ctx.Process(target=serve, args=(kind, ports, stop, results, fake), daemon=True)
              for kind in servers]
     for proc in procs:
         proc.start()
@@ -357,8 +346,6 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop messages/s")
     parser.add_argument("--seconds", type=float, default=5.0, help="open-loop duration")
-    parser.add_argument("--process-concurrency", type=int, default=0,
-                        help="experiment: bound the app's concurrent inbox processing (0: as built)")
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
     parser.add_argument("--settle", type=float, default=5.0, help="seconds the app gets to catch up between phases")
     asyncio.run(run(parser.parse_args()))

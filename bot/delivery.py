@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from datetime import timedelta
@@ -22,29 +23,47 @@ class InboxProcessor:
     def __init__(self, inbox: SqlInbox, handle: object, *, concurrency: int = 4) -> None:
         self.inbox = inbox
         self._handle = handle  # async (InboundMessage) -> None
-        self._tasks: set[asyncio.Task[None]] = set()
-        # A burst must not starve the inbox inserts that acknowledge platforms: background
-        # processing takes at most `concurrency` database connections at a time.
-        self._slots = asyncio.Semaphore(concurrency)
+        # A burst must not starve the inbox inserts that acknowledge platforms: at most `concurrency`
+        # workers process rows (each holds one database connection at a time). A queue and a few
+        # workers, not a task per row: a burst of thousands of rows would otherwise be thousands of
+        # live coroutines for the garbage collector to walk.
+        self._concurrency = concurrency
+        self._waiting: collections.deque[int] = collections.deque()
         self._queued: set[int] = set()  # rows scheduled here and not done yet: not the sweep's business
+        self._workers: set[asyncio.Task[None]] = set()
+        self._active = 0
 
     def schedule(self, row_id: int) -> None:
+        if row_id in self._queued:
+            return
         self._queued.add(row_id)
-        task = asyncio.get_running_loop().create_task(self._process_in_slot(row_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._waiting.append(row_id)
+        if self._active < self._concurrency:
+            self._active += 1
+            task = asyncio.get_running_loop().create_task(self._work())
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
 
-    async def _process_in_slot(self, row_id: int) -> None:
+    async def _work(self) -> None:
         try:
-            async with self._slots:
-                # Accepts go first, before each transaction of ours (see SqlInbox.accepts_settled).
-                await self.inbox.accepts_settled()
-                message = await self.inbox.claim(row_id)
-                if message is not None:
-                    await self.inbox.accepts_settled()
-                    await self.process_claimed(row_id, message)
+            while self._waiting:
+                row_id = self._waiting.popleft()
+                try:
+                    await self._process_gated(row_id)
+                except Exception:  # the database failed under us: the sweep retries the row later
+                    log.exception("inbox row %s could not be processed", row_id)
+                finally:
+                    self._queued.discard(row_id)
         finally:
-            self._queued.discard(row_id)
+            self._active -= 1  # in the same step as the empty check: schedule() never strands a row
+
+    async def _process_gated(self, row_id: int) -> None:
+        # Accepts go first, before each transaction of ours (see SqlInbox.accepts_settled).
+        await self.inbox.accepts_settled()
+        message = await self.inbox.claim(row_id)
+        if message is not None:
+            await self.inbox.accepts_settled()
+            await self.process_claimed(row_id, message)
 
     async def process(self, row_id: int) -> None:
         message = await self.inbox.claim(row_id)
@@ -70,8 +89,8 @@ class InboxProcessor:
         return len(ids)
 
     async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._workers:
+            await asyncio.gather(*list(self._workers), return_exceptions=True)
 
 
 class OutboxDispatcher:
