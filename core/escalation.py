@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core.cards import ActionStyle, Card, CardAction, CardField, CardKind, FieldKind, FieldOption, Notification
+from core.dispatch_live import live_index
 from core.errors import Conflict, InvalidInput, NotFound
 from core.intake import card_handler
 from core.lifecycle_tasks import task_action
@@ -113,8 +114,24 @@ async def _resolution_reminder(ctx: Context, ticket: Ticket | None, payload: dic
 
 
 async def _technician_options(ctx: Context, ticket: Ticket) -> tuple[FieldOption, ...]:
-    return tuple(FieldOption(p.id, p.name) for p in await ctx.uow.list_people(Role.TECHNICIAN)
-                 if p.id != ticket.assignee_id)
+    """Who the supervisor can hand the ticket to, best first: on duty and skilled for the category,
+    then by open load; off-duty people last and marked (WeCom shows only the first few options)."""
+    profiles = await live_index(ctx.service).everyone(ctx.uow.dispatch_store(), ctx.now)
+    people = [p for p in await ctx.uow.list_people(Role.TECHNICIAN) if p.active and p.id != ticket.assignee_id]
+
+    def rank(person: Person) -> tuple[bool, bool, int, str]:
+        profile = profiles.get(person.id)
+        if profile is None:
+            return (True, True, 0, person.id)
+        return (not profile.on_duty, ticket.category not in profile.skills, profile.open_load, person.id)
+
+    def label(person: Person) -> str:
+        profile = profiles.get(person.id)
+        if profile is None:
+            return person.name
+        return f"{person.name}（{'在岗' if profile.on_duty else '离岗'}·{profile.open_load}单）"
+
+    return tuple(FieldOption(p.id, label(p)) for p in sorted(people, key=rank))
 
 
 async def escalation_card(ctx: Context, ticket: Ticket, track: str, handler: Person | None, level: int) -> Card:

@@ -46,6 +46,7 @@ async def test_unassigned_ticket_reminds_and_escalates_to_every_supervisor(datab
             assert number in reminders[0]["title"] and "13:00" in reminders[0]["body"]
         assert await cards(client, "sup-li", "escalation") == []
 
+        await PlaygroundUser(client, "tech-zhang").say("下班")
         await advance_to(rt, clock, at(2026, 11, 18, 13, 0))
         for supervisor in ("sup-li", "sup-chen"):
             escalations = await cards(client, supervisor, "escalation")
@@ -53,8 +54,13 @@ async def test_unassigned_ticket_reminds_and_escalates_to_every_supervisor(datab
             card = escalations[0]
             assert card["urgent"] and number in card["title"] and "响应超时" in card["title"]
             assert [a["label"] for a in card["actions"]] == ["确认", "转派"]
-            options = {o["value"] for o in card["fields"][0]["options"]}
-            assert {"tech-wang", "tech-zhang"} <= options
+            options = card["fields"][0]["options"]
+            assert {"tech-wang", "tech-zhang"} <= {o["value"] for o in options}
+            # Best first (on duty, skilled for the category, least loaded), each with duty and load.
+            assert all(("在岗·" in o["label"] or "离岗·" in o["label"]) and "单）" in o["label"] for o in options)
+            on_duty = ["在岗" in o["label"] for o in options]
+            assert on_duty == sorted(on_duty, reverse=True)
+            assert options[-1]["value"] == "tech-zhang" and "离岗" in options[-1]["label"]  # went off duty
         # The quality group is copied; the first supervisor (by id) owns the root-cause task.
         cc = await cards(client, "qa-sun", "reminder")
         assert len(cc) == 1 and number in cc[0]["title"] and cc[0]["urgent"] is False
