@@ -39,7 +39,13 @@ COMMAND_MODULES: tuple[str, ...] = ("bot.reports", "bot.commands_lifecycle", "bo
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, processes_inbox: bool | None = None) -> None:
+        """`processes_inbox`: whether this process handles inbox rows (and sweeps left-behind ones).
+        Default: unless PROCESS_INBOX=worker, in which case web processes hand rows to the workers
+        and `ticketbot worker` builds its Runtime with True."""
+        if settings.process_inbox == "worker" and not settings.redis_url:
+            raise ValueError("PROCESS_INBOX=worker needs REDIS_URL: rows reach `ticketbot worker` through arq")
+        self.processes_inbox = settings.process_inbox == "web" if processes_inbox is None else processes_inbox
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.database_url = settings.resolved_database_url()
@@ -61,6 +67,7 @@ class Runtime:
         self.inbox.on_accepted = self.processor.schedule
         self.outbox = SqlOutbox(self.sessions, self.clock)
         self.redis: Any = None
+        self._handoff: Any = None  # bot.arq_inbox.ArqInboxHandoff when the workers process the inbox
         self.tokens: TokenCache = MemoryTokenCache()
         if settings.redis_url:
             from redis.asyncio import Redis
@@ -72,7 +79,13 @@ class Runtime:
 
             from bot.arq_timers import ArqTimerAlarm
 
-            self.service.timers_scheduled = ArqTimerAlarm(ArqRedis(connection_pool=self.redis.connection_pool)).enqueue
+            arq = ArqRedis(connection_pool=self.redis.connection_pool)
+            self.service.timers_scheduled = ArqTimerAlarm(arq).enqueue
+            if not self.processes_inbox:
+                from bot.arq_inbox import ArqInboxHandoff
+
+                self._handoff = ArqInboxHandoff(arq)
+                self.inbox.on_accepted = self._handoff
         # Built now (not at start) because their HTTP routes must exist before the app starts.
         self.adapters: list[PlatformAdapter] = self._build_adapters()
         self.dispatcher = OutboxDispatcher(self.outbox, {a.platform: a.sender for a in self.adapters})
@@ -94,10 +107,11 @@ class Runtime:
                 added = await load_demo(self.sessions, self.clock.now())
                 log.info("loaded the demo directory (%s people)", added)
 
-    async def start(self, *, background: bool = True) -> None:
+    async def start(self, *, background: bool = True, inbound: bool = True) -> None:
+        """`inbound=False` (a worker): platform senders work, but no long connection receives."""
         async with self.uow() as uow:
             await self.rulebook.refresh(uow)
-        for adapter in self.adapters:
+        for adapter in self.adapters if inbound else ():
             await adapter.start()
         if background:
             self._spawn(self.dispatcher.run_forever())
@@ -121,7 +135,8 @@ class Runtime:
         while True:
             await asyncio.sleep(every_s)
             try:
-                await self.processor.sweep()
+                if self.processes_inbox:
+                    await self.processor.sweep()
                 async with self.uow() as uow:
                     await self.rulebook.refresh(uow)
                     await self._refresh_workflow(uow)
@@ -160,6 +175,8 @@ class Runtime:
                 await task
         self._tasks.clear()
         await self.processor.drain()
+        if self._handoff is not None:
+            await self._handoff.drain()
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
                                   description="States in which the resolution clock stops.")
     sla_daily_check_hour: int = Field(default=9, description="Local hour of the daily holiday-schedule check.")
     timer_sweep_seconds: float = Field(default=5.0, description="arq worker: period of the overdue-timer sweep.")
+    process_inbox: Literal["web", "worker"] = Field(
+        default="web", description="web: the process that accepted a message handles it; worker: web processes "
+                                   "only accept and hand it to `ticketbot worker` through arq (needs REDIS_URL).")
 
     # --- HTTP ---
     api_token: str | None = Field(default=None, description="When set, /api/ requires Bearer auth.")

@@ -1,4 +1,5 @@
-"""`ticketbot worker`: the arq timer engine (REDIS_URL set).
+"""`ticketbot worker`: the arq timer engine (REDIS_URL set), and with PROCESS_INBOX=worker the
+inbox processing too (see bot/arq_inbox.py).
 
 Jobs:
   * `fire_timer(timer_id, generation)`: deferred to the timer's due_at, enqueued after the
@@ -9,7 +10,11 @@ Jobs:
     this a no-op for alarms Redis still holds; after a FLUSHALL, a redeploy or a failed enqueue it
     puts them back, so nothing is lost and timers due after the next sweep fire on time.
 
-The worker needs no chat platform: timer handlers write outbox rows; the web processes deliver.
+  * `process_inbox(row_id)` (PROCESS_INBOX=worker): enqueued by the web process right after it
+    accepted a message; runs the conversation on the row (its claim makes it once). Such a worker
+    also delivers the outbox and sweeps inbox rows whose hand-off was lost.
+
+A timer-only worker needs no chat platform: timer handlers write outbox rows; the web processes deliver.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from arq.connections import ArqRedis, RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
 
+from bot.arq_inbox import INBOX_FUNCTION
 from bot.arq_timers import FIRE_FUNCTION, QUEUE_NAME, ArqTimerAlarm
 from bot.rulebook import RuleBook
 from bot.service_config import service_config, setting
@@ -36,6 +42,9 @@ from core.timers import FireTimer
 from storage.database import create_engine, session_factory
 from storage.timer_store import SqlTimerStore
 from storage.unit_of_work import SqlUnitOfWork
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +105,12 @@ async def sweep_timers(ctx: dict[str, Any]) -> int:
     return await stack.sweep()
 
 
+async def process_inbox(ctx: dict[str, Any], row_id: int) -> None:
+    """PROCESS_INBOX=worker: handle one inbox row a web process accepted (its claim makes it once)."""
+    runtime: Runtime = ctx["inbox_runtime"]
+    await runtime.processor.process(row_id)
+
+
 def build_worker(
     settings: Settings,
     *,
@@ -110,16 +125,33 @@ def build_worker(
         raise ValueError("REDIS_URL is not set: the arq worker needs Redis (without it, `serve` fires timers itself)")
     sweep_seconds = max(1, int(float(setting(settings, "timer_sweep_seconds"))))
 
+    processes_inbox = settings.process_inbox == "worker"
+
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["stack"] = TimerWorkerStack(settings, ctx["redis"], clock=clock, queue_name=queue_name)
+        if processes_inbox:
+            # The whole conversation stack, minus inbound connections: classifier (warmed in the
+            # background), commands, platform senders (photo downloads), outbox delivery, and the
+            # sweep that picks up rows whose hand-off was lost.
+            from bot.runtime import Runtime  # a timer-only worker does not pay for the conversation stack
+
+            runtime = Runtime(settings, clock=clock, processes_inbox=True)
+            await runtime.start(inbound=False)
+            ctx["inbox_runtime"] = runtime
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        runtime: Runtime | None = ctx.get("inbox_runtime")
+        if runtime is not None:
+            await runtime.stop()
         stack: TimerWorkerStack | None = ctx.get("stack")
         if stack is not None:
             await stack.close()
 
+    functions = [func(fire_timer, name=FIRE_FUNCTION, keep_result=0, max_tries=1)]
+    if processes_inbox:
+        functions.append(func(process_inbox, name=INBOX_FUNCTION, keep_result=0, max_tries=1))
     return Worker(
-        functions=[func(fire_timer, name=FIRE_FUNCTION, keep_result=0, max_tries=1)],
+        functions=functions,
         cron_jobs=[cron(sweep_timers, name="sweep_timers", second=set(range(0, 60, sweep_seconds)),
                         run_at_startup=True, unique=True, keep_result=0, max_tries=1)],
         queue_name=queue_name,
