@@ -25,12 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+from pg_scratch import drop_postgres, fresh_postgres  # bench/, on sys.path when run as a script
 from sqlalchemy import func, insert, select
 from sqlmodel import col
 
@@ -171,28 +171,6 @@ async def bench_inproc(args: argparse.Namespace) -> None:
            {"this process (engine + bench)": rss_mb(os.getpid())})
 
 
-async def fresh_postgres(admin_url: str) -> str:
-    import asyncpg
-
-    name = f"timers_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-async def drop_postgres(admin_url: str, url: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 async def enqueue_bulk(redis_url: str, timers: list[tuple[int, int, datetime]]) -> None:
     """The same jobs ArqTimerAlarm enqueues one by one after each commit, pipelined for setup speed."""
     from arq.connections import ArqRedis
@@ -232,7 +210,7 @@ async def wait_ready(redis_url: str, timeout_s: float = 120) -> None:
 async def bench_arq(args: argparse.Namespace) -> None:
     from redis.asyncio import Redis
 
-    url = await fresh_postgres(args.pg)
+    url = await fresh_postgres(args.pg, "timers_bench")
     flush = Redis.from_url(args.redis)
     await flush.flushdb()
     await flush.aclose()
