@@ -81,8 +81,8 @@ class InboxProcessor:
             await self.inbox.finish(row_id)
 
     async def sweep(self) -> int:
-        """Rows left behind (a crash, an error, another process gone): through the same slots and
-        gate as fresh ones. Rows still queued here under a burst are left to their own tasks."""
+        """Rows left behind (a crash, an error, another process gone) join the same queue as fresh
+        ones. Rows already queued here (a burst older than 10 s) are not added twice."""
         ids = [i for i in await self.inbox.stale_pending(timedelta(seconds=10)) if i not in self._queued]
         for row_id in ids:
             self.schedule(row_id)
