@@ -124,8 +124,7 @@ class Runtime:
     async def _warm_and_freeze(self) -> None:
         await self.rulebook.warm()
         # What start-up loaded (the ~500k-entry dictionary, modules, tables) lives as long as the
-        # process: taken out of the collector's generations, full collections stop walking it
-        # (each walk was a pause of tens of ms, seen as p99 spikes in the benches).
+        # process: taken out of the collector's generations, full collections no longer walk it.
         gc.freeze()
 
     def _spawn(self, coro: Any) -> None:
