@@ -3,7 +3,7 @@
 Loading jieba's dictionary takes ~1 s and ~60 MB, so it is read from disk only when no warm
 `Segmenter` is alive. Every warmed Segmenter owns one prefix dictionary (its terms added) and
 an undo log of what its terms changed; the next Segmenter copies a live one's dictionary
-(~15 ms, ~15 MB for the table: the words themselves are shared) and undoes the donor's terms
+(~30 ms, ~15 MB for the table: the words themselves are shared) and undoes the donor's terms
 before adding its own. So memory is one dictionary per live rule set and no pristine base
 besides. The global `jieba` tokenizer is never touched: rule terms cannot leak into other code
 that uses jieba, nor from one rule set into another (a dry run, another runtime, the CLI).
