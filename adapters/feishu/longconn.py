@@ -126,11 +126,17 @@ class FeishuLongConnection:
 
 def _cancel_pending(loop: asyncio.AbstractEventLoop) -> None:
     # The SDK leaves background tasks (receive loop, ping loop, cache cron); finish them before closing.
-    pending = asyncio.all_tasks(loop)
-    for task in pending:
-        task.cancel()
-    if pending:
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    for _ in range(3):  # a loop.stop() from stop() that lands late interrupts one round (seen in CI)
+        pending = asyncio.all_tasks(loop)
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        try:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            return
+        except RuntimeError:  # "Event loop stopped before Future completed": go round again
+            continue
 
 
 def _close_socket(client: Any, loop: asyncio.AbstractEventLoop) -> None:
