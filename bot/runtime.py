@@ -20,12 +20,13 @@ from bot.token_cache import MemoryTokenCache, RedisTokenCache
 from core.clock import SystemClock
 from core.ports import Clock, TokenCache
 from core.service import TicketService
-from storage.database import create_engine, is_sqlite, session_factory
+from storage.database import create_engine, is_sqlite, session_factory, sqlite_path
 from storage.inbox import SqlInbox
 from storage.migrate import create_fresh_schema, is_at_head, upgrade
 from storage.outbox import SqlOutbox
 from storage.timer_store import SqlTimerStore
 from storage.unit_of_work import SqlUnitOfWork
+from storage.wal_checkpoint import INLINE_CHECKPOINT_PAGES, WalCheckpointer
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,11 @@ class Runtime:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.database_url = settings.resolved_database_url()
-        self.engine = create_engine(self.database_url)
+        # SQLite: the log is checkpointed by a thread, not inside a commit on the event loop.
+        wal_path = sqlite_path(self.database_url)
+        self.checkpointer = WalCheckpointer(wal_path) if wal_path is not None else None
+        self.engine = create_engine(self.database_url, inline_checkpoint_pages=INLINE_CHECKPOINT_PAGES
+                                    if self.checkpointer else None)
         self.channels = settings.delivery_channels()
         self.sessions = session_factory(self.engine)
         self.rulebook = RuleBook()
@@ -116,6 +121,8 @@ class Runtime:
         if background:
             self._spawn(self.dispatcher.run_forever())
             self._spawn(self._sweep_forever())
+            if self.checkpointer is not None:
+                self._spawn(self.checkpointer.run_forever())
             if not self.settings.redis_url:
                 self._spawn(self.timer_engine.run_forever())
             # jieba's dictionary load takes ~1 s: do it off the loop so start-up never blocks on it.
@@ -178,4 +185,6 @@ class Runtime:
             await self._handoff.drain()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         await self.engine.dispose()

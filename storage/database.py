@@ -38,7 +38,9 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, inline_checkpoint_pages: int | None = None, **kwargs: Any) -> AsyncEngine:
+    """`inline_checkpoint_pages` (SQLite): the log size at which a commit checkpoints inline, for a
+    process that checkpoints in the background (storage/wal_checkpoint.py); None keeps SQLite's 1000."""
     url = async_url(url)
     if is_sqlite(url):
         path = sqlite_path(url)
@@ -48,12 +50,12 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # One connection, statements run inline on the loop (see storage/sqlite_inline.py).
         engine = create_async_engine(url, async_creator=inline_creator(database), pool_size=1, max_overflow=0,
                                      **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, inline_checkpoint_pages)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, inline_checkpoint_pages: int | None) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
@@ -63,6 +65,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=5000")
+        if inline_checkpoint_pages is not None:
+            cursor.execute(f"PRAGMA wal_autocheckpoint={int(inline_checkpoint_pages)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
