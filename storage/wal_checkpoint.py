@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import threading
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,23 @@ class WalCheckpointer:
         self.path = path
         self.every_s = every_s
         self._connection: sqlite3.Connection | None = None
+        # A cancelled asyncio.to_thread leaves its thread running (or about to run): close() waits
+        # for it here, and a call that starts after close() does nothing. Closing the connection
+        # under a running checkpoint crashed the interpreter (a segfault, seen in CI).
+        self._lock = threading.Lock()
+        self._closed = False
         self.checkpoints = 0  # completed checkpoint calls, for tests and curiosity
 
     def _checkpoint(self) -> tuple[int, int, int]:
+        with self._lock:
+            if self._closed:
+                return (0, 0, 0)
+            return self._checkpoint_locked()
+
+    def _checkpoint_locked(self) -> tuple[int, int, int]:
         if self._connection is None:
-            # check_same_thread=False: asyncio.to_thread may pick another pool thread next time;
-            # the calls never overlap (one await at a time).
+            # check_same_thread=False: asyncio.to_thread may pick another pool thread next time
+            # (the lock keeps the calls apart).
             self._connection = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False,
                                                isolation_level=None)
         busy, log_frames, checkpointed = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
@@ -77,7 +89,9 @@ class WalCheckpointer:
                 log.exception("WAL checkpoint failed (the inline automatic checkpoint still bounds the log)")
 
     def close(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._connection.close()
-            self._connection = None
+        with self._lock:
+            self._closed = True
+            if self._connection is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._connection.close()
+                self._connection = None

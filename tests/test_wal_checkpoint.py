@@ -65,3 +65,26 @@ async def test_the_service_checkpoints_in_the_background(tmp_path: Path) -> None
         # The background thread keeps up: after its checkpoint nothing is left to copy.
         busy, frames, copied = await runtime.checkpointer.checkpoint()
         assert busy == 0 and copied == frames
+
+
+async def test_closing_while_a_checkpoint_runs_waits_for_it(tmp_path: Path) -> None:
+    """Runtime.stop() cancels the loop, whose thread may still be checkpointing, then closes."""
+    path = tmp_path / "c.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (x BLOB)")
+    try:
+        for _ in range(3):
+            writer.execute("BEGIN")
+            for _ in range(2000):  # ~8 MB of log: the checkpoint takes a while to copy it
+                writer.execute("INSERT INTO t VALUES (randomblob(4000))")
+            writer.execute("COMMIT")
+            checkpointer = WalCheckpointer(path)
+            running = asyncio.ensure_future(checkpointer.checkpoint())
+            await asyncio.sleep(0.001)  # let the thread start copying
+            running.cancel()  # what stop() does to the loop's task; the thread goes on
+            checkpointer.close()  # waits for the thread (used to crash the interpreter here)
+            assert await checkpointer.checkpoint() == (0, 0, 0)  # after close(): nothing, no new connection
+    finally:
+        writer.close()
