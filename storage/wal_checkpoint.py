@@ -50,17 +50,14 @@ class WalCheckpointer:
         with self._lock:
             if self._closed:
                 return (0, 0, 0)
-            return self._checkpoint_locked()
-
-    def _checkpoint_locked(self) -> tuple[int, int, int]:
-        if self._connection is None:
-            # check_same_thread=False: asyncio.to_thread may pick another pool thread next time
-            # (the lock keeps the calls apart).
-            self._connection = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False,
-                                               isolation_level=None)
-        busy, log_frames, checkpointed = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self.checkpoints += 1
-        return int(busy), int(log_frames), int(checkpointed)
+            if self._connection is None:
+                # check_same_thread=False: asyncio.to_thread may pick another pool thread next time
+                # (the lock keeps the calls apart).
+                self._connection = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False,
+                                                   isolation_level=None)
+            busy, frames, copied = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.checkpoints += 1
+            return int(busy), int(frames), int(copied)
 
     async def checkpoint(self) -> tuple[int, int, int]:
         """(busy, frames in the log, frames copied to the database file), as SQLite reports them."""
