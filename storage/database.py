@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage.errors import StorageError
-from storage.sqlite_inline import inline_creator
+from storage.sqlite_inline import InlineDBAPI, inline_creator
 
 
 def async_url(url: str) -> str:
@@ -48,7 +48,8 @@ def create_engine(url: str, *, inline_checkpoint_pages: int | None = None, **kwa
             path.parent.mkdir(parents=True, exist_ok=True)
         database = str(path) if path is not None else ":memory:"
         # One connection, statements run inline on the loop (see storage/sqlite_inline.py).
-        engine = create_async_engine(url, async_creator=inline_creator(database), pool_size=1, max_overflow=0,
+        engine = create_async_engine(url, async_creator=inline_creator(database), module=InlineDBAPI(),
+                                     pool_size=1, max_overflow=0,
                                      **kwargs)
         _configure_sqlite(engine, inline_checkpoint_pages)
         return engine

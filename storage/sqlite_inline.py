@@ -8,17 +8,23 @@ hand-off. The cost: a statement waiting on another process's write lock blocks t
 so the busy timeout is kept short; the multi-process deployment uses PostgreSQL.
 
 SQLAlchemy's aiosqlite dialect accepts this through `create_async_engine(async_creator=...)`.
+Its adapter still awaits every cursor call through a greenlet switch (three or four per
+statement), which costs more than SQLite itself: `InlineDBAPI` (passed as `module=`) hands
+SQLAlchemy cursors that call the sqlite3 connection directly instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Generator
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from functools import partial
 from typing import Any
 
 import aiosqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection, AsyncAdapt_aiosqlite_dbapi
+from sqlalchemy.util.concurrency import await_
 
 
 class _InlineQueue:
@@ -68,3 +74,116 @@ def inline_creator(path: str, *, busy_timeout_s: float = 5.0) -> Callable[[], In
                                         isolation_level=None))
 
     return create
+
+
+class _Ready(Awaitable[None]):
+    """An awaitable that is already done: awaiting it does not yield to the event loop."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # a generator that finishes at once
+
+
+_READY = _Ready()
+
+
+class InlineCursor:
+    """The DBAPI cursor SQLAlchemy drives, straight over sqlite3: no awaits, no greenlet switches.
+
+    Rows are fetched when the statement runs, as SQLAlchemy's own async cursors do, so a result
+    read later never steps a statement while the next one runs.
+    """
+
+    __slots__ = ("_cursor", "_rows", "arraysize", "description", "lastrowid", "rowcount")
+    server_side = False
+
+    def __init__(self, adapt_connection: InlineAdaptedConnection) -> None:
+        raw = adapt_connection._connection._connection
+        if raw is None:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+        self._cursor = raw.cursor()
+        self._rows: deque[Any] = deque()
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+        self.arraysize = 1
+
+    def execute(self, operation: Any, parameters: Any = None) -> None:
+        # AsyncConnection.execute insists that the driver awaited something (AwaitRequired otherwise):
+        # one switch to the loop's side and straight back, instead of aiosqlite's three or four.
+        await_(_READY)
+        cursor = self._cursor
+        if parameters is None:
+            cursor.execute(operation)
+        else:
+            cursor.execute(operation, parameters)
+        self._settle()
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> None:
+        await_(_READY)
+        self._cursor.executemany(operation, seq_of_parameters)
+        self._settle()
+
+    def _settle(self) -> None:
+        cursor = self._cursor
+        self.description = cursor.description
+        self._rows = deque(cursor.fetchall()) if cursor.description else deque()
+        self.rowcount = cursor.rowcount
+        self.lastrowid = cursor.lastrowid
+
+    async def _async_soft_close(self) -> None:
+        """SQLAlchemy's async result calls this; the rows are already buffered."""
+
+    def close(self) -> None:
+        self._rows.clear()
+        self._cursor.close()
+
+    def fetchone(self) -> Any:
+        return self._rows.popleft() if self._rows else None
+
+    def fetchmany(self, size: int | None = None) -> Sequence[Any]:
+        rows = self._rows
+        return [rows.popleft() for _ in range(min(size or self.arraysize, len(rows)))]
+
+    def fetchall(self) -> Sequence[Any]:
+        rows = list(self._rows)
+        self._rows.clear()
+        return rows
+
+    def __iter__(self) -> Iterator[Any]:
+        while self._rows:
+            yield self._rows.popleft()
+
+    def setinputsizes(self, *_sizes: Any) -> None:
+        pass
+
+
+class InlineAdaptedConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+    _cursor_cls = InlineCursor  # type: ignore[assignment]
+    _ss_cursor_cls = InlineCursor  # type: ignore[assignment]
+
+    def commit(self) -> None:
+        raw = self._connection._connection
+        if raw is not None:
+            raw.commit()
+
+    def rollback(self) -> None:
+        raw = self._connection._connection
+        if raw is not None:
+            raw.rollback()
+
+
+class InlineDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """aiosqlite's DBAPI shim, connecting through `async_creator` to an `InlineAdaptedConnection`."""
+
+    def __init__(self) -> None:
+        super().__init__(aiosqlite, sqlite3)
+
+    def connect(self, *arg: Any, **kw: Any) -> InlineAdaptedConnection:
+        creator = kw.pop("async_creator_fn", None)
+        if creator is None:
+            raise TypeError("InlineDBAPI connects only through create_async_engine(async_creator=...)")
+        return InlineAdaptedConnection(self, await_(creator(*arg, **kw)))
