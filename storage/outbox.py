@@ -6,12 +6,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.cards import Notification
 from core.ports import Clock
 from storage.tables import CardRow, IdentityRow, OutboxRow
+
+# The playground reads this after every message it sends: built once (composing costs more than running).
+_LOCAL_MESSAGES = (select(OutboxRow.id, OutboxRow.payload, OutboxRow.created_at)
+                   .where(OutboxRow.recipient_id == bindparam("person_id"), OutboxRow.channel == "local")
+                   .order_by(OutboxRow.id.desc()).limit(bindparam("limit")))  # type: ignore[union-attr]
+_CARD_STATES = select(CardRow.id, CardRow.payload, CardRow.state).where(
+    CardRow.id.in_(bindparam("ids", expanding=True)))  # type: ignore[attr-defined]
 
 MAX_DELIVERY_ATTEMPTS = 12
 
@@ -106,15 +113,10 @@ class SqlOutbox:
         """What the playground shows a person: local-channel notifications, oldest first,
         each card in its latest state (updated in place after a press)."""
         async with self._sessions() as session:
-            rows = list((await session.execute(
-                select(OutboxRow).where(OutboxRow.recipient_id == person_id, OutboxRow.channel == "local")
-                .order_by(OutboxRow.id.desc()).limit(limit)  # type: ignore[union-attr]
-            )).scalars())[::-1]
+            conn = await session.connection()
+            rows = list(await conn.execute(_LOCAL_MESSAGES, {"person_id": person_id, "limit": limit}))[::-1]
             card_ids = [r.payload["card"]["id"] for r in rows if r.payload.get("card")]
-            cards: dict[str, CardRow] = {}
-            if card_ids:
-                found = await session.execute(select(CardRow).where(CardRow.id.in_(card_ids)))  # type: ignore[attr-defined]
-                cards = {c.id: c for c in found.scalars()}
+            cards = {c.id: c for c in await conn.execute(_CARD_STATES, {"ids": card_ids})} if card_ids else {}
         items = []
         for row in rows:
             payload = row.payload

@@ -93,6 +93,8 @@ _INSERT_CARD = insert(CardRow)
 _CHANNEL_OF = select(PersonRow.preferred_channel).where(PersonRow.id == bindparam("person_id"))
 _PERSON_BY_IDENTITY = select(PersonRow).join(IdentityRow, IdentityRow.person_id == PersonRow.id).where(
     IdentityRow.platform == bindparam("platform"), IdentityRow.external_id == bindparam("external_id"))
+_PERSON_BY_ID = select(PersonRow).where(PersonRow.id == bindparam("person_id"))
+_AUDIT_HEAD_LOCKED = select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update()
 _INSERT_PERSON = insert(PersonRow)
 _INSERT_IDENTITY = insert(IdentityRow)
 _ACTIVE_PEOPLE = select(PersonRow).where(PersonRow.active.is_(True)).order_by(PersonRow.id)  # type: ignore[attr-defined]
@@ -229,8 +231,8 @@ class SqlUnitOfWork:
 
     # --- people ---
     async def get_person(self, person_id: str) -> Person | None:
-        row = await self.session.get(PersonRow, person_id)
-        return self._seen(person_from_row(row)) if row else None
+        row = (await (await self._connection()).execute(_PERSON_BY_ID, {"person_id": person_id})).one_or_none()
+        return self._seen(person_from_row(row)) if row else None  # type: ignore[arg-type]
 
     def _seen(self, person: Person) -> Person:
         # What enqueue needs to know about a recipient we have just read anyway.
@@ -326,15 +328,15 @@ class SqlUnitOfWork:
     async def _lock_audit_head(self) -> tuple[int, str]:
         # Locking the head row serialises appenders across processes (PostgreSQL) until this transaction
         # ends, so the head stays ours to cache; SQLite already holds the write lock (BEGIN IMMEDIATE).
-        locked = select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update()
-        head = (await self.session.execute(locked)).first()
+        conn = await self._connection()
+        head = (await conn.execute(_AUDIT_HEAD_LOCKED)).first()
         if head is None:
             # The very first event: two first appenders must not both start at seq 1, so the head row
             # is created race-free (the loser waits for the winner's commit) and then locked.
             upsert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
             await self.session.execute(upsert(AuditHeadRow).values(id=1, seq=0, hash="0" * 64)
                                        .on_conflict_do_nothing(index_elements=["id"]))
-            head = (await self.session.execute(locked)).one()
+            head = (await conn.execute(_AUDIT_HEAD_LOCKED)).one()
         return int(head[0]), str(head[1])
 
     async def audit_for_ticket(self, number: str) -> list[AuditEvent]:
