@@ -106,8 +106,8 @@ class UnitOfWork(Protocol):
     async def audit_for_ticket(self, number: str) -> list[AuditEvent]: ...
 
     # --- outbox ---
-    async def enqueue(self, notification: Notification, *, at: datetime, reply_context: dict[str, Any] | None) -> int:
-        ...
+    async def enqueue(self, notification: Notification, *, at: datetime, reply_context: dict[str, Any] | None) -> None:
+        """Queue a notification; it is stored with the transaction's commit (dropped on rollback)."""
 
     # --- cards ---
     async def save_card(self, card: Card, *, recipient_id: str, ticket_number: str | None, at: datetime) -> None: ...

@@ -6,7 +6,7 @@ and the audit trail by core/dispatch_live.py, which also reads the audit chain h
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
@@ -61,8 +61,12 @@ _POSITIONS_SINCE = _POSITIONS.where(TechnicianRow.last_position_at >= bindparam(
 
 
 class SqlDispatchStore:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *,
+                 audit_head: Callable[[], tuple[int, str] | None] = lambda: None) -> None:
+        """`audit_head`: the head the unit of work holds locked in this transaction, if any. It writes
+        the head row only at commit, so this transaction's own appends are known there, not in the row."""
         self.session = session
+        self._held_audit_head = audit_head
 
     async def card_is_free(self, card_id: str) -> bool:
         # SKIP LOCKED: a row held by a concurrent press is skipped instead of waited for, so the expiry
@@ -77,6 +81,9 @@ class SqlDispatchStore:
 
     # --- the audit chain ---
     async def chain_head(self) -> ChainMark:
+        held = self._held_audit_head()
+        if held is not None:
+            return ChainMark(held[0], held[1])
         head = (await (await self.session.connection()).execute(_CHAIN_HEAD)).first()
         return ChainMark(0, GENESIS_HASH) if head is None else ChainMark(int(head[0]), str(head[1]))
 

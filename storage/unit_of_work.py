@@ -88,7 +88,7 @@ _SAVE_TICKET = update(TicketRow).where(TicketRow.number == bindparam("w_number")
                                        TicketRow.version == bindparam("w_version"))
 _INSERT_AUDIT = insert(AuditEventRow)
 _UPDATE_AUDIT_HEAD = update(AuditHeadRow).where(AuditHeadRow.id == 1)
-_INSERT_OUTBOX = insert(OutboxRow).returning(OutboxRow.id)
+_INSERT_OUTBOX = insert(OutboxRow)
 _INSERT_CARD = insert(CardRow)
 _CHANNEL_OF = select(PersonRow.preferred_channel).where(PersonRow.id == bindparam("person_id"))
 _PERSON_BY_IDENTITY = select(PersonRow).join(IdentityRow, IdentityRow.person_id == PersonRow.id).where(
@@ -145,6 +145,12 @@ class SqlUnitOfWork:
         self.scheduled_timers: list[TimerRow] = []
         # The audit head once this transaction holds its lock: later appends need not read it again.
         self._audit_head: tuple[int, str] | None = None
+        # The head row is written once, at commit, not after every event: nobody else can read it
+        # meanwhile (the lock), and this transaction's readers ask us (dispatch_store's chain_head).
+        self._audit_head_dirty = False
+        # Outbox rows wait for the commit and go in as one statement: nothing reads the outbox
+        # inside a command's transaction, and a rollback must drop them anyway.
+        self._outbox_rows: list[dict[str, Any]] = []
         # preferred_channel per person, for enqueue (several notifications per command go to one person).
         self._channels: dict[str, str | None] = {}
         self._conn: AsyncConnection | None = None
@@ -169,12 +175,25 @@ class SqlUnitOfWork:
             await self.session.close()
 
     async def commit(self) -> None:
+        await self._write_deferred()
         await self.session.commit()
         # The session begins a new transaction on its next statement, on a connection of its own:
         # nothing cached for the old transaction (its connection, the audit head it had locked) holds.
         self._conn = None
         self._audit_head = None
         self._channels.clear()
+
+    async def _write_deferred(self) -> None:
+        if not (self._audit_head_dirty or self._outbox_rows):
+            return
+        conn = await self._connection()
+        if self._audit_head_dirty and self._audit_head is not None:
+            seq, digest = self._audit_head
+            await conn.execute(_UPDATE_AUDIT_HEAD, {"seq": seq, "hash": digest})
+            self._audit_head_dirty = False
+        if self._outbox_rows:
+            rows, self._outbox_rows = self._outbox_rows, []
+            await conn.execute(_INSERT_OUTBOX, rows)
 
     @property
     def dialect(self) -> str:
@@ -296,7 +315,7 @@ class SqlUnitOfWork:
             rating_sum=TechnicianRow.rating_sum + rating, rating_count=TechnicianRow.rating_count + 1))
 
     def dispatch_store(self) -> SqlDispatchStore:
-        return SqlDispatchStore(self.session)
+        return SqlDispatchStore(self.session, audit_head=lambda: self._audit_head)
 
     # --- photos ---
     async def add_photo(self, photo: PhotoRecord) -> None:
@@ -322,8 +341,8 @@ class SqlUnitOfWork:
         conn = await self._connection()
         await conn.execute(_INSERT_AUDIT, {"seq": seq, "ticket_number": ticket_number, "actor_id": actor_id, "at": at,
                                            "kind": kind, "payload": payload, "prev_hash": head[1], "hash": digest})
-        await conn.execute(_UPDATE_AUDIT_HEAD, {"seq": seq, "hash": digest})
         self._audit_head = (seq, digest)
+        self._audit_head_dirty = True
 
     async def _lock_audit_head(self) -> tuple[int, str]:
         # Locking the head row serialises appenders across processes (PostgreSQL) until this transaction
@@ -348,7 +367,7 @@ class SqlUnitOfWork:
         ]
 
     # --- outbox ---
-    async def enqueue(self, notification: Notification, *, at: datetime, reply_context: dict[str, Any] | None) -> int:
+    async def enqueue(self, notification: Notification, *, at: datetime, reply_context: dict[str, Any] | None) -> None:
         recipient = notification.recipient_id
         conn = await self._connection()
         if recipient not in self._channels:
@@ -369,7 +388,7 @@ class SqlUnitOfWork:
             sent_at=at if local else None,
             attempts=0,
         )
-        return int((await conn.execute(_INSERT_OUTBOX, values)).scalar_one())
+        self._outbox_rows.append(values)
 
     # --- cards ---
     async def save_card(self, card: Card, *, recipient_id: str, ticket_number: str | None, at: datetime) -> None:

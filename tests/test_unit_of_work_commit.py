@@ -33,3 +33,51 @@ async def test_reading_and_auditing_after_a_commit_in_the_same_unit_of_work(data
         assert checked >= 3 and problems == []  # "after" chained onto "between", not onto a stale head
     finally:
         await engine.dispose()
+
+
+async def test_outbox_rows_and_the_audit_head_are_written_at_commit_and_only_then(database_url: str) -> None:
+    """Both are deferred to the commit: in the transaction the dispatch change feed sees the held
+    head, after it the stored head ends the chain, and a rollback stores nothing of either."""
+    from sqlalchemy import func, select
+
+    from core.cards import Notification
+    from storage.tables import AuditHeadRow, OutboxRow
+
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+
+    async def stored() -> tuple[int, tuple[int, str] | None]:
+        async with sessions() as session:
+            outbox = (await session.execute(select(func.count()).select_from(OutboxRow))).scalar_one()
+            head = (await session.execute(select(AuditHeadRow.seq, AuditHeadRow.hash))).first()
+            return int(outbox), (int(head[0]), str(head[1])) if head else None
+
+    try:
+        async with SqlUnitOfWork(sessions) as uow:
+            for kind in ("one", "two", "three"):
+                await uow.append_audit(kind=kind, actor_id="a", at=NOW, payload={}, ticket_number=None)
+            for text in ("甲", "乙"):
+                await uow.enqueue(Notification(recipient_id="nobody", text=text), at=NOW, reply_context=None)
+            held = await uow.dispatch_store().chain_head()
+            assert held.seq == 3
+            # Left without a commit: rolled back.
+        assert await stored() in {(0, None), (0, (0, "0" * 64))}
+
+        async with SqlUnitOfWork(sessions) as uow:
+            for kind in ("one", "two", "three"):
+                await uow.append_audit(kind=kind, actor_id="a", at=NOW, payload={}, ticket_number=None)
+            for text in ("甲", "乙"):
+                await uow.enqueue(Notification(recipient_id="nobody", text=text), at=NOW, reply_context=None)
+            held = await uow.dispatch_store().chain_head()
+            await uow.commit()
+        outbox, head = await stored()
+        assert outbox == 2 and head == (held.seq, held.hash) == (3, head[1])
+        async with sessions() as session:
+            texts = [p["text"] for p in (await session.execute(
+                select(OutboxRow.payload).order_by(OutboxRow.id))).scalars()]
+        assert texts == ["甲", "乙"]
+        checked, problems = await verify_audit(sessions)
+        assert checked == 3 and problems == []
+    finally:
+        await engine.dispose()
