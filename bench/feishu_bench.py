@@ -32,15 +32,24 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: make `tests.fakes` importable
 
-from aiohttp import ClientSession, TCPConnector, web  # noqa: E402
+from aiohttp import web  # noqa: E402
+from callback_load import (  # noqa: E402  (bench/, the script's folder)
+    FAILED,
+    Discard,
+    Request,
+    commit_times,
+    measure,
+    print_answer_table,
+    processed,
+    record_commits,
+    serve_until,
+)
 
 KEY = "bench-encrypt-key"
 TOKEN = "bench-verification-token"
 FAULTS = ["中控黑屏", "底盘有异响", "3号注塑机漏油，已停机", "空压机压力掉到0.4", "配电柜跳闸，车间停电"]
 SERVERS = ("echo", "inbox", "app")
 WARM_UP = 20
-
-Request = tuple[str, bytes, dict[str, str]]  # (event_id, body, headers)
 
 
 # --- servers (each in its own process) ---
@@ -85,14 +94,7 @@ def full_app(db_url: str, data_dir: Path, fake_url: str, commits: dict[int, floa
         feishu_app_secret=APP_SECRET, feishu_encrypt_key=KEY, feishu_verification_token=TOKEN,
         feishu_domain=fake_url)
     runtime = Runtime(settings)
-    schedule = runtime.inbox.on_accepted
-
-    def on_accepted(row_id: int) -> None:  # right after the commit; then processing as usual
-        commits[row_id] = time.monotonic()
-        if schedule is not None:
-            schedule(row_id)
-
-    runtime.inbox.on_accepted = on_accepted
+    record_commits(runtime, commits)
     return build_app(settings, runtime=runtime), runtime.sessions
 
 
@@ -108,51 +110,11 @@ def serve(kind: str, ports: Any, stop: Any, results: Any, fake_url: str = "") ->
                 app, sessions = await inbox_app(db_url, commits)
             else:
                 app, sessions = full_app(db_url, Path(tmp) / "data", fake_url, commits)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            ports.put((kind, runner.addresses[0][1]))
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-            results.put((kind, await commit_times(sessions, commits), await processed(sessions)))
+            runner = await serve_until(app, kind, ports, stop)
+            results.put((kind, await commit_times(sessions, commits), await processed(sessions, "feishu")))
             await runner.cleanup()
 
     asyncio.run(main())
-
-
-async def commit_times(sessions: Any, commits: dict[int, float]) -> dict[str, float]:
-    """event_id → monotonic time its inbox row was committed."""
-    if sessions is None:
-        return {}
-    from sqlmodel import col, select
-
-    from storage.tables import InboxRow
-
-    async with sessions() as session:
-        rows = (await session.execute(select(col(InboxRow.id), col(InboxRow.event_key)))).all()
-    return {key: commits[row_id] for row_id, key in rows if row_id in commits}
-
-
-async def processed(sessions: Any) -> dict[str, int]:
-    if sessions is None:
-        return {}
-    from sqlmodel import col, func, select
-
-    from storage.tables import InboxRow, OutboxRow, TicketRow
-
-    async with sessions() as session:
-        async def count(stmt: Any) -> int:
-            return int((await session.execute(stmt)).scalar_one())
-
-        done = col(InboxRow.status) == "done"
-        sent = col(OutboxRow.status) == "sent"
-        return {
-            "inbox rows": await count(select(func.count()).select_from(InboxRow)),
-            "inbox done": await count(select(func.count()).select_from(InboxRow).where(done)),
-            "tickets": await count(select(func.count()).select_from(TicketRow)),
-            "replies sent": await count(select(func.count()).select_from(OutboxRow).where(sent)),
-        }
 
 
 def serve_fake(ports: Any) -> None:
@@ -160,17 +122,12 @@ def serve_fake(ports: Any) -> None:
         from tests.fakes.feishu_server import FakeFeishu
 
         fake = FakeFeishu()
-        fake.requests = _Discard()  # type: ignore[assignment]  # a long run must not keep every request
+        fake.requests = Discard()  # type: ignore[assignment]
         await fake.start()
         ports.put(("fake", fake.url))
         await asyncio.Event().wait()
 
     asyncio.run(main())
-
-
-class _Discard(list[Any]):
-    def append(self, item: Any) -> None:
-        pass
 
 
 # --- load ---
@@ -196,49 +153,8 @@ def build_requests(count: int) -> list[Request]:
         ts, nonce = str(int(time.time())), secrets.token_hex(8)
         headers = {"Content-Type": "application/json", "X-Lark-Request-Timestamp": ts, "X-Lark-Request-Nonce": nonce,
                    "X-Lark-Signature": signature(ts, nonce, KEY, body)}
-        requests.append((event_id, body, headers))
+        requests.append((event_id, body, headers, {}))
     return requests
-
-
-async def one(session: ClientSession, url: str, request: Request, answered: dict[str, float]) -> float:
-    event_id, body, headers = request
-    start = time.monotonic()
-    async with session.post(url, data=body, headers=headers) as resp:
-        await resp.read()
-        if resp.status != 200:
-            raise RuntimeError(f"HTTP {resp.status}")
-    answered[event_id] = end = time.monotonic()
-    return end - start
-
-
-async def closed_loop(url: str, requests: list[Request], concurrency: int, answered: dict[str, float]) -> float:
-    queue = iter(requests)
-    async with ClientSession(connector=TCPConnector(limit=concurrency)) as session:
-
-        async def worker() -> None:
-            for request in queue:
-                await one(session, url, request, answered)
-
-        start = time.monotonic()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return len(requests) / (time.monotonic() - start)
-
-
-async def open_loop(url: str, requests: list[Request], rate: float, answered: dict[str, float]) -> list[float]:
-    async with ClientSession(connector=TCPConnector(limit=0)) as session:
-        start = time.monotonic()
-        tasks = []
-        for i, request in enumerate(requests):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, url, request, answered)))
-        return list(await asyncio.gather(*tasks))
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000 if ordered else float("nan")
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -262,13 +178,9 @@ async def run(args: argparse.Namespace) -> None:
         for kind in SERVERS:  # fresh events per server: each inbox must accept every one
             requests = build_requests(WARM_UP + paced_n + args.events)
             warm, paced, burst = requests[:WARM_UP], requests[WARM_UP: WARM_UP + paced_n], requests[WARM_UP + paced_n:]
-            await closed_loop(urls[kind], warm, 2, answered[kind])  # connections, imports, jieba's dictionary
-            await asyncio.sleep(args.settle)  # and let the app finish processing them
-            # Steady load first: a burst leaves a processing backlog that would colour it.
-            latencies = await open_loop(urls[kind], paced, args.rate, answered[kind])
-            figures[kind] |= {"p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99)}
-            figures[kind]["rps"] = await closed_loop(urls[kind], burst, args.concurrency, answered[kind])
-            phases[kind] = {"open": [r[0] for r in paced], "burst": [r[0] for r in burst]}
+            figures[kind], phases[kind] = await measure(
+                urls[kind], warm, paced, burst, rate=args.rate, concurrency=args.concurrency, settle=args.settle,
+                answered=answered[kind])
         await asyncio.sleep(args.settle)  # let the app process and deliver what it accepted
         stop.set()
         reports = {}
@@ -283,22 +195,10 @@ async def run(args: argparse.Namespace) -> None:
 
     print(f"SQLite inbox, {mp.cpu_count()} CPUs. Open loop: {args.rate:g} events/s for {args.seconds:g} s; "
           f"then a burst of {args.events} events from {args.concurrency} concurrent clients.")
-    print("'after commit' = inbox row committed (server) → answer received (client).")
-    print(f"{'':<6} {'open loop':^40} │ {'burst':^40}")
-    print(f"{'server':<6} {'p50 ms':>8} {'p99 ms':>8} {'after commit p99':>16} {'max':>6} │ "
-          f"{'events/s':>9} {'after commit p99':>16} {'max':>6} {'>100ms':>6}")
+    print_answer_table(SERVERS, figures, {k: reports[k][0] for k in SERVERS}, answered, phases, "events/s")
     for kind in SERVERS:
-        f, commits = figures[kind], reports[kind][0]
-
-        def after(keys: list[str], kind: str = kind, commits: dict[str, float] = commits) -> list[float]:
-            return [answered[kind][k] - commits[k] for k in keys if k in commits and k in answered[kind]]
-
-        steady, burst_after = after(phases[kind]["open"]), after(phases[kind]["burst"])
-        slow = sum(1 for a in steady + burst_after if a > 0.1)
-        steady_txt = f"{pct(steady, 0.99):>16.2f} {max(steady) * 1000:>6.1f}" if steady else f"{'—':>16} {'—':>6}"
-        burst_txt = (f"{pct(burst_after, 0.99):>16.2f} {max(burst_after) * 1000:>6.1f} {slow:>6}" if burst_after
-                     else f"{'—':>16} {'—':>6} {'—':>6}")
-        print(f"{kind:<6} {f['p50']:>8.2f} {f['p99']:>8.2f} {steady_txt} │ {f['rps']:>9.0f} {burst_txt}")
+        if FAILED.get(urls[kind]):
+            print(f"{kind}: {FAILED[urls[kind]]} answers were not 200 (Feishu would retry them)")
     e = figures["echo"]
     for kind in ("inbox", "app"):
         f = figures[kind]

@@ -36,8 +36,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: make `tests.fakes` importable
 
-from aiohttp import ClientSession, TCPConnector, web  # noqa: E402
-from pg_scratch import drop_postgres, fresh_postgres  # noqa: E402  (bench/, the script's folder)
+from aiohttp import web  # noqa: E402
+from callback_load import (  # noqa: E402  (bench/, the script's folder)
+    FAILED,
+    Discard,
+    Request,
+    commit_times,
+    measure,
+    print_answer_table,
+    processed,
+    record_commits,
+    serve_until,
+)
+from pg_scratch import drop_postgres, fresh_postgres  # noqa: E402
 
 TOKEN = "bench-callback-token"
 AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
@@ -45,8 +56,7 @@ FAULTS = ["底盘有异响", "中控黑屏", "3号线注塑机报警 E21，无�
 SERVERS = ("echo", "inbox", "app", "split")
 DEFAULT_SERVERS = ("echo", "inbox", "app")
 USERS = 50  # distinct WeCom members sending
-
-Request = tuple[str, dict[str, str], bytes]  # (event key, query, body)
+WARM_UP = 100
 
 
 # --- servers (each in its own process) ---
@@ -91,14 +101,7 @@ def full_app(
         wecom_corp_id=fake["corp_id"], wecom_agent_id=str(fake["agent_id"]), wecom_secret=fake["secret"],
         wecom_token=TOKEN, wecom_encoding_aes_key=AES_KEY, wecom_api_base=fake["url"], **extra)
     runtime = Runtime(settings)
-    schedule = runtime.inbox.on_accepted
-
-    def on_accepted(row_id: int) -> None:  # right after the commit; then processing as usual
-        commits[row_id] = time.monotonic()
-        if schedule is not None:
-            schedule(row_id)
-
-    runtime.inbox.on_accepted = on_accepted
+    record_commits(runtime, commits)
     return build_app(settings, runtime=runtime), runtime.sessions
 
 
@@ -134,14 +137,8 @@ def serve(kind: str, ports: Any, stop: Any, results: Any, fake: dict[str, Any], 
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             else:
                 app, sessions = full_app(db_url, Path(tmp) / "data", fake, commits)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            ports.put((kind, runner.addresses[0][1]))
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-            results.put((kind, await commit_times(sessions, commits), await processed(sessions)))
+            runner = await serve_until(app, kind, ports, stop)
+            results.put((kind, await commit_times(sessions, commits), await processed(sessions, "wecom")))
             await runner.cleanup()
             if worker is not None:
                 worker.terminate()
@@ -150,60 +147,19 @@ def serve(kind: str, ports: Any, stop: Any, results: Any, fake: dict[str, Any], 
     asyncio.run(main())
 
 
-async def commit_times(sessions: Any, commits: dict[int, float]) -> dict[str, float]:
-    """event key → monotonic time its inbox row was committed."""
-    if sessions is None:
-        return {}
-    from sqlmodel import col, select
-
-    from storage.tables import InboxRow
-
-    async with sessions() as session:
-        rows = (await session.execute(select(col(InboxRow.id), col(InboxRow.event_key)))).all()
-    return {key: commits[row_id] for row_id, key in rows if row_id in commits}
-
-
-async def processed(sessions: Any) -> dict[str, int]:
-    if sessions is None:
-        return {}
-    from sqlmodel import col, func, select
-
-    from storage.tables import InboxRow, OutboxRow, TicketRow
-
-    async with sessions() as session:
-
-        async def count(stmt: Any) -> int:
-            return int((await session.execute(stmt)).scalar_one())
-
-        wecom = col(OutboxRow.channel) == "wecom"
-        return {
-            "inbox rows": await count(select(func.count()).select_from(InboxRow)),
-            "inbox done": await count(select(func.count()).select_from(InboxRow).where(col(InboxRow.status) == "done")),
-            "tickets": await count(select(func.count()).select_from(TicketRow)),
-            "wecom outbox rows": await count(select(func.count()).select_from(OutboxRow).where(wecom)),
-            "wecom sent": await count(
-                select(func.count()).select_from(OutboxRow).where(wecom, col(OutboxRow.status) == "sent")),
-        }
-
-
 def serve_fake(ports: Any) -> None:
     async def main() -> None:
         from tests.fakes.wecom_server import FakeWeCom
 
         fake = FakeWeCom(users={f"user{i}" for i in range(USERS)})
-        fake.requests = _Discard()  # type: ignore[assignment]  # a long run must not keep every request
-        fake.delivered = _Discard()  # type: ignore[assignment]
+        fake.requests = Discard()  # type: ignore[assignment]
+        fake.delivered = Discard()  # type: ignore[assignment]
         await fake.start()
         ports.put(("fake", {"url": fake.base_url, "corp_id": fake.corp_id, "agent_id": fake.agent_id,
                             "secret": fake.secret}))
         await asyncio.Event().wait()
 
     asyncio.run(main())
-
-
-class _Discard(list[Any]):
-    def append(self, item: Any) -> None:
-        pass
 
 
 # --- load ---
@@ -222,47 +178,8 @@ def build_requests(count: int, corp_id: str) -> list[Request]:
         # Sealed now: the freshness window (300 s) is far longer than the run.
         query, body = signer.post(text_xml(f"user{i % USERS}", FAULTS[i % len(FAULTS)], msg_id=msg_id,
                                            created=int(time.time())))
-        requests.append((f"msg:{msg_id}", query, body))
+        requests.append((f"msg:{msg_id}", body, {"Content-Type": "text/xml"}, query))
     return requests
-
-
-FAILED: dict[str, int] = {}  # url -> answers other than 200 (WeCom would retry those)
-
-
-async def one(session: ClientSession, url: str, request: Request, answered: dict[str, float]) -> float:
-    key, query, body = request
-    start = time.monotonic()
-    async with session.post(url, params=query, data=body, headers={"Content-Type": "text/xml"}) as resp:
-        await resp.read()
-        if resp.status != 200:
-            FAILED[url] = FAILED.get(url, 0) + 1
-    answered[key] = end = time.monotonic()
-    return end - start
-
-
-async def closed_loop(url: str, requests: list[Request], concurrency: int, answered: dict[str, float]) -> float:
-    queue = iter(requests)
-    async with ClientSession(connector=TCPConnector(limit=concurrency)) as session:
-
-        async def worker() -> None:
-            for request in queue:
-                await one(session, url, request, answered)
-
-        start = time.monotonic()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return len(requests) / (time.monotonic() - start)
-
-
-async def open_loop(url: str, requests: list[Request], rate: float, answered: dict[str, float]) -> list[float]:
-    async with ClientSession(connector=TCPConnector(limit=0)) as session:
-        start = time.monotonic()
-        tasks = []
-        for i, request in enumerate(requests):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, url, request, answered)))
-        return list(await asyncio.gather(*tasks))
 
 
 def handler_cpu_us(requests: list[Request], corp_id: str) -> float:
@@ -277,14 +194,9 @@ def handler_cpu_us(requests: list[Request], corp_id: str) -> float:
 
     callback = WeComCallback(WeComConfig(corp_id, "1000002", "secret", TOKEN, AES_KEY), NoInbox())
     start = time.process_time()
-    for _key, query, body in requests:
+    for _key, body, _headers, query in requests:
         to_inbound(callback.decode(query, body))
     return (time.process_time() - start) / len(requests) * 1e6
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000 if ordered else float("nan")
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -320,16 +232,11 @@ async def run(args: argparse.Namespace) -> None:
     try:
         paced_n = int(args.rate * args.seconds)
         for kind in servers:  # fresh messages per server: each inbox must accept every one
-            requests = build_requests(100 + paced_n + args.messages, fake["corp_id"])
-            warm, paced, burst = requests[:100], requests[100: 100 + paced_n], requests[100 + paced_n:]
-            await closed_loop(urls[kind], warm, 4, answered[kind])
-            await asyncio.sleep(args.settle)
-            # Steady load first: a burst leaves a processing backlog that would colour it.
-            latencies = await open_loop(urls[kind], paced, args.rate, answered[kind])
-            figures[kind] |= {"p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99)}
-            await asyncio.sleep(args.settle)
-            figures[kind]["rps"] = await closed_loop(urls[kind], burst, args.concurrency, answered[kind])
-            phases[kind] = {"open": [r[0] for r in paced], "burst": [r[0] for r in burst]}
+            requests = build_requests(WARM_UP + paced_n + args.messages, fake["corp_id"])
+            warm, paced, burst = requests[:WARM_UP], requests[WARM_UP: WARM_UP + paced_n], requests[WARM_UP + paced_n:]
+            figures[kind], phases[kind] = await measure(
+                urls[kind], warm, paced, burst, rate=args.rate, concurrency=args.concurrency, settle=args.settle,
+                answered=answered[kind], warm_clients=4)
             if kind == "inbox":
                 cpu_us = handler_cpu_us(burst[:500], fake["corp_id"])
         await asyncio.sleep(args.settle)  # let the app process and deliver what it accepted
@@ -349,22 +256,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"SQLite inbox (split: PostgreSQL + Redis, web + worker process), {mp.cpu_count()} CPUs. "
           f"Open loop: {args.rate:g} messages/s for {args.seconds:g} s; "
           f"then a burst of {args.messages} messages from {args.concurrency} concurrent clients.")
-    print("'after commit' = inbox row committed (server) → answer received (client).")
-    print(f"{'':<6} {'open loop':^40} │ {'burst':^40}")
-    print(f"{'server':<6} {'p50 ms':>8} {'p99 ms':>8} {'after commit p99':>16} {'max':>6} │ "
-          f"{'msgs/s':>9} {'after commit p99':>16} {'max':>6} {'>100ms':>6}")
-    for kind in servers:
-        f, commits = figures[kind], reports[kind][0]
-
-        def after(keys: list[str], kind: str = kind, commits: dict[str, float] = commits) -> list[float]:
-            return [answered[kind][k] - commits[k] for k in keys if k in commits and k in answered[kind]]
-
-        steady, burst_after = after(phases[kind]["open"]), after(phases[kind]["burst"])
-        slow = sum(1 for a in steady + burst_after if a > 0.1)
-        steady_txt = f"{pct(steady, 0.99):>16.2f} {max(steady) * 1000:>6.1f}" if steady else f"{'—':>16} {'—':>6}"
-        burst_txt = (f"{pct(burst_after, 0.99):>16.2f} {max(burst_after) * 1000:>6.1f} {slow:>6}" if burst_after
-                     else f"{'—':>16} {'—':>6} {'—':>6}")
-        print(f"{kind:<6} {f['p50']:>8.2f} {f['p99']:>8.2f} {steady_txt} │ {f['rps']:>9.0f} {burst_txt}")
+    print_answer_table(servers, figures, {k: reports[k][0] for k in servers}, answered, phases, "msgs/s")
     for kind in servers:
         if FAILED.get(urls[kind]):
             print(f"{kind}: {FAILED[urls[kind]]} answers were not 200 (WeCom would retry them)")
