@@ -105,3 +105,16 @@ async def test_an_older_install_never_replaces_a_newer_one() -> None:
     await book.install(3, shipped_rules().to_dict())
     await book.install(2, shipped_rules().to_dict())  # e.g. this process's own install, after a refresh got v3
     assert book.version == 3
+
+
+async def test_the_same_text_is_classified_once_per_rule_set() -> None:
+    """Routing and report_fault ask about the same text: the second answer is the first one, but
+    never an answer from rules that have since been replaced."""
+    book = RuleBook()
+    await book.ready()
+    first = book.classify("中控黑屏")
+    assert book.classify("中控黑屏") is first
+    assert book.classify("底盘有异响").text == "底盘有异响"  # another text: another answer
+    await book.install(5, shipped_rules().to_dict())
+    again = book.classify("中控黑屏")
+    assert again is not first and again.rules_version == 5 and again.category == first.category
