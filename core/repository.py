@@ -6,6 +6,7 @@ audit events, outbox rows, cards, timers) commits together or not at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -123,6 +124,12 @@ class UnitOfWork(Protocol):
         self, *, kind: str, ticket_number: str | None, due_at: datetime, payload: dict[str, Any]
     ) -> TimerRow:
         """Create or move the (kind, ticket) timer; bumps its generation so old alarms go stale."""
+        ...
+
+    async def schedule_timers(
+        self, *, ticket_number: str | None, timers: Sequence[tuple[str, datetime, dict[str, Any]]]
+    ) -> list[TimerRow]:
+        """`schedule_timer` for several (kind, due_at, payload) of one ticket at once, distinct kinds."""
         ...
 
     async def cancel_timers(self, ticket_number: str, kinds: set[str] | None = None) -> int: ...

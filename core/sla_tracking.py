@@ -143,18 +143,22 @@ def resolution_due(state: dict[str, Any], calendar: BusinessCalendar) -> datetim
 # --- timers ---
 
 
-async def arm_track(ctx: Context, ticket: Ticket, track: str, due: datetime) -> None:
-    """(Re)schedule the reminder and the breach of an open track for `due`."""
+TimerPlan = tuple[str, datetime, dict[str, Any]]  # (kind, due_at, payload), for uow.schedule_timers
+
+
+async def track_timers(ctx: Context, ticket: Ticket, track: str, due: datetime) -> list[TimerPlan]:
+    """The reminder and the breach of an open track for `due`, for the caller to schedule (with the
+    other track's, in one statement). A reminder that would come too late is cancelled here."""
     lead = ctx.config.sla.reminder_lead
     payload = {"due": iso(due)}
+    plans: list[TimerPlan] = []
     # No reminder when the deadline is closer than the lead: it would just echo the report.
     if lead and due - lead > ctx.now:
-        await ctx.uow.schedule_timer(kind=timer_kind(track, "reminder"), ticket_number=ticket.number,
-                                     due_at=due - lead, payload=payload)
+        plans.append((timer_kind(track, "reminder"), due - lead, payload))
     else:
         await ctx.uow.cancel_timers(ticket.number, {timer_kind(track, "reminder")})
-    await ctx.uow.schedule_timer(kind=timer_kind(track, "breach"), ticket_number=ticket.number, due_at=due,
-                                 payload=payload)
+    plans.append((timer_kind(track, "breach"), due, payload))
+    return plans
 
 
 async def disarm_track(ctx: Context, ticket: Ticket, track: str, steps: tuple[str, ...] = CLOCK_STEPS) -> None:
@@ -165,12 +169,13 @@ async def plan_deadlines(ctx: Context, ticket: Ticket, calendar: BusinessCalenda
     """Set the deadlines of the open tracks from the ticket's SLA state and arm their timers."""
     state = sla_state(ticket)
     assert state is not None
+    plans: list[TimerPlan] = []
     response = state[RESPONSE]
     if is_open_track(response):
         due = response_due(state, calendar)
         response["due"] = iso(due)
         ticket.response_due = due
-        await arm_track(ctx, ticket, RESPONSE, due)
+        plans += await track_timers(ctx, ticket, RESPONSE, due)
     resolution = state[RESOLUTION]
     if is_open_track(resolution):
         maybe_due = resolution_due(state, calendar)
@@ -179,7 +184,9 @@ async def plan_deadlines(ctx: Context, ticket: Ticket, calendar: BusinessCalenda
         else:
             resolution["due"] = iso(maybe_due)
             ticket.resolution_due = maybe_due
-            await arm_track(ctx, ticket, RESOLUTION, maybe_due)
+            plans += await track_timers(ctx, ticket, RESOLUTION, maybe_due)
+    if plans:
+        await ctx.uow.schedule_timers(ticket_number=ticket.number, timers=plans)
 
 
 # --- creation ---

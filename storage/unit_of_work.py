@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -113,6 +114,13 @@ _LATEST_CONFIG = (select(ConfigVersionRow.version, ConfigVersionRow.payload)
                   .where(ConfigVersionRow.kind == bindparam("kind"))
                   .order_by(ConfigVersionRow.version.desc()).limit(1))  # type: ignore[attr-defined]
 _UPSERTS: dict[str, tuple[Any, Any]] = {}  # dialect name → (ticket counter upsert, timer upsert)
+_TIMERS_UPSERTS: dict[str, Any] = {}  # dialect name → timer upsert that also returns the kind (several rows)
+
+
+def _timers_upsert(dialect: str) -> Any:
+    if dialect not in _TIMERS_UPSERTS:
+        _TIMERS_UPSERTS[dialect] = _upserts(dialect)[1].returning(TimerRowTable.kind)
+    return _TIMERS_UPSERTS[dialect]
 
 
 def _upserts(dialect: str) -> tuple[Any, Any]:
@@ -426,6 +434,26 @@ class SqlUnitOfWork:
                          generation=int(generation), state="pending", payload=payload)
         self.scheduled_timers.append(timer)
         return timer
+
+    async def schedule_timers(
+        self, *, ticket_number: str | None, timers: Sequence[tuple[str, datetime, dict[str, Any]]]
+    ) -> list[TimerRow]:
+        if len({kind for kind, _, _ in timers}) != len(timers):
+            # One statement may not upsert a row twice (PostgreSQL refuses; the generations would skip).
+            raise ValueError("schedule_timers: one timer per kind")
+        if len(timers) < 2:
+            return [await self.schedule_timer(kind=kind, ticket_number=ticket_number, due_at=due_at, payload=payload)
+                    for kind, due_at, payload in timers]
+        rows = [{"kind": kind, "ticket_key": ticket_number or "", "due_at": due_at, "generation": 1,
+                 "state": "pending", "payload": payload, "fired_at": None} for kind, due_at, payload in timers]
+        # One multi-row statement; RETURNING comes back in no promised order, so rows are matched by kind.
+        result = await (await self._connection()).execute(_timers_upsert(self.dialect), rows)
+        stored = {str(kind): (int(timer_id), int(generation)) for timer_id, generation, kind in result.all()}
+        scheduled = [TimerRow(id=stored[kind][0], kind=kind, ticket_number=ticket_number, due_at=due_at,
+                              generation=stored[kind][1], state="pending", payload=payload)
+                     for kind, due_at, payload in timers]
+        self.scheduled_timers.extend(scheduled)
+        return scheduled
 
     async def get_timer(self, kind: str, ticket_number: str | None, *, lock: bool = False) -> TimerRow | None:
         row = (await (await self._connection()).execute(
