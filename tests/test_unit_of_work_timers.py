@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.database import create_engine, session_factory
 from storage.migrate import upgrade
@@ -14,42 +16,39 @@ from storage.unit_of_work import SqlUnitOfWork
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
 
-async def test_schedule_timers_creates_then_moves_each_kind(database_url: str) -> None:
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     await asyncio.to_thread(upgrade, database_url)
     engine = create_engine(database_url)
-    sessions = session_factory(engine)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+async def test_schedule_timers_creates_then_moves_each_kind(sessions: async_sessionmaker[AsyncSession]) -> None:
     plans = [("t.reminder", NOW + timedelta(hours=1), {"n": 1}), ("t.breach", NOW + timedelta(hours=2), {"n": 2}),
              ("u.breach", NOW + timedelta(hours=3), {"n": 3})]
-    try:
-        async with SqlUnitOfWork(sessions) as uow:
-            first = await uow.schedule_timers(ticket_number="GD-1", timers=plans)
-            await uow.commit()
-        assert [(t.kind, t.due_at, t.payload, t.generation) for t in first] == [(k, d, p, 1) for k, d, p in plans]
-        assert len({t.id for t in first}) == 3
+    async with SqlUnitOfWork(sessions) as uow:
+        first = await uow.schedule_timers(ticket_number="GD-1", timers=plans)
+        await uow.commit()
+    assert [(t.kind, t.due_at, t.payload, t.generation) for t in first] == [(k, d, p, 1) for k, d, p in plans]
+    assert len({t.id for t in first}) == 3
 
-        moved = [(kind, due + timedelta(minutes=5), {"moved": True}) for kind, due, _ in reversed(plans)]
-        async with SqlUnitOfWork(sessions) as uow:
-            again = await uow.schedule_timers(ticket_number="GD-1", timers=moved)
-            assert uow.scheduled_timers == again  # handed to the alarm clock after the commit
-            await uow.commit()
-        ids = {t.kind: t.id for t in first}
-        assert [(t.kind, t.id, t.generation) for t in again] == [(k, ids[k], 2) for k, _, _ in moved]
-        async with SqlUnitOfWork(sessions) as uow:
-            stored = await uow.get_timer("t.breach", "GD-1")
-        assert stored is not None and stored.due_at == NOW + timedelta(hours=2, minutes=5)
-        assert stored.payload == {"moved": True} and stored.generation == 2
-    finally:
-        await engine.dispose()
+    moved = [(kind, due + timedelta(minutes=5), {"moved": True}) for kind, due, _ in reversed(plans)]
+    async with SqlUnitOfWork(sessions) as uow:
+        again = await uow.schedule_timers(ticket_number="GD-1", timers=moved)
+        assert uow.scheduled_timers == again  # handed to the alarm clock after the commit
+        await uow.commit()
+    ids = {t.kind: t.id for t in first}
+    assert [(t.kind, t.id, t.generation) for t in again] == [(k, ids[k], 2) for k, _, _ in moved]
+    async with SqlUnitOfWork(sessions) as uow:
+        stored = await uow.get_timer("t.breach", "GD-1")
+    assert stored is not None and stored.due_at == NOW + timedelta(hours=2, minutes=5)
+    assert stored.payload == {"moved": True} and stored.generation == 2
 
 
-async def test_schedule_timers_refuses_one_kind_twice_and_changes_nothing(database_url: str) -> None:
-    await asyncio.to_thread(upgrade, database_url)
-    engine = create_engine(database_url)
-    sessions = session_factory(engine)
-    try:
-        async with SqlUnitOfWork(sessions) as uow:
-            with pytest.raises(ValueError, match="one timer per kind"):
-                await uow.schedule_timers(ticket_number="GD-2", timers=[("k", NOW, {}), ("k", NOW, {})])
-            assert await uow.get_timer("k", "GD-2") is None and uow.scheduled_timers == []
-    finally:
-        await engine.dispose()
+async def test_schedule_timers_refuses_one_kind_twice_and_changes_nothing(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with SqlUnitOfWork(sessions) as uow:
+        with pytest.raises(ValueError, match="one timer per kind"):
+            await uow.schedule_timers(ticket_number="GD-2", timers=[("k", NOW, {}), ("k", NOW, {})])
+        assert await uow.get_timer("k", "GD-2") is None and uow.scheduled_timers == []
