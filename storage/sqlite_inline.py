@@ -90,7 +90,7 @@ _READY = _Ready()
 
 
 class InlineCursor:
-    """The DBAPI cursor SQLAlchemy drives, straight over sqlite3: no awaits, no greenlet switches.
+    """The DBAPI cursor SQLAlchemy drives, straight over sqlite3: one greenlet switch per statement.
 
     Rows are fetched when the statement runs, as SQLAlchemy's own async cursors do, so a result
     read later never steps a statement while the next one runs.
@@ -145,7 +145,8 @@ class InlineCursor:
 
     def fetchmany(self, size: int | None = None) -> Sequence[Any]:
         rows = self._rows
-        return [rows.popleft() for _ in range(min(size or self.arraysize, len(rows)))]
+        count = self.arraysize if size is None else size
+        return [rows.popleft() for _ in range(min(count, len(rows)))]
 
     def fetchall(self) -> Sequence[Any]:
         rows = list(self._rows)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
@@ -135,7 +135,9 @@ def _upserts(dialect: str) -> tuple[Any, Any]:
         timer = timer.on_conflict_do_update(
             index_elements=["kind", "ticket_key"],
             set_={"generation": TimerRowTable.generation + 1, "due_at": timer.excluded.due_at, "state": "pending",
-                  "payload": timer.excluded.payload, "fired_at": None},
+                  # null(), not None: a None here is a bound parameter, which makes SQLAlchemy send a
+                  # multi-row upsert (schedule_timers) one row at a time (sqlalchemy issue #13130).
+                  "payload": timer.excluded.payload, "fired_at": null()},
         ).returning(TimerRowTable.id, TimerRowTable.generation)
         _UPSERTS[dialect] = (counter, timer)
     return _UPSERTS[dialect]
@@ -153,8 +155,9 @@ class SqlUnitOfWork:
         self.scheduled_timers: list[TimerRow] = []
         # The audit head once this transaction holds its lock: later appends need not read it again.
         self._audit_head: tuple[int, str] | None = None
-        # The head row is written once, at commit, not after every event: nobody else can read it
-        # meanwhile (the lock), and this transaction's readers ask us (dispatch_store's chain_head).
+        # The head row is written once, at commit, not after every event: other transactions see the
+        # last committed head either way (no other appender gets past the row lock), and this
+        # transaction's readers ask us (dispatch_store's chain_head).
         self._audit_head_dirty = False
         # Outbox rows wait for the commit and go in as one statement: nothing reads the outbox
         # inside a command's transaction, and a rollback must drop them anyway.
@@ -439,7 +442,7 @@ class SqlUnitOfWork:
         self, *, ticket_number: str | None, timers: Sequence[tuple[str, datetime, dict[str, Any]]]
     ) -> list[TimerRow]:
         if len({kind for kind, _, _ in timers}) != len(timers):
-            # One statement may not upsert a row twice (PostgreSQL refuses; the generations would skip).
+            # One statement may not upsert a row twice (PostgreSQL refuses it in a multi-row upsert).
             raise ValueError("schedule_timers: one timer per kind")
         if len(timers) < 2:
             return [await self.schedule_timer(kind=kind, ticket_number=ticket_number, due_at=due_at, payload=payload)

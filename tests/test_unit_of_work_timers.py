@@ -52,3 +52,24 @@ async def test_schedule_timers_refuses_one_kind_twice_and_changes_nothing(
         with pytest.raises(ValueError, match="one timer per kind"):
             await uow.schedule_timers(ticket_number="GD-2", timers=[("k", NOW, {}), ("k", NOW, {})])
         assert await uow.get_timer("k", "GD-2") is None and uow.scheduled_timers == []
+
+
+async def test_schedule_timers_is_one_statement(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """A None in the upsert's SET clause once made SQLAlchemy send the rows one at a time."""
+    from sqlalchemy import event
+
+    sent: list[str] = []
+    engine = sessions.kw["bind"].sync_engine
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.startswith("INSERT INTO timers"):
+            sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        async with SqlUnitOfWork(sessions) as uow:
+            await uow.schedule_timers(ticket_number="GD-3", timers=[(f"k{i}", NOW, {}) for i in range(4)])
+            await uow.commit()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(sent) == 1
