@@ -41,6 +41,7 @@ async def test_outbox_rows_and_the_audit_head_are_written_at_commit_and_only_the
     from sqlalchemy import func, select
 
     from core.cards import Notification
+    from core.dispatch_store import ChainMark
     from storage.tables import AuditHeadRow, OutboxRow
 
     await asyncio.to_thread(upgrade, database_url)
@@ -53,26 +54,24 @@ async def test_outbox_rows_and_the_audit_head_are_written_at_commit_and_only_the
             head = (await session.execute(select(AuditHeadRow.seq, AuditHeadRow.hash))).first()
             return int(outbox), (int(head[0]), str(head[1])) if head else None
 
+    async def three_events_and_two_messages(uow: SqlUnitOfWork) -> ChainMark:
+        for kind in ("one", "two", "three"):
+            await uow.append_audit(kind=kind, actor_id="a", at=NOW, payload={}, ticket_number=None)
+        for text in ("甲", "乙"):
+            await uow.enqueue(Notification(recipient_id="nobody", text=text), at=NOW, reply_context=None)
+        return await uow.dispatch_store().chain_head()
+
     try:
         async with SqlUnitOfWork(sessions) as uow:
-            for kind in ("one", "two", "three"):
-                await uow.append_audit(kind=kind, actor_id="a", at=NOW, payload={}, ticket_number=None)
-            for text in ("甲", "乙"):
-                await uow.enqueue(Notification(recipient_id="nobody", text=text), at=NOW, reply_context=None)
-            held = await uow.dispatch_store().chain_head()
-            assert held.seq == 3
+            assert (await three_events_and_two_messages(uow)).seq == 3
             # Left without a commit: rolled back.
         assert await stored() in {(0, None), (0, (0, "0" * 64))}
 
         async with SqlUnitOfWork(sessions) as uow:
-            for kind in ("one", "two", "three"):
-                await uow.append_audit(kind=kind, actor_id="a", at=NOW, payload={}, ticket_number=None)
-            for text in ("甲", "乙"):
-                await uow.enqueue(Notification(recipient_id="nobody", text=text), at=NOW, reply_context=None)
-            held = await uow.dispatch_store().chain_head()
+            held = await three_events_and_two_messages(uow)
             await uow.commit()
         outbox, head = await stored()
-        assert outbox == 2 and head == (held.seq, held.hash) == (3, head[1])
+        assert outbox == 2 and held.seq == 3 and head == (held.seq, held.hash)
         async with sessions() as session:
             texts = [p["text"] for p in (await session.execute(
                 select(OutboxRow.payload).order_by(OutboxRow.id))).scalars()]
