@@ -114,13 +114,6 @@ _LATEST_CONFIG = (select(ConfigVersionRow.version, ConfigVersionRow.payload)
                   .where(ConfigVersionRow.kind == bindparam("kind"))
                   .order_by(ConfigVersionRow.version.desc()).limit(1))  # type: ignore[attr-defined]
 _UPSERTS: dict[str, tuple[Any, Any]] = {}  # dialect name → (ticket counter upsert, timer upsert)
-_TIMERS_UPSERTS: dict[str, Any] = {}  # dialect name → timer upsert that also returns the kind (several rows)
-
-
-def _timers_upsert(dialect: str) -> Any:
-    if dialect not in _TIMERS_UPSERTS:
-        _TIMERS_UPSERTS[dialect] = _upserts(dialect)[1].returning(TimerRowTable.kind)
-    return _TIMERS_UPSERTS[dialect]
 
 
 def _upserts(dialect: str) -> tuple[Any, Any]:
@@ -138,7 +131,7 @@ def _upserts(dialect: str) -> tuple[Any, Any]:
                   # null(), not None: a None here is a bound parameter, which makes SQLAlchemy send a
                   # multi-row upsert (schedule_timers) one row at a time (sqlalchemy issue #13130).
                   "payload": timer.excluded.payload, "fired_at": null()},
-        ).returning(TimerRowTable.id, TimerRowTable.generation)
+        ).returning(TimerRowTable.id, TimerRowTable.generation, TimerRowTable.kind)  # kind: to match several rows
         _UPSERTS[dialect] = (counter, timer)
     return _UPSERTS[dialect]
 
@@ -430,7 +423,7 @@ class SqlUnitOfWork:
         self, *, kind: str, ticket_number: str | None, due_at: datetime, payload: dict[str, Any]
     ) -> TimerRow:
         _, upsert = _upserts(self.dialect)
-        timer_id, generation = (await (await self._connection()).execute(upsert, {
+        timer_id, generation, _ = (await (await self._connection()).execute(upsert, {
             "kind": kind, "ticket_key": ticket_number or "", "due_at": due_at, "generation": 1, "state": "pending",
             "payload": payload, "fired_at": None})).one()
         timer = TimerRow(id=int(timer_id), kind=kind, ticket_number=ticket_number, due_at=due_at,
@@ -450,7 +443,7 @@ class SqlUnitOfWork:
         rows = [{"kind": kind, "ticket_key": ticket_number or "", "due_at": due_at, "generation": 1,
                  "state": "pending", "payload": payload, "fired_at": None} for kind, due_at, payload in timers]
         # One multi-row statement; RETURNING comes back in no promised order, so rows are matched by kind.
-        result = await (await self._connection()).execute(_timers_upsert(self.dialect), rows)
+        result = await (await self._connection()).execute(_upserts(self.dialect)[1], rows)
         stored = {str(kind): (int(timer_id), int(generation)) for timer_id, generation, kind in result.all()}
         scheduled = [TimerRow(id=stored[kind][0], kind=kind, ticket_number=ticket_number, due_at=due_at,
                               generation=stored[kind][1], state="pending", payload=payload)
