@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.errors import StorageError
 from storage.sqlite_inline import InlineDBAPI, inline_creator
+from storage.sqlite_session import InlineAsyncSession
 
 
 def async_url(url: str) -> str:
@@ -78,4 +79,6 @@ def _configure_sqlite(engine: AsyncEngine, inline_checkpoint_pages: int | None) 
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    # The inline SQLite driver never waits on I/O: its sessions skip the greenlet per call.
+    session_class = InlineAsyncSession if isinstance(engine.dialect.loaded_dbapi, InlineDBAPI) else AsyncSession
+    return async_sessionmaker(engine, class_=session_class, expire_on_commit=False, autoflush=False)

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection, AsyncAdapt_aiosqlite_dbapi
-from sqlalchemy.util.concurrency import await_
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 
 class _InlineQueue:
@@ -113,7 +113,9 @@ class InlineCursor:
     def execute(self, operation: Any, parameters: Any = None) -> None:
         # AsyncConnection.execute insists that the driver awaited something (AwaitRequired otherwise):
         # one switch to the loop's side and straight back, instead of aiosqlite's three or four.
-        await_(_READY)
+        # Outside a greenlet (InlineAsyncSession, storage/sqlite_session.py) nobody insists.
+        if in_greenlet():
+            await_(_READY)
         cursor = self._cursor
         if parameters is None:
             cursor.execute(operation)
@@ -122,7 +124,8 @@ class InlineCursor:
         self._settle()
 
     def executemany(self, operation: Any, seq_of_parameters: Any) -> None:
-        await_(_READY)
+        if in_greenlet():
+            await_(_READY)
         self._cursor.executemany(operation, seq_of_parameters)
         self._settle()
 

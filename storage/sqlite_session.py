@@ -1,0 +1,140 @@
+"""An AsyncSession for the inline SQLite engine that calls the ORM session without a greenlet.
+
+Why: SQLAlchemy's asyncio layer runs every call (execute, get, flush, commit, close ...) in a
+new greenlet, so that a driver may suspend it to await I/O. The inline SQLite driver
+(storage/sqlite_inline.py) never waits on I/O, so the greenlet only costs: ~11 µs per call
+here, and a message is ~70 such calls. This session calls the sync session directly.
+
+One wait remains: the pool's. SQLite has one connection; a session that needs it while another
+coroutine holds it (suspended mid-transaction on some other await) must wait, and the pool can
+only wait inside a greenlet. So the call that takes the connection, the first of each
+transaction, still goes through SQLAlchemy's greenlet path; every later call runs inline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio.session import AsyncSessionTransaction
+from sqlalchemy.util import EMPTY_DICT, greenlet_spawn, immutabledict
+
+# What AsyncSession adds to every execute: results are buffered before the call returns.
+_BUFFERED = immutabledict({"prebuffer_rows": True})
+
+
+def _buffered(options: Any) -> Any:
+    return immutabledict(options).union(_BUFFERED) if options else _BUFFERED
+
+
+class InlineAsyncConnection(AsyncConnection):
+    """The session's connection, once it holds one: statements run without a greenlet."""
+
+    async def execute(self, statement: Any, parameters: Any = None, *,  # type: ignore[override]
+                      execution_options: Any = None) -> Any:
+        return self._proxied.execute(statement, parameters, execution_options=execution_options)
+
+    async def exec_driver_sql(self, statement: str, parameters: Any = None,  # type: ignore[override]
+                              execution_options: Any = None) -> Any:
+        return self._proxied.exec_driver_sql(statement, parameters, execution_options)
+
+
+class InlineSessionTransaction(AsyncSessionTransaction):
+    async def start(self, is_ctxmanager: bool = False) -> InlineSessionTransaction:
+        sync_session = self.session.sync_session
+        self.sync_transaction = self._assign_proxied(
+            sync_session.begin_nested() if self.nested else sync_session.begin())
+        if is_ctxmanager:
+            self.sync_transaction.__enter__()
+        return self
+
+    async def commit(self) -> None:
+        await self.session._take_connection_to_write()  # type: ignore[attr-defined]
+        self._sync_transaction().commit()
+
+    async def rollback(self) -> None:
+        self._sync_transaction().rollback()
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        if type_ is None:
+            await self.session._take_connection_to_write()  # type: ignore[attr-defined]
+        self._sync_transaction().__exit__(type_, value, traceback)
+
+
+class InlineAsyncSession(AsyncSession):
+    """AsyncSession over the inline SQLite driver (see the module docstring)."""
+
+    async def _take_connection(self) -> None:
+        """Check the connection out of the pool, waiting in a greenlet if another session has it."""
+        transaction = self.sync_session.get_transaction()
+        if transaction is None or not transaction._connections:
+            await greenlet_spawn(self.sync_session.connection)
+
+    async def _take_connection_to_write(self) -> None:
+        """Before a flush or commit: only pending ORM changes need a connection."""
+        sync_session = self.sync_session
+        if sync_session.new or sync_session.deleted or sync_session.dirty:
+            await self._take_connection()
+
+    async def connection(self, bind_arguments: Any = None, execution_options: Any = None,  # type: ignore[override]
+                         **kw: Any) -> AsyncConnection:
+        await self._take_connection()
+        sync_connection: Connection = self.sync_session.connection(
+            bind_arguments=bind_arguments, execution_options=execution_options, **kw)
+        proxy = InlineAsyncConnection._retrieve_proxy_for_target(sync_connection, regenerate=False)
+        if isinstance(proxy, InlineAsyncConnection):
+            return proxy
+        return InlineAsyncConnection(AsyncEngine._retrieve_proxy_for_target(sync_connection.engine),
+                                     sync_connection)
+
+    async def execute(self, statement: Any, params: Any = None, *,  # type: ignore[override]
+                      execution_options: Any = EMPTY_DICT, bind_arguments: Any = None, **kw: Any) -> Any:
+        await self._take_connection()
+        return self.sync_session.execute(statement, params=params, execution_options=_buffered(execution_options),
+                                         bind_arguments=bind_arguments, **kw)
+
+    async def scalar(self, statement: Any, params: Any = None, *,  # type: ignore[override]
+                     execution_options: Any = EMPTY_DICT, bind_arguments: Any = None, **kw: Any) -> Any:
+        await self._take_connection()
+        return self.sync_session.scalar(statement, params=params, execution_options=_buffered(execution_options),
+                                        bind_arguments=bind_arguments, **kw)
+
+    async def scalars(self, statement: Any, params: Any = None, *,  # type: ignore[override]
+                      execution_options: Any = EMPTY_DICT, bind_arguments: Any = None, **kw: Any) -> Any:
+        result = await self.execute(statement, params, execution_options=execution_options,
+                                    bind_arguments=bind_arguments, **kw)
+        return result.scalars()
+
+    async def get(self, entity: Any, ident: Any, **kw: Any) -> Any:  # type: ignore[override]
+        await self._take_connection()
+        return self.sync_session.get(entity, ident, **kw)
+
+    async def flush(self, objects: Any = None) -> None:
+        await self._take_connection_to_write()
+        self.sync_session.flush(objects=objects)
+
+    async def delete(self, instance: object) -> None:
+        await self._take_connection()
+        self.sync_session.delete(instance)
+
+    async def commit(self) -> None:
+        await self._take_connection_to_write()
+        self.sync_session.commit()
+
+    async def rollback(self) -> None:
+        self.sync_session.rollback()
+
+    async def close(self) -> None:
+        self.sync_session.close()
+
+    def begin(self) -> AsyncSessionTransaction:
+        return InlineSessionTransaction(self)
+
+    def begin_nested(self) -> AsyncSessionTransaction:
+        return InlineSessionTransaction(self, nested=True)
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        # AsyncSession closes in a shielded task so that a cancellation cannot interrupt it; an
+        # inline close cannot be interrupted at all.
+        self.sync_session.close()

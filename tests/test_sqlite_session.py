@@ -1,0 +1,128 @@
+"""InlineAsyncSession (storage/sqlite_session.py): SQLite sessions without a greenlet per call,
+still waiting their turn for the one connection."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.util.concurrency import in_greenlet
+
+from storage.database import create_engine, session_factory
+from storage.sqlite_session import InlineAsyncSession
+
+metadata = MetaData()
+items = Table("items", metadata, Column("id", Integer, primary_key=True), Column("name", String, unique=True))
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class Note(Base):
+    __tablename__ = "notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str]
+
+
+@pytest.fixture
+async def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
+    engine = create_engine(f"sqlite:///{tmp_path / 'inline.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+def record_greenlet_use(engine: Any) -> list[bool]:
+    seen: list[bool] = []
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _before(*_args: Any) -> None:
+        seen.append(in_greenlet())
+
+    return seen
+
+
+async def test_sqlite_sessions_are_inline_and_only_the_checkout_uses_a_greenlet(engine) -> None:  # type: ignore[no-untyped-def]
+    sessions = session_factory(engine)
+    seen = record_greenlet_use(engine)
+    async with sessions() as session, session.begin():
+        assert isinstance(session, InlineAsyncSession)
+        await session.execute(insert(items), {"name": "a"})  # checks the connection out: BEGIN, then this
+        conn = await session.connection()
+        await conn.execute(insert(items), {"name": "b"})
+        assert (await session.scalar(select(items.c.name).where(items.c.name == "b"))) == "b"
+        session.add(Note(text="n"))
+        await session.flush()
+    # BEGIN IMMEDIATE ran while the pool handed over the connection (in a greenlet); every
+    # statement after it ran directly.
+    assert seen[0] is True
+    assert len(seen) == 5 and not any(seen[1:])
+    async with sessions() as session:
+        assert (await session.scalars(select(items.c.name).order_by(items.c.id))).all() == ["a", "b"]
+        assert (await session.get(Note, 1)) is not None
+
+
+async def test_a_second_session_waits_for_the_connection_instead_of_failing(engine) -> None:  # type: ignore[no-untyped-def]
+    sessions = session_factory(engine)
+    order: list[str] = []
+    holding = asyncio.Event()
+
+    async def first(name: str) -> None:
+        async with sessions() as session, session.begin():
+            await session.execute(insert(items), {"name": name})
+            holding.set()
+            await asyncio.sleep(0.05)  # suspended mid-transaction, holding the only connection
+            order.append("first commits")
+
+    async def second(use_orm: bool) -> None:
+        await holding.wait()
+        async with sessions() as session, session.begin():
+            if use_orm:
+                session.add(Note(text="second"))  # the commit's flush is what needs the connection
+            else:
+                await session.execute(insert(items), {"name": "second"})
+        order.append("second committed")
+
+    await asyncio.gather(first("one"), second(use_orm=False))
+    assert order == ["first commits", "second committed"]
+    holding.clear()
+    order.clear()
+    await asyncio.gather(first("two"), second(use_orm=True))
+    assert order == ["first commits", "second committed"]
+    async with sessions() as session:
+        assert (await session.scalars(select(Note.text))).all() == ["second"]
+
+
+async def test_errors_are_sqlalchemys_and_a_rollback_keeps_nothing(engine) -> None:  # type: ignore[no-untyped-def]
+    sessions = session_factory(engine)
+    async with sessions() as session, session.begin():
+        await session.execute(insert(items), {"name": "kept"})
+    with pytest.raises(IntegrityError):
+        async with sessions() as session, session.begin():
+            await session.execute(insert(items), {"name": "lost"})
+            await session.execute(insert(items), {"name": "kept"})
+    async with sessions() as session:
+        async with session.begin():
+            await session.execute(insert(items), {"name": "outer"})
+            savepoint = session.begin_nested()
+            await savepoint.start()
+            await session.execute(insert(items), {"name": "inner"})
+            await savepoint.rollback()
+        assert (await session.scalars(select(items.c.name).order_by(items.c.id))).all() == ["kept", "outer"]
+
+
+async def test_a_session_that_changes_nothing_takes_no_connection(engine) -> None:  # type: ignore[no-untyped-def]
+    sessions = session_factory(engine)
+    seen = record_greenlet_use(engine)
+    async with sessions() as session, session.begin():
+        pass
+    async with sessions() as session:
+        await session.commit()
+    assert seen == []
