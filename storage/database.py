@@ -49,9 +49,9 @@ def create_engine(url: str, *, inline_checkpoint_pages: int | None = None, **kwa
             path.parent.mkdir(parents=True, exist_ok=True)
         database = str(path) if path is not None else ":memory:"
         # One connection, statements run inline on the loop (see storage/sqlite_inline.py).
-        engine = create_async_engine(url, async_creator=inline_creator(database), module=InlineDBAPI(),
-                                     pool_size=1, max_overflow=0,
-                                     **kwargs)
+        # The "inline" driver is aiosqlite's dialect over InlineDBAPI (registered in sqlite_inline).
+        engine = create_async_engine(make_url(url).set(drivername="sqlite+inline"),
+                                     async_creator=inline_creator(database), pool_size=1, max_overflow=0, **kwargs)
         _configure_sqlite(engine, inline_checkpoint_pages)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
@@ -60,7 +60,7 @@ def create_engine(url: str, *, inline_checkpoint_pages: int | None = None, **kwa
 def _configure_sqlite(engine: AsyncEngine, inline_checkpoint_pages: int | None) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
+        # Let SQLAlchemy, not the driver, decide when transactions begin (InlineSQLiteDialect.do_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -70,12 +70,6 @@ def _configure_sqlite(engine: AsyncEngine, inline_checkpoint_pages: int | None) 
         if inline_checkpoint_pages is not None:
             cursor.execute(f"PRAGMA wal_autocheckpoint={int(inline_checkpoint_pages)}")
         cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        # Take the write lock up front: a deferred transaction that reads then writes can
-        # fail with "database is locked" when another process wrote in between.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

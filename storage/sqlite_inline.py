@@ -23,7 +23,12 @@ from functools import partial
 from typing import Any
 
 import aiosqlite
-from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_connection, AsyncAdapt_aiosqlite_dbapi
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_dbapi,
+    SQLiteDialect_aiosqlite,
+)
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
 
@@ -179,6 +184,12 @@ class InlineAdaptedConnection(AsyncAdapt_aiosqlite_connection):
         if raw is not None:
             raw.rollback()
 
+    def begin_immediate(self) -> None:
+        raw = self._connection._connection
+        if raw is None:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+        raw.execute("BEGIN IMMEDIATE")
+
 
 class InlineDBAPI(AsyncAdapt_aiosqlite_dbapi):
     """aiosqlite's DBAPI shim, connecting through `async_creator` to an `InlineAdaptedConnection`."""
@@ -191,3 +202,27 @@ class InlineDBAPI(AsyncAdapt_aiosqlite_dbapi):
         if creator is None:
             raise TypeError("InlineDBAPI connects only through create_async_engine(async_creator=...)")
         return InlineAdaptedConnection(self, await_(creator(*arg, **kw)))
+
+
+class InlineSQLiteDialect(SQLiteDialect_aiosqlite):
+    """aiosqlite's dialect over `InlineDBAPI`, whose transactions begin with BEGIN IMMEDIATE.
+
+    BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
+    writes can fail with "database is locked" when another process wrote in between. It is
+    sent here rather than from a "begin" event (SQLAlchemy's documented recipe): any engine
+    event makes SQLAlchemy dispatch events around every statement, and the event's
+    exec_driver_sql is a whole statement execution. An error here still arrives as
+    SQLAlchemy's (Connection._begin_impl wraps it).
+    """
+
+    supports_statement_cache = True  # a subclass must say so again: it compiles as its parent does
+
+    @classmethod
+    def import_dbapi(cls) -> InlineDBAPI:  # type: ignore[override]
+        return InlineDBAPI()
+
+    def do_begin(self, dbapi_connection: Any) -> None:
+        dbapi_connection.begin_immediate()
+
+
+registry.register("sqlite.inline", __name__, "InlineSQLiteDialect")

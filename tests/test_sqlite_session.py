@@ -4,6 +4,7 @@ still waiting their turn for the one connection."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +61,25 @@ async def test_sqlite_sessions_are_inline_and_only_the_checkout_uses_a_greenlet(
         assert (await session.scalar(select(items.c.name).where(items.c.name == "b"))) == "b"
         session.add(Note(text="n"))
         await session.flush()
-    # BEGIN IMMEDIATE ran while the pool handed over the connection (in a greenlet); every
-    # statement after it ran directly.
-    assert seen[0] is True
-    assert len(seen) == 5 and not any(seen[1:])
+    # Only taking the connection from the pool (and BEGIN IMMEDIATE, which is no statement event
+    # any more) ran in a greenlet: the four statements ran directly.
+    assert seen == [False, False, False, False]
     async with sessions() as session:
         assert (await session.scalars(select(items.c.name).order_by(items.c.id))).all() == ["a", "b"]
         assert (await session.get(Note, 1)) is not None
+
+
+async def test_a_transaction_holds_the_write_lock_from_its_start(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sessions = session_factory(engine)
+    other = sqlite3.connect(tmp_path / "inline.db", timeout=0, isolation_level=None)
+    try:
+        async with sessions() as session, session.begin():
+            await session.execute(select(items.c.id))  # only a read so far, yet no one else may write
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("INSERT INTO items (name) VALUES ('other')")
+        other.execute("INSERT INTO items (name) VALUES ('other')")  # released at commit
+    finally:
+        other.close()
 
 
 async def test_a_second_session_waits_for_the_connection_instead_of_failing(engine) -> None:  # type: ignore[no-untyped-def]
