@@ -72,13 +72,19 @@ class InboxProcessor:
 
     async def process_claimed(self, row_id: int, message: InboundMessage) -> None:
         """Handle a row this caller holds (claimed, or accepted with `schedule=False`), then finish it."""
+        if await self.handle_claimed(row_id, message):
+            await self.inbox.finish(row_id)
+
+    async def handle_claimed(self, row_id: int, message: InboundMessage) -> bool:
+        """Run the conversation on a held row. True: handled, and the caller finishes the row;
+        False: it failed, and the row is already back in the inbox with the error."""
         try:
             await self._handle(message)  # type: ignore[operator]
         except Exception as error:
             log.exception("inbox row %s failed", row_id)
             await self.inbox.finish(row_id, error=f"{type(error).__name__}: {error}")
-        else:
-            await self.inbox.finish(row_id)
+            return False
+        return True
 
     async def sweep(self) -> int:
         """Rows left behind (a crash, an error, another process gone) join the same queue as fresh

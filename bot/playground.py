@@ -104,12 +104,15 @@ def _message_from(data: dict[str, Any]) -> InboundMessage | web.Response:
 async def _accept_and_process(request: web.Request, message: InboundMessage) -> web.Response:
     runtime = request.app[RUNTIME]
     row_id = await runtime.inbox.accept_row(message, schedule=False)
-    if row_id is not None:
-        # The playground waits for the answer so that a GET right after sees it.
-        await runtime.processor.process_claimed(row_id, message)
-    # The newest few rows are enough for the last 10 items (in-place card updates are folded away);
-    # a supervisor may have hundreds.
-    items = await runtime.outbox.local_messages(message.sender, limit=RECENT_ROWS)
+    # The playground waits for the answer so that a GET right after sees it.
+    handled = row_id is not None and await runtime.processor.handle_claimed(row_id, message)
+    # One transaction finishes the row and reads the answer back. The newest few rows are enough
+    # for the last 10 items (in-place card updates are folded away); a supervisor may have hundreds.
+    async with runtime.sessions() as session, session.begin():
+        conn = await session.connection()
+        if handled and row_id is not None:
+            await runtime.inbox.finish_in(conn, row_id)
+        items = await runtime.outbox.local_messages_in(conn, message.sender, limit=RECENT_ROWS)
     return web.json_response({"accepted": row_id is not None, "messages": items[-RECENT_ITEMS:]})
 
 

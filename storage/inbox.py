@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from core.inbound import InboundMessage
 from core.ports import Clock
@@ -101,7 +101,7 @@ class SqlInbox:
         if error is None:
             # The common case in one statement (a missing row is simply not updated).
             async with self._sessions() as session, session.begin():
-                await (await session.connection()).execute(_FINISH, {"w_id": row_id, "w_now": self._clock.now()})
+                await self.finish_in(await session.connection(), row_id)
             return
         async with self._sessions() as session, session.begin():
             row = await session.get(InboxRow, row_id)
@@ -111,6 +111,10 @@ class SqlInbox:
             row.status = "failed" if row.attempts >= MAX_INBOX_ATTEMPTS else "pending"
             row.error = error[:2000]
             row.processed_at = self._clock.now()
+
+    async def finish_in(self, conn: AsyncConnection, row_id: int) -> None:
+        """Mark a row done inside the caller's transaction (the playground reads back in the same one)."""
+        await conn.execute(_FINISH, {"w_id": row_id, "w_now": self._clock.now()})
 
     async def stale_pending(self, older_than: timedelta, limit: int = 100) -> list[int]:
         """Rows nobody finished: a crash between commit and processing, or a retry after an error."""

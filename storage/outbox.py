@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from core.cards import Notification
 from core.ports import Clock
@@ -113,10 +113,13 @@ class SqlOutbox:
         """What the playground shows a person: local-channel notifications, oldest first,
         each card in its latest state (updated in place after a press)."""
         async with self._sessions() as session:
-            conn = await session.connection()
-            rows = list(await conn.execute(_LOCAL_MESSAGES, {"person_id": person_id, "limit": limit}))[::-1]
-            card_ids = [r.payload["card"]["id"] for r in rows if r.payload.get("card")]
-            cards = {c.id: c for c in await conn.execute(_CARD_STATES, {"ids": card_ids})} if card_ids else {}
+            return await self.local_messages_in(await session.connection(), person_id, limit)
+
+    async def local_messages_in(self, conn: AsyncConnection, person_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        """`local_messages` inside the caller's transaction."""
+        rows = list(await conn.execute(_LOCAL_MESSAGES, {"person_id": person_id, "limit": limit}))[::-1]
+        card_ids = [r.payload["card"]["id"] for r in rows if r.payload.get("card")]
+        cards = {c.id: c for c in await conn.execute(_CARD_STATES, {"ids": card_ids})} if card_ids else {}
         items = []
         for row in rows:
             payload = row.payload

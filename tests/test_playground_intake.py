@@ -155,6 +155,34 @@ async def test_a_playground_message_is_stored_claimed_and_finished(app_client: T
         assert [(r.status, r.attempts, r.error) for r in rows] == [("done", 1, None)]
 
 
+async def test_a_message_whose_handling_fails_is_answered_and_kept_with_its_error(app_client: TestClient) -> None:
+    """The database fails under the conversation (here: a table it needs is gone): the POST still
+    answers, and the row goes back to the inbox with the error, for the sweep to try again."""
+    from sqlalchemy import text
+    from sqlmodel import select
+
+    from storage.tables import InboxRow
+
+    runtime = runtime_of(app_client)
+
+    async def rename(old: str, new: str) -> None:
+        async with runtime.sessions() as session, session.begin():
+            await session.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+    await rename("ticket_counters", "ticket_counters_away")
+    try:
+        resp = await app_client.post("/playground/api/messages", json={"user": "cust-fails", "text": "底盘有异响"})
+    finally:
+        await rename("ticket_counters_away", "ticket_counters")
+    assert resp.status == 200
+    assert (await resp.json())["accepted"] is True
+    async with runtime.sessions() as session:
+        rows = list((await session.execute(
+            select(InboxRow).where(InboxRow.event_key.startswith("cust-fails:")))).scalars())
+    assert [(r.status, r.attempts) for r in rows] == [("pending", 1)]
+    assert "ticket_counters" in (rows[0].error or "")
+
+
 async def test_the_sweep_processes_rows_a_crash_left_behind(app_client: TestClient) -> None:
     """A row accepted but never processed (the process died after the commit), and a row a dead
     process had claimed: the sweep picks both up, once; rows still queued here are left alone."""
