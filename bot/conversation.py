@@ -19,7 +19,7 @@ from core.errors import TicketbotError
 from core.inbound import InboundKind, InboundMessage
 from core.model import Person, Role
 from core.replies import Reply
-from core.service import TicketService
+from core.service import NewActor, TicketService
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,9 @@ class Conversation:
         self.service = service
         # Shared things text commands need (rule store, photo store ...), set by the composition root.
         self.extra: dict[str, Any] = extra or {}
+        # New senders, by the (platform, event key) of the message that introduced them: the first
+        # command of that message that commits stores them.
+        self._unstored: dict[tuple[str, str], NewActor] = {}
 
     async def handle(self, message: InboundMessage) -> None:
         person = await self.resolve_sender(message)
@@ -131,23 +134,39 @@ class Conversation:
             await self._route(person, message)
         except TicketbotError as error:
             await self.reply(person, message, error.user_message)
+        finally:
+            self._unstored.pop((message.platform, message.event_key), None)
 
     async def reply(self, person: Person, message: InboundMessage | None, text: str) -> None:
-        await self.service.handle(Reply(text), person, reply_context=message.reply_context if message else None)
+        if message is None:
+            await self.service.handle(Reply(text), person)
+        else:
+            await self.run(Reply(text), person, message)
 
     async def run(self, command: object, person: Person, message: InboundMessage) -> Any:
-        return await self.service.handle(command, person, reply_context=message.reply_context)
+        return await self.service.handle(command, person, reply_context=message.reply_context,
+                                         new_actor=self._unstored.get((message.platform, message.event_key)))
+
+    async def store_sender(self, person: Person, message: InboundMessage) -> None:
+        """Store a new sender now: before handlers that use the directory themselves."""
+        new = self._unstored.pop((message.platform, message.event_key), None)
+        if new is not None and not new.stored:
+            async with self.service.uow_factory() as uow:
+                await uow.add_person(person, dict(new.identities))
+                await uow.commit()
 
     async def resolve_sender(self, message: InboundMessage) -> Person:
-        """Directory person for this platform identity; an unknown sender becomes a new customer."""
+        """Directory person for this platform identity; an unknown sender becomes a new customer.
+
+        A new customer is stored by the first command their message runs, in its transaction
+        (one transaction less for a first message), or by `store_sender` before any other handler."""
         async with self.service.uow_factory() as uow:
             person = await uow.person_by_identity(message.platform, message.sender)
             if person is None:
                 person_id = message.sender if message.platform == "local" else f"c-{uuid.uuid4().hex[:16]}"
                 name = message.sender_name or f"客户{message.sender[-4:]}"
                 person = Person(id=person_id, name=name, role=Role.CUSTOMER, preferred_channel=message.platform)
-                await uow.add_person(person, {message.platform: message.sender})
-                await uow.commit()
+                self._unstored[(message.platform, message.event_key)] = NewActor({message.platform: message.sender})
             elif person.preferred_channel != message.platform:
                 # Answer people where they last spoke to us.
                 person.preferred_channel = message.platform
@@ -169,6 +188,7 @@ class Conversation:
             if handler is None:
                 await self.reply(person, message, "暂不支持这种消息。" + HELP_TEXT)
             else:
+                await self.store_sender(person, message)
                 await handler(self, person, message)
 
     async def on_text(self, person: Person, message: InboundMessage) -> None:
@@ -190,6 +210,7 @@ class Conversation:
             if cmd.roles is not None and person.role not in cmd.roles:
                 await self.reply(person, message, "抱歉，这个命令只有管理人员可以使用。")
                 return
+            await self.store_sender(person, message)
             await cmd.handler(self, Incoming(person, text, args, message))
             return
         if text in {"帮助", "help", "菜单", "?", "？"}:

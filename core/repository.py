@@ -141,6 +141,8 @@ class UnitOfWork(Protocol):
     # Timers (re)scheduled in this unit of work, in order; the service hands them to the alarm
     # clock (arq) after the commit.
     scheduled_timers: list[TimerRow]
+    # Whether this unit of work has committed (a handler may commit part of its work, then fail).
+    committed: bool
 
     async def claim_timer(self, timer_id: int, generation: int, now: datetime) -> TimerRow | None:
         """Mark a pending, due timer of this generation fired (locked); None when stale or early."""

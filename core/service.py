@@ -80,6 +80,14 @@ def after_move(fn: AfterMove) -> AfterMove:
 
 
 @dataclass(slots=True)
+class NewActor:
+    """Someone writing for the first time: stored with the first command that commits."""
+
+    identities: dict[str, str]  # platform → external id
+    stored: bool = False
+
+
+@dataclass(slots=True)
 class ServiceConfig:
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
     workflow: Workflow = field(default_factory=repair_service_workflow)
@@ -187,18 +195,30 @@ class TicketService:
         for module in HANDLER_MODULES:
             importlib.import_module(module)
 
-    async def handle(self, command: object, actor: Person, *, reply_context: dict[str, Any] | None = None) -> Any:
-        """Run one command in one transaction. Domain errors roll everything back."""
+    async def handle(self, command: object, actor: Person, *, reply_context: dict[str, Any] | None = None,
+                     new_actor: NewActor | None = None) -> Any:
+        """Run one command in one transaction. Domain errors roll everything back.
+
+        `new_actor`: the actor is not in the directory yet. Unless an earlier command stored them,
+        they are stored in this command's transaction, so that they exist exactly when its effects do."""
         handler = _HANDLERS.get(type(command))
         if handler is None:
             raise NotFound(f"不支持的操作：{type(command).__name__}")
         for attempt in range(STALE_READ_ATTEMPTS):
             try:
                 async with self.uow_factory() as uow:
-                    ctx = Context(uow=uow, clock=self.clock, actor=actor, service=self,
-                                  reply_context=reply_context or {})
-                    result = await handler(ctx, command)
-                    await uow.commit()
+                    to_store = new_actor if new_actor is not None and not new_actor.stored else None
+                    try:
+                        if to_store is not None:
+                            await uow.add_person(actor, dict(to_store.identities))
+                        ctx = Context(uow=uow, clock=self.clock, actor=actor, service=self,
+                                      reply_context=reply_context or {})
+                        result = await handler(ctx, command)
+                        await uow.commit()
+                    finally:
+                        # A handler may commit part of its work (an audited refusal) and then fail.
+                        if to_store is not None and uow.committed:
+                            to_store.stored = True
                 break
             except StaleRead:
                 # Rolled back whole (audit and outbox included): running again is safe.

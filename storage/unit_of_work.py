@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -146,6 +147,11 @@ class SqlUnitOfWork:
         self.session: AsyncSession
         # Timers (re)scheduled in this transaction, for the alarm clock after commit (see TicketService).
         self.scheduled_timers: list[TimerRow] = []
+        self.committed = False
+        # Tickets this transaction created: no timer of theirs exists beyond those it scheduled.
+        self._created_tickets: set[str] = set()
+        # People this transaction added, as added (get_person need not read them back).
+        self._added_people: dict[str, Person] = {}
         # The audit head once this transaction holds its lock: later appends need not read it again.
         self._audit_head: tuple[int, str] | None = None
         # The head row is written once, at commit, not after every event: other transactions see the
@@ -181,11 +187,14 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         await self._write_deferred()
         await self.session.commit()
+        self.committed = True
         # The session begins a new transaction on its next statement, on a connection of its own:
         # nothing cached for the old transaction (its connection, the audit head it had locked) holds.
         self._conn = None
         self._audit_head = None
         self._channels.clear()
+        self._created_tickets.clear()  # committed: others may schedule their timers now
+        self._added_people.clear()  # committed: others may change them now
 
     async def _write_deferred(self) -> None:
         if not (self._audit_head_dirty or self._outbox_rows):
@@ -213,6 +222,7 @@ class SqlUnitOfWork:
         values.update(number=ticket.number, status=ticket.status.value, version=1)
         ticket.id = int((await (await self._connection()).execute(_INSERT_TICKET, values)).scalar_one())
         ticket.version = 1
+        self._created_tickets.add(ticket.number)
         return ticket
 
     async def save_ticket(self, ticket: Ticket) -> None:
@@ -254,6 +264,9 @@ class SqlUnitOfWork:
 
     # --- people ---
     async def get_person(self, person_id: str) -> Person | None:
+        added = self._added_people.get(person_id)
+        if added is not None:
+            return replace(added)
         row = (await (await self._connection()).execute(_PERSON_BY_ID, {"person_id": person_id})).one_or_none()
         return self._seen(person_from_row(row)) if row else None  # type: ignore[arg-type]
 
@@ -282,10 +295,12 @@ class SqlUnitOfWork:
             rows = [{"platform": platform, "external_id": external, "person_id": person.id}
                     for platform, external in identities.items()]
             await conn.execute(_INSERT_IDENTITY, rows)
-        self._channels.pop(person.id, None)
+        self._channels[person.id] = person.preferred_channel  # what enqueue would read back
+        self._added_people[person.id] = replace(person)
 
     async def save_person(self, person: Person) -> None:
         self._channels.pop(person.id, None)
+        self._added_people.pop(person.id, None)
         await self.session.execute(
             update(PersonRow).where(PersonRow.id == person.id).values(
                 name=person.name, role=person.role.value, phone=person.phone, store_id=person.store_id,
@@ -319,6 +334,7 @@ class SqlUnitOfWork:
             rating_sum=TechnicianRow.rating_sum + rating, rating_count=TechnicianRow.rating_count + 1))
 
     def dispatch_store(self) -> SqlDispatchStore:
+        self._added_people.clear()  # the directory's writes (technicians) may change them
         return SqlDispatchStore(self.session, audit_head=lambda: self._audit_head)
 
     # --- photos ---
@@ -461,6 +477,10 @@ class SqlUnitOfWork:
                         generation=row.generation, state=row.state, payload=dict(row.payload or {}))
 
     async def cancel_timers(self, ticket_number: str, kinds: set[str] | None = None) -> int:
+        if ticket_number in self._created_tickets and not any(
+                t.ticket_number == ticket_number and (not kinds or t.kind in kinds) for t in self.scheduled_timers):
+            # A ticket this transaction created has only the timers it scheduled (its number is new).
+            return 0
         conn = await self._connection()
         if kinds:
             result = await conn.execute(_CANCEL_TIMER_KINDS, {"w_ticket_key": ticket_number, "w_kinds": sorted(kinds)})

@@ -181,6 +181,32 @@ async def test_a_message_whose_handling_fails_is_answered_and_kept_with_its_erro
             select(InboxRow).where(InboxRow.event_key.startswith("cust-fails:")))).scalars())
     assert [(r.status, r.attempts) for r in rows] == [("pending", 1)]
     assert "ticket_counters" in (rows[0].error or "")
+    # The customer was to be stored with their first ticket: neither exists.
+    assert await PlaygroundUser(app_client, "cust-fails").messages() == []
+    async with runtime.uow() as uow:
+        assert await uow.get_person("cust-fails") is None
+
+
+async def test_a_new_customer_is_stored_with_their_first_ticket(app_client: TestClient) -> None:
+    """The customer and the ticket are committed together (see the failure test above for the
+    other half: neither, when the report fails)."""
+    runtime = runtime_of(app_client)
+    await PlaygroundUser(app_client, "cust-first").say("底盘有异响")
+    await PlaygroundUser(app_client, "cust-first").say("中控黑屏")
+    async with runtime.uow() as uow:
+        person = await uow.get_person("cust-first")
+        assert person is not None and person.role.value == "customer" and person.preferred_channel == "local"
+        assert len(await uow.list_tickets(customer_id="cust-first")) == 2
+
+
+async def test_a_new_sender_is_stored_before_handlers_that_need_the_directory(app_client: TestClient) -> None:
+    """A text command and a shared location are handled by code of their own: the new sender exists first."""
+    for user, body in (("cust-cmd", {"text": "我的工单"}), ("cust-loc", {"location": {"lat": 31.2, "lng": 121.4}})):
+        resp = await app_client.post("/playground/api/messages", json={"user": user, **body})
+        assert resp.status == 200
+        assert (await resp.json())["messages"], user  # answered
+        async with runtime_of(app_client).uow() as uow:
+            assert await uow.get_person(user) is not None, user
 
 
 async def test_the_sweep_processes_rows_a_crash_left_behind(app_client: TestClient) -> None:

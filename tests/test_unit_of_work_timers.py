@@ -73,3 +73,32 @@ async def test_schedule_timers_is_one_statement(sessions: async_sessionmaker[Asy
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert len(sent) == 1
+
+
+async def test_a_ticket_created_in_the_transaction_has_only_the_timers_it_scheduled(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    """cancel_timers skips its statement for such a ticket unless a matching timer was scheduled
+    here, and still cancels that one; get_person answers for a person added here without reading."""
+    from core.model import Person, Role, Ticket, TicketStatus
+
+    async with SqlUnitOfWork(sessions) as uow:
+        await uow.add_person(Person(id="c-new", name="新客户", role=Role.CUSTOMER, preferred_channel="local"),
+                             {"local": "c-new"})
+        assert await uow.get_person("c-new") == Person(id="c-new", name="新客户", role=Role.CUSTOMER,
+                                                       preferred_channel="local")
+        await uow.add_ticket(Ticket(number="GD-9", customer_id="c-new", description="异响",
+                                    status=TicketStatus.PENDING_DISPATCH, created_at=NOW, updated_at=NOW))
+        assert await uow.cancel_timers("GD-9", {"offer"}) == 0
+        await uow.schedule_timers(ticket_number="GD-9", timers=[("offer", NOW, {}), ("sla", NOW, {})])
+        assert await uow.cancel_timers("GD-9", {"offer"}) == 1
+        assert await uow.cancel_timers("GD-9") == 1  # the SLA timer; the offer timer is cancelled already
+        await uow.commit()
+        # Committed: another transaction may schedule its timers now, and this one sees them.
+        async with SqlUnitOfWork(sessions) as other:
+            await other.schedule_timers(ticket_number="GD-9", timers=[("reminder", NOW, {})])
+            await other.commit()
+        assert await uow.cancel_timers("GD-9", {"reminder"}) == 1
+        await uow.commit()
+    async with SqlUnitOfWork(sessions) as uow:
+        states = [(await uow.get_timer(kind, "GD-9")).state for kind in ("offer", "sla", "reminder")]  # type: ignore[union-attr]
+    assert states == ["cancelled", "cancelled", "cancelled"]
