@@ -13,6 +13,7 @@ transaction, still goes through SQLAlchemy's greenlet path; every later call run
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -138,3 +139,10 @@ class InlineAsyncSession(AsyncSession):
         # AsyncSession closes in a shielded task so that a cancellation cannot interrupt it; an
         # inline close cannot be interrupted at all.
         self.sync_session.close()
+        # Then let the loop run, as that task did. Nothing else here ever yields: without this,
+        # a backlog of inbox rows would be processed end to end while the platforms' callbacks
+        # (the inbox accepts, which processing otherwise waits for) sit unread in their sockets.
+        # Two turns: one reads the sockets (starting the handlers), one runs the handlers up to
+        # their own inbox transaction, before the next transaction of ours takes the connection.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)

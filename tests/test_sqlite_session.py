@@ -139,3 +139,19 @@ async def test_a_session_that_changes_nothing_takes_no_connection(engine) -> Non
     async with sessions() as session:
         await session.commit()
     assert seen == []
+
+
+async def test_closing_a_session_lets_other_tasks_run(engine) -> None:  # type: ignore[no-untyped-def]
+    """Inline statements never yield to the loop; the end of a session does, as AsyncSession's does."""
+    sessions = session_factory(engine)
+    ran: list[str] = []
+
+    async def other() -> None:
+        ran.append("other task")
+
+    task = asyncio.get_running_loop().create_task(other())
+    async with sessions() as session, session.begin():
+        await session.execute(insert(items), {"name": "x"})
+        assert ran == []  # statements ran without a yield
+    assert ran == ["other task"]
+    await task
