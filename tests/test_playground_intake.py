@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -142,29 +143,32 @@ async def test_background_processing_waits_for_accepts_in_flight(app_client: Tes
     await runtime.inbox.accepts_settled()  # nothing in flight: returns at once
 
 
-async def test_requests_are_answered_while_a_backlog_is_processed(app_client: TestClient) -> None:
+async def test_requests_are_answered_while_a_backlog_is_processed(sqlite_url: str, tmp_path: Path) -> None:
     """SQLite statements run inline and never yield to the loop; the processor must still let a
-    request that arrives meanwhile be read and answered long before the backlog is worked off."""
+    request that arrives meanwhile be read and answered long before the backlog is worked off.
+    (PostgreSQL statements yield anyway: the driver awaits the server.)"""
+    from aiohttp.test_utils import TestServer
     from sqlalchemy import func, select
 
+    from bot.app import build_app
     from core.inbound import InboundKind, InboundMessage
     from storage.tables import InboxRow
+    from tests.conftest import make_settings
 
-    runtime = runtime_of(app_client)
-    if not is_sqlite(runtime.database_url):
-        pytest.skip("PostgreSQL statements yield to the loop anyway (the driver awaits the server)")
-    await runtime.rulebook.ready()  # the classifier's dictionary is loaded: nothing else waits
-    backlog = 15
-    for i in range(backlog):
-        assert await runtime.inbox.accept_row(InboundMessage("local", f"backlog-{i}", f"cust-backlog-{i}",
-                                                             InboundKind.TEXT, text="底盘有异响")) is not None
-    resp = await app_client.get("/healthz")  # read from its socket while the processor is busy
-    async with runtime.sessions() as session:
-        done = (await session.execute(select(func.count()).select_from(InboxRow).where(
-            InboxRow.event_key.startswith("backlog-"), InboxRow.status == "done"))).scalar_one()
-    assert resp.status == 200
-    assert done < backlog // 2, f"the request waited for {done} of {backlog} messages"
-    await runtime.processor.drain()
+    async with TestClient(TestServer(build_app(make_settings(sqlite_url, tmp_path)))) as client:
+        runtime = runtime_of(client)
+        await runtime.rulebook.ready()  # the classifier's dictionary is loaded: nothing else waits
+        backlog = 15
+        for i in range(backlog):
+            assert await runtime.inbox.accept_row(InboundMessage("local", f"backlog-{i}", f"cust-backlog-{i}",
+                                                                 InboundKind.TEXT, text="底盘有异响")) is not None
+        resp = await client.get("/healthz")  # read from its socket while the processor is busy
+        async with runtime.sessions() as session:
+            done = (await session.execute(select(func.count()).select_from(InboxRow).where(
+                InboxRow.event_key.startswith("backlog-"), InboxRow.status == "done"))).scalar_one()
+        assert resp.status == 200
+        assert done < backlog // 2, f"the request waited for {done} of {backlog} messages"
+        await runtime.processor.drain()
 
 
 async def test_a_playground_message_is_stored_claimed_and_finished(app_client: TestClient) -> None:
