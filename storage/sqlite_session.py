@@ -69,6 +69,8 @@ class InlineAsyncSession(AsyncSession):
     async def _take_connection(self) -> None:
         """Check the connection out of the pool, waiting in a greenlet if another session has it."""
         transaction = self.sync_session.get_transaction()
+        # _connections: SessionTransaction's map of the connections it holds (private, but it has
+        # kept its name through SQLAlchemy 1.4-2.1; tests/test_sqlite_session.py fails if it changes).
         if transaction is None or not transaction._connections:
             await greenlet_spawn(self.sync_session.connection)
 
