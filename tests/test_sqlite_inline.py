@@ -6,22 +6,17 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.database import create_engine, session_factory
-
-metadata = MetaData()
-items = Table("items", metadata, Column("id", Integer, primary_key=True), Column("name", String, unique=True))
+from tests.sqlite_tables import engine_with_tables, items
 
 
 @pytest.fixture
 async def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
-    engine = create_engine(f"sqlite:///{tmp_path / 'inline.db'}")
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield engine
-    await engine.dispose()
+    async with engine_with_tables(tmp_path / "inline.db") as engine:
+        yield engine
 
 
 async def test_statements_run_on_the_event_loop_thread(engine) -> None:  # type: ignore[no-untyped-def]

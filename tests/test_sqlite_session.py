@@ -9,35 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select
+from sqlalchemy import event, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.util.concurrency import in_greenlet
 
-from storage.database import create_engine, session_factory
+from storage.database import session_factory
 from storage.sqlite_session import InlineAsyncSession
-
-metadata = MetaData()
-items = Table("items", metadata, Column("id", Integer, primary_key=True), Column("name", String, unique=True))
-
-
-class Base(DeclarativeBase):
-    metadata = metadata
-
-
-class Note(Base):
-    __tablename__ = "notes"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    text: Mapped[str]
+from tests.sqlite_tables import Note, engine_with_tables, items
 
 
 @pytest.fixture
 async def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
-    engine = create_engine(f"sqlite:///{tmp_path / 'inline.db'}")
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield engine
-    await engine.dispose()
+    async with engine_with_tables(tmp_path / "inline.db") as engine:
+        yield engine
 
 
 def record_greenlet_use(engine: Any) -> list[bool]:
