@@ -130,6 +130,13 @@ class InlineAsyncSession(AsyncSession):
 
     async def close(self) -> None:
         self.sync_session.close()
+        # Then let the loop run. AsyncSession's `async with` did, closing in a task; nothing else
+        # here ever yields: without this, a backlog of inbox rows would be processed end to end
+        # while the platforms' callbacks (the inbox accepts, which processing otherwise waits for)
+        # sit unread in their sockets. Two turns: one reads the sockets (starting the handlers),
+        # one runs the handlers up to their own inbox transaction, before our next one.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
 
     def begin(self) -> AsyncSessionTransaction:
         return InlineSessionTransaction(self)
@@ -139,12 +146,5 @@ class InlineAsyncSession(AsyncSession):
 
     async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
         # AsyncSession closes in a shielded task so that a cancellation cannot interrupt it; an
-        # inline close cannot be interrupted at all.
-        self.sync_session.close()
-        # Then let the loop run, as that task did. Nothing else here ever yields: without this,
-        # a backlog of inbox rows would be processed end to end while the platforms' callbacks
-        # (the inbox accepts, which processing otherwise waits for) sit unread in their sockets.
-        # Two turns: one reads the sockets (starting the handlers), one runs the handlers up to
-        # their own inbox transaction, before the next transaction of ours takes the connection.
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        # inline close cannot be interrupted until it yields, and then it is closed already.
+        await self.close()
