@@ -9,6 +9,9 @@ One wait remains: the pool's. SQLite has one connection; a session that needs it
 coroutine holds it (suspended mid-transaction on some other await) must wait, and the pool can
 only wait inside a greenlet. So the call that takes the connection, the first of each
 transaction, still goes through SQLAlchemy's greenlet path; every later call runs inline.
+
+And since nothing here waits, nothing here yields to the event loop either: closing a session
+does (see `close`), so that requests keep being read while a backlog is processed.
 """
 
 from __future__ import annotations
