@@ -43,6 +43,11 @@ async def running_worker(settings: object) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # No new jobs start now; let those in flight (a sweep, a timer alarm) finish first: arq's
+        # close() cancels them and then re-raises their CancelledError from its gather.
+        deadline = time.monotonic() + 10
+        while any(not job.done() for job in worker.tasks.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         await worker.close()
 
 
