@@ -103,16 +103,20 @@ def _message_from(data: dict[str, Any]) -> InboundMessage | web.Response:
 
 async def _accept_and_process(request: web.Request, message: InboundMessage) -> web.Response:
     runtime = request.app[RUNTIME]
-    row_id = await runtime.inbox.accept_row(message, schedule=False)
-    # The playground waits for the answer so that a GET right after sees it.
-    handled = row_id is not None and await runtime.processor.handle_claimed(row_id, message)
-    # One transaction finishes the row and reads the answer back. The newest few rows are enough
-    # for the last 10 items (in-place card updates are folded away); a supervisor may have hundreds.
-    async with runtime.sessions() as session, session.begin():
-        conn = await session.connection()
-        if handled and row_id is not None:
-            await runtime.inbox.finish_in(conn, row_id)
-        items = await runtime.outbox.local_messages_in(conn, message.sender, limit=RECENT_ROWS)
+    # The playground answers only once the message is handled (a GET right after sees the answer),
+    # so the answer is its acknowledgement: storing, handling, finishing the row and reading the
+    # answer back share one transaction, and each unit of work inside it is a savepoint. A handling
+    # that fails is undone alone and its row stays pending with the error, for the sweep to retry.
+    async with runtime.sessions.shared_transaction():
+        row_id = await runtime.inbox.accept_row(message, schedule=False)
+        handled = row_id is not None and await runtime.processor.handle_claimed(row_id, message)
+        # The newest few rows are enough for the last 10 items (in-place card updates are folded
+        # away); a supervisor may have hundreds.
+        async with runtime.sessions() as session, session.begin():
+            conn = await session.connection()
+            if handled and row_id is not None:
+                await runtime.inbox.finish_in(conn, row_id)
+            items = await runtime.outbox.local_messages_in(conn, message.sender, limit=RECENT_ROWS)
     return web.json_response({"accepted": row_id is not None, "messages": items[-RECENT_ITEMS:]})
 
 

@@ -6,7 +6,7 @@ audit events, outbox rows, cards, timers) commits together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -45,6 +45,11 @@ class UnitOfWork(Protocol):
     async def __aexit__(self, *exc: object) -> None: ...
 
     async def commit(self) -> None: ...
+
+    async def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run `callback` once what this unit of work committed is durable: at once, or, when it
+        is part of a larger transaction (storage's shared transaction), once that commits."""
+        ...
 
     # --- tickets ---
     async def next_ticket_sequence(self, day: date) -> int: ...

@@ -225,5 +225,6 @@ class TicketService:
                 if attempt == STALE_READ_ATTEMPTS - 1:
                     raise
         if self.timers_scheduled is not None and uow.scheduled_timers:
-            await self.timers_scheduled(list(uow.scheduled_timers))
+            alarm, timers = self.timers_scheduled, list(uow.scheduled_timers)
+            await uow.after_commit(lambda: alarm(timers))
         return result

@@ -1,13 +1,24 @@
-"""Engine creation: plain URLs in, the right async driver out."""
+"""Engine creation: plain URLs in, the right async driver out; sessions that can share one transaction."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from storage.errors import StorageError
 from storage.sqlite_inline import InlineDBAPI, inline_creator
@@ -72,7 +83,78 @@ def _configure_sqlite(engine: AsyncEngine, inline_checkpoint_pages: int | None) 
         cursor.close()
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _SharedTransaction:
+    connection: AsyncConnection
+    owner: asyncio.Task[Any] | None
+    after_commit: list[AfterCommit] = field(default_factory=list)
+
+
+_SHARED: ContextVar[_SharedTransaction | None] = ContextVar("ticketbot_shared_transaction", default=None)
+
+
+def _shared_here() -> _SharedTransaction | None:
+    # Only the task that opened it: a task spawned meanwhile inherits the context variable, but it
+    # may outlive the transaction and must not slip its work into someone else's.
+    shared = _SHARED.get()
+    return shared if shared is not None and shared.owner is asyncio.current_task() else None
+
+
+class Sessions(async_sessionmaker[AsyncSession]):
+    """The session factory. Inside `shared_transaction()` its sessions join that transaction."""
+
+    def __call__(self, **local_kw: Any) -> AsyncSession:
+        shared = _shared_here()
+        if shared is not None and not local_kw:
+            # begin/commit/rollback of the session become a SAVEPOINT, its release and its rollback:
+            # a unit of work that fails is undone alone, and nothing is durable before the end.
+            local_kw = {"bind": shared.connection, "join_transaction_mode": "create_savepoint"}
+        return super().__call__(**local_kw)
+
+    @asynccontextmanager
+    async def shared_transaction(self) -> AsyncIterator[None]:
+        """One database transaction for everything this task does through these sessions until the
+        block ends: committed at the end (an exception rolls it all back).
+
+        For a caller that answers only after its work is done, such as the playground (accept,
+        handle, finish and read back one message): one BEGIN and one COMMIT instead of one per
+        step, and what it wrote becomes visible and durable at once. Work to do once it is
+        durable waits for the commit (`after_commit`)."""
+        if _shared_here() is not None:
+            yield  # already inside one
+            return
+        connection = await self.kw["bind"].connect()
+        try:
+            await connection.begin()
+            shared = _SharedTransaction(connection, asyncio.current_task())
+            token = _SHARED.set(shared)
+            try:
+                yield
+            except BaseException:
+                await connection.rollback()
+                raise
+            finally:
+                _SHARED.reset(token)
+            await connection.commit()
+        finally:
+            await connection.close()
+        for callback in shared.after_commit:
+            await callback()
+
+
+async def after_commit(callback: AfterCommit) -> None:
+    """Run `callback` once what this task wrote is durable: now, or when its shared transaction commits."""
+    shared = _shared_here()
+    if shared is None:
+        await callback()
+    else:
+        shared.after_commit.append(callback)
+
+
+def session_factory(engine: AsyncEngine) -> Sessions:
     # The inline SQLite driver never waits on I/O: its sessions skip the greenlet per call.
     session_class = InlineAsyncSession if isinstance(engine.dialect.loaded_dbapi, InlineDBAPI) else AsyncSession
-    return async_sessionmaker(engine, class_=session_class, expire_on_commit=False, autoflush=False)
+    return Sessions(engine, class_=session_class, expire_on_commit=False, autoflush=False)

@@ -14,25 +14,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from core.inbound import InboundMessage
 from core.ports import Clock
+from storage.sqlite_prepared import hot
 from storage.tables import InboxRow
 
 MAX_INBOX_ATTEMPTS = 5
 MAX_YIELD_S = 0.5  # the longest background processing waits for accepts in flight, per transaction
 
 # Built once, run with parameters: every inbound message goes through these (see storage/unit_of_work.py).
-_CLAIM = (update(InboxRow).where(InboxRow.id == bindparam("w_id"), InboxRow.status == "pending")
-          .values(status="processing", attempts=InboxRow.attempts + 1, processed_at=bindparam("w_now"))
-          .returning(InboxRow.payload))
-_FINISH = update(InboxRow).where(InboxRow.id == bindparam("w_id")).values(
-    status="done", error=None, processed_at=bindparam("w_now"))
+_CLAIM = hot(update(InboxRow).where(InboxRow.id == bindparam("w_id"), InboxRow.status == "pending")
+             .values(status="processing", attempts=InboxRow.attempts + 1, processed_at=bindparam("w_now"))
+             .returning(InboxRow.payload))
+_FINISH = hot(update(InboxRow).where(InboxRow.id == bindparam("w_id")).values(
+    status="done", error=None, processed_at=bindparam("w_now")))
 _ACCEPT: dict[str, Any] = {}  # dialect name → insert ... on conflict do nothing returning id
 
 
 def _accept_statement(dialect: str) -> Any:
     if dialect not in _ACCEPT:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        _ACCEPT[dialect] = (insert(InboxRow).on_conflict_do_nothing(index_elements=["platform", "event_key"])
-                            .returning(InboxRow.id))
+        _ACCEPT[dialect] = hot(insert(InboxRow).on_conflict_do_nothing(index_elements=["platform", "event_key"])
+                                .returning(InboxRow.id))
     return _ACCEPT[dialect]
 
 
@@ -55,7 +56,8 @@ class SqlInbox:
         return await self.accept_row(message) is not None
 
     async def accept_row(self, message: InboundMessage, *, schedule: bool = True) -> int | None:
-        """Insert; the row id for a new event, None for a redelivery. Committed on return.
+        """Insert; the row id for a new event, None for a redelivery. Committed on return (inside
+        a shared transaction: with it).
 
         `schedule=False` when the caller processes the row itself (the playground waits for it):
         the row is then stored already claimed, one transaction less (a crash before it is

@@ -11,14 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from core.cards import Notification
 from core.ports import Clock
+from storage.sqlite_prepared import hot
 from storage.tables import CardRow, IdentityRow, OutboxRow
 
 # The playground reads this after every message it sends: built once (composing costs more than running).
-_LOCAL_MESSAGES = (select(OutboxRow.id, OutboxRow.payload, OutboxRow.created_at)
-                   .where(OutboxRow.recipient_id == bindparam("person_id"), OutboxRow.channel == "local")
-                   .order_by(OutboxRow.id.desc()).limit(bindparam("limit")))  # type: ignore[union-attr]
-_CARD_STATES = select(CardRow.id, CardRow.payload, CardRow.state).where(
-    CardRow.id.in_(bindparam("ids", expanding=True)))  # type: ignore[attr-defined]
+_LOCAL_MESSAGES = hot(select(OutboxRow.id, OutboxRow.payload, OutboxRow.created_at)
+                      .where(OutboxRow.recipient_id == bindparam("person_id"), OutboxRow.channel == "local")
+                      .order_by(OutboxRow.id.desc()).limit(bindparam("limit")))  # type: ignore[union-attr]
+_CARD_STATES = hot(select(CardRow.id, CardRow.payload, CardRow.state).where(
+    CardRow.id.in_(bindparam("ids", expanding=True))))  # type: ignore[attr-defined]
 
 MAX_DELIVERY_ATTEMPTS = 12
 

@@ -224,5 +224,24 @@ class InlineSQLiteDialect(SQLiteDialect_aiosqlite):
     def do_begin(self, dbapi_connection: Any) -> None:
         dbapi_connection.begin_immediate()
 
+    # Savepoints (a session joined to a shared transaction has one per unit of work) straight on
+    # sqlite3, for the same reason: SQLAlchemy's default runs each as a whole statement execution.
+    def do_savepoint(self, connection: Any, name: str) -> None:
+        raw_connection(connection).execute(f"SAVEPOINT {self.identifier_preparer.quote(name)}")
+
+    def do_rollback_to_savepoint(self, connection: Any, name: str) -> None:
+        raw_connection(connection).execute(f"ROLLBACK TO SAVEPOINT {self.identifier_preparer.quote(name)}")
+
+    def do_release_savepoint(self, connection: Any, name: str) -> None:
+        raw_connection(connection).execute(f"RELEASE SAVEPOINT {self.identifier_preparer.quote(name)}")
+
+
+def raw_connection(connection: Any) -> sqlite3.Connection:
+    """The sqlite3 connection under a SQLAlchemy Connection of the inline engine."""
+    raw = connection.connection.dbapi_connection._connection._connection
+    if raw is None:
+        raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+    return raw  # type: ignore[no-any-return]
+
 
 registry.register("sqlite.inline", __name__, "InlineSQLiteDialect")

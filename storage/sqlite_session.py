@@ -24,6 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.ext.asyncio.session import AsyncSessionTransaction
 from sqlalchemy.util import EMPTY_DICT, greenlet_spawn, immutabledict
 
+from storage.sqlite_prepared import execute as run_hot
+from storage.sqlite_prepared import hot_statement
+
 # What AsyncSession adds to every execute: results are buffered before the call returns.
 _BUFFERED = immutabledict({"prebuffer_rows": True})
 
@@ -37,7 +40,15 @@ class InlineAsyncConnection(AsyncConnection):
 
     async def execute(self, statement: Any, parameters: Any = None, *,  # type: ignore[override]
                       execution_options: Any = None) -> Any:
-        return self._proxied.execute(statement, parameters, execution_options=execution_options)
+        sync = self._proxied
+        hot = hot_statement(statement)
+        # Hot statements skip SQLAlchemy's per-call work (storage/sqlite_prepared.py), inside a
+        # transaction the session began (autobegin and its BEGIN IMMEDIATE stay SQLAlchemy's).
+        if hot is not None and execution_options is None and sync.in_transaction():
+            result = run_hot(sync, hot, parameters)
+            if result is not None:
+                return result
+        return sync.execute(statement, parameters, execution_options=execution_options)
 
     async def exec_driver_sql(self, statement: str, parameters: Any = None,  # type: ignore[override]
                               execution_options: Any = None) -> Any:
@@ -75,7 +86,10 @@ class InlineAsyncSession(AsyncSession):
         # _connections: SessionTransaction's map of the connections it holds (private, but it has
         # kept its name through SQLAlchemy 1.4-2.1; tests/test_sqlite_session.py fails if it changes).
         if transaction is None or not transaction._connections:
-            await greenlet_spawn(self.sync_session.connection)
+            if self._joined:
+                self.sync_session.connection()  # a connection already held: nothing to wait for
+            else:
+                await greenlet_spawn(self.sync_session.connection)
 
     async def _take_connection_to_write(self) -> None:
         """Before a flush or commit: only pending ORM changes need a connection."""
@@ -131,8 +145,15 @@ class InlineAsyncSession(AsyncSession):
     async def rollback(self) -> None:
         self.sync_session.rollback()
 
+    @property
+    def _joined(self) -> bool:
+        """Bound to a connection that holds a transaction (storage.database's shared transaction)."""
+        return isinstance(self.bind, AsyncConnection)
+
     async def close(self) -> None:
         self.sync_session.close()
+        if self._joined:
+            return  # one of several units of work in one caller's transaction, which holds the connection
         # Then let the loop run. AsyncSession's `async with` did, closing in a task; nothing else
         # here ever yields: without this, a backlog of inbox rows would be processed end to end
         # while the platforms' callbacks (the inbox accepts, which processing otherwise waits for)

@@ -16,6 +16,7 @@ from core.dispatch_geo import GeoPoint
 from core.dispatch_store import GENESIS_HASH, ChainMark, PositionReport, Store, TechnicianEntry
 from core.errors import InvalidInput
 from core.model import AuditEvent, Role, TicketStatus
+from storage.sqlite_prepared import hot
 from storage.tables import (
     AuditEventRow,
     AuditHeadRow,
@@ -47,17 +48,19 @@ def _chunks(values: Collection[str]) -> list[list[str]]:
 
 # Built once: composing a statement costs more than running it (~60 us vs ~25 us on SQLite), and
 # the live dispatch index runs these for every ranking.
-_CHAIN_HEAD = select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update()
-_EVENTS_AFTER = (select(AuditEventRow.kind, AuditEventRow.actor_id, AuditEventRow.at, AuditEventRow.payload,
-                        AuditEventRow.ticket_number, AuditEventRow.seq, AuditEventRow.hash)
-                 .where(AuditEventRow.seq > bindparam("seq")).order_by(AuditEventRow.seq).limit(bindparam("limit")))
+_CHAIN_HEAD = hot(select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update())
+_EVENTS_AFTER = hot(select(AuditEventRow.kind, AuditEventRow.actor_id, AuditEventRow.at, AuditEventRow.payload,
+                           AuditEventRow.ticket_number, AuditEventRow.seq, AuditEventRow.hash)
+                    .where(AuditEventRow.seq > bindparam("seq")).order_by(AuditEventRow.seq)
+                    .limit(bindparam("limit")))
 _ASSIGNMENTS = select(TicketRow.number, TicketRow.assignee_id, TicketRow.status)
-_ASSIGNMENTS_OF = _ASSIGNMENTS.where(
-    TicketRow.number.in_(bindparam("numbers", expanding=True)))  # type: ignore[attr-defined]
-_POSITIONS = select(TechnicianRow.person_id, TechnicianRow.last_lat, TechnicianRow.last_lng,
-                    TechnicianRow.last_position_at).where(
-    TechnicianRow.last_position_at.is_not(None))  # type: ignore[union-attr]
-_POSITIONS_SINCE = _POSITIONS.where(TechnicianRow.last_position_at >= bindparam("since"))  # type: ignore[operator]
+_ASSIGNMENTS_OF = hot(_ASSIGNMENTS.where(
+    TicketRow.number.in_(bindparam("numbers", expanding=True))))  # type: ignore[attr-defined]
+_POSITIONS = hot(select(TechnicianRow.person_id, TechnicianRow.last_lat, TechnicianRow.last_lng,
+                        TechnicianRow.last_position_at).where(
+    TechnicianRow.last_position_at.is_not(None)))  # type: ignore[union-attr]
+_POSITIONS_SINCE = hot(_POSITIONS.where(
+    TechnicianRow.last_position_at >= bindparam("since")))  # type: ignore[operator]
 
 
 class SqlDispatchStore:

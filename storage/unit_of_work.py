@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -18,6 +18,8 @@ from core.errors import Conflict, StaleRead
 from core.model import AuditEvent, Person, Role, Ticket, TicketStatus
 from core.photos import PhotoRecord
 from core.repository import StoredCard, TimerRow
+from storage.database import after_commit as run_after_commit
+from storage.sqlite_prepared import hot
 from storage.tables import (
     AuditEventRow,
     AuditHeadRow,
@@ -85,35 +87,36 @@ _TICKET_FIELDS = (
 # Hot statements are built once and run with parameters on the transaction's connection: building a
 # statement with .values(...) per call and running it through the ORM session cost several times the
 # SQLite call itself (fault intake runs ~20 of them per report).
-_INSERT_TICKET = insert(TicketRow).returning(TicketRow.id)
-_SAVE_TICKET = update(TicketRow).where(TicketRow.number == bindparam("w_number"),
-                                       TicketRow.version == bindparam("w_version"))
-_INSERT_AUDIT = insert(AuditEventRow)
-_UPDATE_AUDIT_HEAD = update(AuditHeadRow).where(AuditHeadRow.id == 1)
-_INSERT_OUTBOX = insert(OutboxRow)
-_INSERT_CARD = insert(CardRow)
-_CHANNEL_OF = select(PersonRow.preferred_channel).where(PersonRow.id == bindparam("person_id"))
-_PERSON_BY_IDENTITY = select(PersonRow).join(IdentityRow, IdentityRow.person_id == PersonRow.id).where(
-    IdentityRow.platform == bindparam("platform"), IdentityRow.external_id == bindparam("external_id"))
-_PERSON_BY_ID = select(PersonRow).where(PersonRow.id == bindparam("person_id"))
-_AUDIT_HEAD_LOCKED = select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update()
-_INSERT_PERSON = insert(PersonRow)
-_INSERT_IDENTITY = insert(IdentityRow)
-_ACTIVE_PEOPLE = select(PersonRow).where(PersonRow.active.is_(True)).order_by(PersonRow.id)  # type: ignore[attr-defined]
-_ACTIVE_PEOPLE_IN_ROLE = _ACTIVE_PEOPLE.where(PersonRow.role == bindparam("role"))
+_INSERT_TICKET = hot(insert(TicketRow).returning(TicketRow.id))
+_SAVE_TICKET = hot(update(TicketRow).where(TicketRow.number == bindparam("w_number"),
+                                           TicketRow.version == bindparam("w_version")))
+_INSERT_AUDIT = hot(insert(AuditEventRow))
+_UPDATE_AUDIT_HEAD = hot(update(AuditHeadRow).where(AuditHeadRow.id == 1))
+_INSERT_OUTBOX = hot(insert(OutboxRow))
+_INSERT_CARD = hot(insert(CardRow))
+_CHANNEL_OF = hot(select(PersonRow.preferred_channel).where(PersonRow.id == bindparam("person_id")))
+_PERSON_BY_IDENTITY = hot(select(PersonRow).join(IdentityRow, IdentityRow.person_id == PersonRow.id).where(
+    IdentityRow.platform == bindparam("platform"), IdentityRow.external_id == bindparam("external_id")))
+_PERSON_BY_ID = hot(select(PersonRow).where(PersonRow.id == bindparam("person_id")))
+_AUDIT_HEAD_LOCKED = hot(select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update())
+_INSERT_PERSON = hot(insert(PersonRow))
+_INSERT_IDENTITY = hot(insert(IdentityRow))
+_ACTIVE_PEOPLE = hot(select(PersonRow).where(PersonRow.active.is_(True))  # type: ignore[attr-defined]
+                     .order_by(PersonRow.id))
+_ACTIVE_PEOPLE_IN_ROLE = hot(_ACTIVE_PEOPLE.where(PersonRow.role == bindparam("role")))
 _TIMER_COLUMNS = (TimerRowTable.id, TimerRowTable.kind, TimerRowTable.ticket_key, TimerRowTable.due_at,
                   TimerRowTable.generation, TimerRowTable.state, TimerRowTable.payload)
-_GET_TIMER = select(*_TIMER_COLUMNS).where(TimerRowTable.kind == bindparam("kind"),
-                                          TimerRowTable.ticket_key == bindparam("ticket_key"))
-_GET_TIMER_LOCKED = _GET_TIMER.with_for_update()
-_CANCEL_TIMERS = update(TimerRowTable).where(
+_GET_TIMER = hot(select(*_TIMER_COLUMNS).where(TimerRowTable.kind == bindparam("kind"),
+                                              TimerRowTable.ticket_key == bindparam("ticket_key")))
+_GET_TIMER_LOCKED = hot(_GET_TIMER.with_for_update())
+_CANCEL_TIMERS = hot(update(TimerRowTable).where(
     TimerRowTable.ticket_key == bindparam("w_ticket_key"), TimerRowTable.state == "pending"
-).values(state="cancelled", generation=TimerRowTable.generation + 1)
-_CANCEL_TIMER_KINDS = _CANCEL_TIMERS.where(
-    TimerRowTable.kind.in_(bindparam("w_kinds", expanding=True)))  # type: ignore[attr-defined]
-_LATEST_CONFIG = (select(ConfigVersionRow.version, ConfigVersionRow.payload)
-                  .where(ConfigVersionRow.kind == bindparam("kind"))
-                  .order_by(ConfigVersionRow.version.desc()).limit(1))  # type: ignore[attr-defined]
+).values(state="cancelled", generation=TimerRowTable.generation + 1))
+_CANCEL_TIMER_KINDS = hot(_CANCEL_TIMERS.where(
+    TimerRowTable.kind.in_(bindparam("w_kinds", expanding=True))))  # type: ignore[attr-defined]
+_LATEST_CONFIG = hot(select(ConfigVersionRow.version, ConfigVersionRow.payload)
+                     .where(ConfigVersionRow.kind == bindparam("kind"))
+                     .order_by(ConfigVersionRow.version.desc()).limit(1))  # type: ignore[attr-defined]
 _UPSERTS: dict[str, tuple[Any, Any]] = {}  # dialect name → (ticket counter upsert, timer upsert)
 
 
@@ -133,7 +136,7 @@ def _upserts(dialect: str) -> tuple[Any, Any]:
                   # multi-row upsert (schedule_timers) one row at a time (sqlalchemy issue #13130).
                   "payload": timer.excluded.payload, "fired_at": null()},
         ).returning(TimerRowTable.id, TimerRowTable.generation, TimerRowTable.kind)  # kind: to match several rows
-        _UPSERTS[dialect] = (counter, timer)
+        _UPSERTS[dialect] = (hot(counter), hot(timer))
     return _UPSERTS[dialect]
 
 
@@ -195,6 +198,9 @@ class SqlUnitOfWork:
         self._channels.clear()
         self._created_tickets.clear()  # committed: others may schedule their timers now
         self._added_people.clear()  # committed: others may change them now
+
+    async def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
+        await run_after_commit(callback)
 
     async def _write_deferred(self) -> None:
         if not (self._audit_head_dirty or self._outbox_rows):

@@ -1,4 +1,4 @@
-"""Two small tables for the SQLite driver and session tests, and an engine that has them."""
+"""Two small tables for the SQLite driver and session tests, and an engine that has them (or others)."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ class Note(Base):
 
 
 @asynccontextmanager
-async def engine_with_tables(path: Path) -> AsyncIterator[AsyncEngine]:
+async def engine_with_tables(path: Path, tables: MetaData = metadata) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(f"sqlite:///{path}")
     async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
+        await conn.run_sync(tables.create_all)
     try:
         yield engine
     finally:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from storage.database import create_engine, session_factory
 from storage.migrate import upgrade
 from storage.unit_of_work import SqlUnitOfWork
+from tests.statements import statements_sent
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
@@ -55,24 +56,13 @@ async def test_schedule_timers_refuses_one_kind_twice_and_changes_nothing(
 
 
 async def test_schedule_timers_is_one_statement(sessions: async_sessionmaker[AsyncSession]) -> None:
-    """A None in the upsert's SET clause once made SQLAlchemy send the rows one at a time."""
-    from sqlalchemy import event
-
-    sent: list[str] = []
-    engine = sessions.kw["bind"].sync_engine
-
-    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if statement.startswith("INSERT INTO timers"):
-            sent.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        async with SqlUnitOfWork(sessions) as uow:
-            await uow.schedule_timers(ticket_number="GD-3", timers=[(f"k{i}", NOW, {}) for i in range(4)])
-            await uow.commit()
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    assert len(sent) == 1
+    """A None in the upsert's SET clause once made SQLAlchemy send the rows one at a time (and on
+    SQLite the hot statement path, storage/sqlite_prepared.py, must keep them in one statement)."""
+    async with statements_sent(sessions.kw["bind"]) as sent, SqlUnitOfWork(sessions) as uow:
+        timers = await uow.schedule_timers(ticket_number="GD-3", timers=[(f"k{i}", NOW, {}) for i in range(4)])
+        await uow.commit()
+    assert len([s for s in sent if s.startswith("INSERT INTO timers")]) == 1
+    assert sorted(t.kind for t in timers) == ["k0", "k1", "k2", "k3"] and len({t.id for t in timers}) == 4
 
 
 async def test_a_ticket_created_in_the_transaction_has_only_the_timers_it_scheduled(
