@@ -230,7 +230,12 @@ class InlineSQLiteDialect(SQLiteDialect_aiosqlite):
         raw_connection(connection).execute(f"SAVEPOINT {self.identifier_preparer.quote(name)}")
 
     def do_rollback_to_savepoint(self, connection: Any, name: str) -> None:
-        raw_connection(connection).execute(f"ROLLBACK TO SAVEPOINT {self.identifier_preparer.quote(name)}")
+        # SQLite keeps a savepoint open after rolling back to it; SQLAlchemy is done with it, and a
+        # group commit would otherwise nest every later savepoint one level deeper.
+        raw = raw_connection(connection)
+        quoted = self.identifier_preparer.quote(name)
+        raw.execute(f"ROLLBACK TO SAVEPOINT {quoted}")
+        raw.execute(f"RELEASE SAVEPOINT {quoted}")
 
     def do_release_savepoint(self, connection: Any, name: str) -> None:
         raw_connection(connection).execute(f"RELEASE SAVEPOINT {self.identifier_preparer.quote(name)}")

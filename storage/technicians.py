@@ -6,7 +6,7 @@ and the audit trail by core/dispatch_live.py, which also reads the audit chain h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.dispatch_geo import GeoPoint
 from core.dispatch_store import GENESIS_HASH, ChainMark, PositionReport, Store, TechnicianEntry
 from core.errors import InvalidInput
-from core.model import AuditEvent, Role, TicketStatus
+from core.model import AuditEvent, Role, Ticket, TicketStatus
 from storage.sqlite_prepared import hot
 from storage.tables import (
     AuditEventRow,
@@ -65,11 +65,16 @@ _POSITIONS_SINCE = hot(_POSITIONS.where(
 
 class SqlDispatchStore:
     def __init__(self, session: AsyncSession, *,
-                 audit_head: Callable[[], tuple[int, str] | None] = lambda: None) -> None:
+                 audit_head: Callable[[], tuple[int, str] | None] = lambda: None,
+                 unwritten_tickets: Callable[[], dict[str, Ticket]] = dict,
+                 write_tickets: Callable[[], Awaitable[None]] | None = None) -> None:
         """`audit_head`: the head the unit of work holds locked in this transaction, if any. It writes
-        the head row only at commit, so this transaction's own appends are known there, not in the row."""
+        the head row only at commit, so this transaction's own appends are known there, not in the row.
+        Likewise tickets (`unwritten_tickets`, `write_tickets`): see SqlUnitOfWork.add_ticket."""
         self.session = session
         self._held_audit_head = audit_head
+        self._unwritten_tickets = unwritten_tickets
+        self._write_tickets = write_tickets
 
     async def card_is_free(self, card_id: str) -> bool:
         # SKIP LOCKED: a row held by a concurrent press is skipped instead of waited for, so the expiry
@@ -151,13 +156,17 @@ class SqlDispatchStore:
                           numbers: Collection[str] | None = None) -> dict[str, tuple[str | None, bool]]:
         counted = {s.value for s in statuses}
         if numbers is None:
+            if self._write_tickets is not None:
+                await self._write_tickets()
             stmt = _ASSIGNMENTS.where(TicketRow.status.in_(sorted(counted)),  # type: ignore[attr-defined]
                                       TicketRow.assignee_id.is_not(None))  # type: ignore[union-attr]
             rows = list((await self.session.execute(stmt)).all())
         else:
-            rows = []
+            # This transaction's unwritten tickets as they will be written; the others as stored.
+            unwritten = self._unwritten_tickets()
+            rows = [(n, t.assignee_id, t.status.value) for n in numbers if (t := unwritten.get(n)) is not None]
             conn = await self.session.connection()
-            for chunk in _chunks(numbers):
+            for chunk in _chunks([n for n in numbers if n not in unwritten]):
                 rows += (await conn.execute(_ASSIGNMENTS_OF, {"numbers": chunk})).all()
         return {str(n): (a, s in counted) for n, a, s in rows}
 

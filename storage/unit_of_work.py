@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -18,7 +18,7 @@ from core.errors import Conflict, StaleRead
 from core.model import AuditEvent, Person, Role, Ticket, TicketStatus
 from core.photos import PhotoRecord
 from core.repository import StoredCard, TimerRow
-from storage.database import after_commit as run_after_commit
+from storage.shared_transaction import after_commit as run_after_commit
 from storage.sqlite_prepared import hot
 from storage.tables import (
     AuditEventRow,
@@ -140,6 +140,12 @@ def _upserts(dialect: str) -> tuple[Any, Any]:
     return _UPSERTS[dialect]
 
 
+@dataclass(slots=True)
+class _UnwrittenTicket:
+    ticket: Ticket  # its state as it will be written
+    stored_version: int | None  # the version the row has in the database; None: a new ticket
+
+
 class SqlUnitOfWork:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, channels: frozenset[str] | None = None) -> None:
         self._sessions = sessions
@@ -167,6 +173,8 @@ class SqlUnitOfWork:
         # preferred_channel per person, for enqueue (several notifications per command go to one person).
         self._channels: dict[str, str | None] = {}
         self._conn: AsyncConnection | None = None
+        # Tickets saved in this transaction and not written yet (see _write_tickets), by number.
+        self._unwritten: dict[str, _UnwrittenTicket] = {}
 
     async def _connection(self) -> AsyncConnection:
         # Core statements on the session's own connection: same transaction, no ORM bookkeeping.
@@ -198,11 +206,13 @@ class SqlUnitOfWork:
         self._channels.clear()
         self._created_tickets.clear()  # committed: others may schedule their timers now
         self._added_people.clear()  # committed: others may change them now
+        self._unwritten.clear()  # written by _write_deferred
 
     async def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
         await run_after_commit(callback)
 
     async def _write_deferred(self) -> None:
+        await self._write_tickets()
         if not (self._audit_head_dirty or self._outbox_rows):
             return
         conn = await self._connection()
@@ -223,26 +233,51 @@ class SqlUnitOfWork:
         counter, _ = _upserts(self.dialect)
         return int((await (await self._connection()).execute(counter, {"day": day, "last": 1})).scalar_one())
 
+    # Tickets are written once per transaction, at commit or before this transaction reads tickets:
+    # a new ticket is saved again by the SLA clock and by dispatch within its command, which made an
+    # INSERT and two UPDATEs (each rewriting every index of the table) where one INSERT does.
+    # Nothing else in the transaction can tell: its ticket reads go through here (and the dispatch
+    # store, which is given the unwritten state), and other transactions never saw the rows before
+    # the commit anyway. A stale save still fails with Conflict, here or when written.
     async def add_ticket(self, ticket: Ticket) -> Ticket:
-        values = {f: getattr(ticket, f) for f in _TICKET_FIELDS}
-        values.update(number=ticket.number, status=ticket.status.value, version=1)
-        ticket.id = int((await (await self._connection()).execute(_INSERT_TICKET, values)).scalar_one())
+        ticket.id = None  # known once written
         ticket.version = 1
+        self._unwritten[ticket.number] = _UnwrittenTicket(ticket, stored_version=None)
         self._created_tickets.add(ticket.number)
         return ticket
 
     async def save_ticket(self, ticket: Ticket) -> None:
-        values = {f: getattr(ticket, f) for f in _TICKET_FIELDS}
-        values["status"] = ticket.status.value
-        values["version"] = ticket.version + 1
-        values["w_number"] = ticket.number
-        values["w_version"] = ticket.version
-        result = await (await self._connection()).execute(_SAVE_TICKET, values)
-        if result.rowcount != 1:
+        unwritten = self._unwritten.get(ticket.number)
+        if unwritten is None:
+            self._unwritten[ticket.number] = _UnwrittenTicket(ticket, stored_version=ticket.version)
+        elif unwritten.ticket.version != ticket.version:
             raise Conflict("工单刚刚被其他人更新了，请重试。", number=ticket.number)
+        else:
+            unwritten.ticket = ticket
         ticket.version += 1
 
+    async def _write_tickets(self) -> None:
+        if not self._unwritten:
+            return
+        conn = await self._connection()
+        unwritten, self._unwritten = self._unwritten, {}
+        for item in unwritten.values():
+            ticket = item.ticket
+            values = {f: getattr(ticket, f) for f in _TICKET_FIELDS}
+            values.update(status=ticket.status.value, version=ticket.version)
+            if item.stored_version is None:
+                ticket.id = int((await conn.execute(_INSERT_TICKET, {**values, "number": ticket.number})).scalar_one())
+                continue
+            values.update(w_number=ticket.number, w_version=item.stored_version)
+            if (await conn.execute(_SAVE_TICKET, values)).rowcount != 1:
+                raise Conflict("工单刚刚被其他人更新了，请重试。", number=ticket.number)
+
+    def unwritten_tickets(self) -> dict[str, Ticket]:
+        """Tickets saved in this transaction and not written yet, as they will be written."""
+        return {number: item.ticket for number, item in self._unwritten.items()}
+
     async def get_ticket(self, number: str, *, lock: bool = False) -> Ticket | None:
+        await self._write_tickets()
         # populate_existing: save_ticket updates on the connection, not through the session's identity map.
         stmt = select(TicketRow).where(TicketRow.number == number).execution_options(populate_existing=True)
         if lock:
@@ -258,6 +293,7 @@ class SqlUnitOfWork:
         statuses: set[TicketStatus] | None = None,
         limit: int = 50,
     ) -> list[Ticket]:
+        await self._write_tickets()
         stmt = (select(TicketRow).order_by(TicketRow.id.desc()).limit(limit)  # type: ignore[union-attr]
                 .execution_options(populate_existing=True))
         if customer_id is not None:
@@ -341,7 +377,8 @@ class SqlUnitOfWork:
 
     def dispatch_store(self) -> SqlDispatchStore:
         self._added_people.clear()  # the directory's writes (technicians) may change them
-        return SqlDispatchStore(self.session, audit_head=lambda: self._audit_head)
+        return SqlDispatchStore(self.session, audit_head=lambda: self._audit_head,
+                                unwritten_tickets=self.unwritten_tickets, write_tickets=self._write_tickets)
 
     # --- photos ---
     async def add_photo(self, photo: PhotoRecord) -> None:

@@ -19,6 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import build_app
 from bot.runtime import Runtime
 from bot.settings import Settings
+from storage.database import Sessions, create_engine, session_factory
+from storage.migrate import upgrade
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -89,6 +91,28 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'ticketbot.db'}"
+
+
+async def _migrated_sessions(url: str) -> AsyncIterator[Sessions]:
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def db_sessions(database_url: str) -> AsyncIterator[Sessions]:
+    """The session factory on a migrated database: SQLite, then PostgreSQL."""
+    async for sessions in _migrated_sessions(database_url):
+        yield sessions
+
+
+@pytest.fixture
+async def sqlite_sessions(sqlite_url: str) -> AsyncIterator[Sessions]:
+    async for sessions in _migrated_sessions(sqlite_url):
+        yield sessions
 
 
 @pytest.fixture
