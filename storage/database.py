@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -21,6 +22,7 @@ from storage.errors import StorageError
 from storage.shared_transaction import TransactionGroup, own_transaction, shared_here
 from storage.sqlite_inline import InlineDBAPI, inline_creator
 from storage.sqlite_session import InlineAsyncSession
+from storage.transaction import Transaction
 
 
 def async_url(url: str) -> str:
@@ -107,6 +109,18 @@ class Sessions(async_sessionmaker[AsyncSession]):
             # a unit of work that fails is undone alone, and nothing is durable before the end.
             local_kw = {"bind": shared.connection, "join_transaction_mode": "create_savepoint"}
         return super().__call__(**local_kw)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction of its own (or a savepoint of the shared one), committed at
+        the end; Core statements only, no ORM session (storage/transaction.py says why)."""
+        transaction = Transaction(self)
+        try:
+            yield await transaction.connection()
+        except BaseException:
+            await transaction.end(commit=False)
+            raise
+        await transaction.end(commit=True)
 
     @asynccontextmanager
     async def shared_transaction(self) -> AsyncIterator[None]:

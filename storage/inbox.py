@@ -10,10 +10,11 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.inbound import InboundMessage
 from core.ports import Clock
+from storage.database import Sessions
 from storage.sqlite_prepared import hot
 from storage.tables import InboxRow
 
@@ -41,7 +42,7 @@ class SqlInbox:
     """Implements core.ports.InboxPort. `on_accepted(row_id)` is told about each new row."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], clock: Clock,
+        self, sessions: Sessions, clock: Clock,
         on_accepted: Callable[[int], None] | None = None,
     ) -> None:
         self._sessions = sessions
@@ -66,8 +67,7 @@ class SqlInbox:
         self._accepting += 1
         self._settled.clear()
         try:
-            async with self._sessions() as session, session.begin():
-                conn = await session.connection()
+            async with self._sessions.transaction() as conn:
                 row_id = (await conn.execute(_accept_statement(conn.dialect.name), {
                     "platform": message.platform, "event_key": message.event_key[:255], "received_at": now,
                     "payload": message.to_dict(), "status": "pending" if schedule else "processing",
@@ -94,16 +94,15 @@ class SqlInbox:
 
     async def claim(self, row_id: int) -> InboundMessage | None:
         """Take a pending row for processing; None if another worker has it or it is done."""
-        async with self._sessions() as session, session.begin():
-            conn = await session.connection()
+        async with self._sessions.transaction() as conn:
             payload = (await conn.execute(_CLAIM, {"w_id": row_id, "w_now": self._clock.now()})).scalar_one_or_none()
         return InboundMessage.from_dict(payload) if payload is not None else None
 
     async def finish(self, row_id: int, *, error: str | None = None) -> None:
         if error is None:
             # The common case in one statement (a missing row is simply not updated).
-            async with self._sessions() as session, session.begin():
-                await self.finish_in(await session.connection(), row_id)
+            async with self._sessions.transaction() as conn:
+                await self.finish_in(conn, row_id)
             return
         async with self._sessions() as session, session.begin():
             row = await session.get(InboxRow, row_id)

@@ -55,6 +55,14 @@ class InlineAsyncConnection(AsyncConnection):
         return self._proxied.exec_driver_sql(statement, parameters, execution_options)
 
 
+def inline_connection(sync_connection: Connection) -> InlineAsyncConnection:
+    """The InlineAsyncConnection over a connection of the inline engine (one per connection)."""
+    proxy = InlineAsyncConnection._retrieve_proxy_for_target(sync_connection, regenerate=False)
+    if isinstance(proxy, InlineAsyncConnection):
+        return proxy
+    return InlineAsyncConnection(AsyncEngine._retrieve_proxy_for_target(sync_connection.engine), sync_connection)
+
+
 class InlineSessionTransaction(AsyncSessionTransaction):
     async def start(self, is_ctxmanager: bool = False) -> InlineSessionTransaction:
         sync_session = self.session.sync_session
@@ -100,13 +108,8 @@ class InlineAsyncSession(AsyncSession):
     async def connection(self, bind_arguments: Any = None, execution_options: Any = None,  # type: ignore[override]
                          **kw: Any) -> AsyncConnection:
         await self._take_connection()
-        sync_connection: Connection = self.sync_session.connection(
-            bind_arguments=bind_arguments, execution_options=execution_options, **kw)
-        proxy = InlineAsyncConnection._retrieve_proxy_for_target(sync_connection, regenerate=False)
-        if isinstance(proxy, InlineAsyncConnection):
-            return proxy
-        return InlineAsyncConnection(AsyncEngine._retrieve_proxy_for_target(sync_connection.engine),
-                                     sync_connection)
+        return inline_connection(self.sync_session.connection(
+            bind_arguments=bind_arguments, execution_options=execution_options, **kw))
 
     async def execute(self, statement: Any, params: Any = None, *,  # type: ignore[override]
                       execution_options: Any = EMPTY_DICT, bind_arguments: Any = None, **kw: Any) -> Any:

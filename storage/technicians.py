@@ -1,4 +1,4 @@
-"""SqlDispatchStore: core.dispatch_store.DispatchStore on the unit of work's session.
+"""SqlDispatchStore: core.dispatch_store.DispatchStore in the unit of work's transaction.
 
 Profiles come from people + technicians + stores; loads and acceptances are derived from tickets
 and the audit trail by core/dispatch_live.py, which also reads the audit chain here as its change feed.
@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.dispatch_geo import GeoPoint
 from core.dispatch_store import GENESIS_HASH, ChainMark, PositionReport, Store, TechnicianEntry
@@ -64,14 +64,19 @@ _POSITIONS_SINCE = hot(_POSITIONS.where(
 
 
 class SqlDispatchStore:
-    def __init__(self, session: AsyncSession, *,
+    def __init__(self, connection: Callable[[], Awaitable[AsyncConnection]],
+                 orm_session: Callable[[], Awaitable[AsyncSession]], *,
                  audit_head: Callable[[], tuple[int, str] | None] = lambda: None,
                  unwritten_tickets: Callable[[], dict[str, Ticket]] = dict,
                  write_tickets: Callable[[], Awaitable[None]] | None = None) -> None:
-        """`audit_head`: the head the unit of work holds locked in this transaction, if any. It writes
+        """The unit of work's transaction: its connection (Core statements) and an ORM session in it
+        (made on first use: the rankings of the live index need none).
+
+        `audit_head`: the head the unit of work holds locked in this transaction, if any. It writes
         the head row only at commit, so this transaction's own appends are known there, not in the row.
         Likewise tickets (`unwritten_tickets`, `write_tickets`): see SqlUnitOfWork.add_ticket."""
-        self.session = session
+        self._connection = connection
+        self._orm_session = orm_session
         self._held_audit_head = audit_head
         self._unwritten_tickets = unwritten_tickets
         self._write_tickets = write_tickets
@@ -80,11 +85,12 @@ class SqlDispatchStore:
         # SKIP LOCKED: a row held by a concurrent press is skipped instead of waited for, so the expiry
         # (ticket locked first by FireTimer) never waits for a press (card locked first): no deadlock.
         # SQLite ignores the clause: its transactions are serialised anyway.
-        locked = await self.session.execute(
+        conn = await self._connection()
+        locked = await conn.execute(
             select(CardRow.id).where(CardRow.id == card_id).with_for_update(skip_locked=True))
         if locked.first() is not None:
             return True
-        exists = await self.session.execute(select(CardRow.id).where(CardRow.id == card_id))
+        exists = await conn.execute(select(CardRow.id).where(CardRow.id == card_id))
         return exists.first() is None  # a missing card holds nobody up
 
     # --- the audit chain ---
@@ -92,11 +98,11 @@ class SqlDispatchStore:
         held = self._held_audit_head()
         if held is not None:
             return ChainMark(held[0], held[1])
-        head = (await (await self.session.connection()).execute(_CHAIN_HEAD)).first()
+        head = (await (await self._connection()).execute(_CHAIN_HEAD)).first()
         return ChainMark(0, GENESIS_HASH) if head is None else ChainMark(int(head[0]), str(head[1]))
 
     async def events_after(self, seq: int, limit: int) -> list[AuditEvent]:
-        rows = await (await self.session.connection()).execute(_EVENTS_AFTER, {"seq": seq, "limit": limit})
+        rows = await (await self._connection()).execute(_EVENTS_AFTER, {"seq": seq, "limit": limit})
         return [AuditEvent(kind=r.kind, actor_id=r.actor_id, at=r.at, payload=r.payload,
                            ticket_number=r.ticket_number, id=r.seq, hash=r.hash) for r in rows]
 
@@ -109,17 +115,18 @@ class SqlDispatchStore:
             .outerjoin(StoreRow, StoreRow.id == PersonRow.store_id)
             .where(PersonRow.role == Role.TECHNICIAN.value)
         )
+        session = await self._orm_session()
         if person_ids is None:
-            rows = list((await self.session.execute(stmt)).all())
+            rows = list((await session.execute(stmt)).all())
         else:
             rows = []
             for chunk in _chunks(person_ids):
-                rows += (await self.session.execute(
+                rows += (await session.execute(
                     stmt.where(PersonRow.id.in_(chunk)))).all()  # type: ignore[attr-defined]
         ids: dict[str, dict[str, str]] = {}
         if identities and rows:
             for chunk in _chunks([p.id for p, _, _ in rows]):
-                found = await self.session.execute(
+                found = await session.execute(
                     select(IdentityRow).where(IdentityRow.person_id.in_(chunk)))  # type: ignore[attr-defined]
                 for ident in found.scalars():
                     ids.setdefault(ident.person_id, {})[ident.platform] = ident.external_id
@@ -160,24 +167,24 @@ class SqlDispatchStore:
                 await self._write_tickets()
             stmt = _ASSIGNMENTS.where(TicketRow.status.in_(sorted(counted)),  # type: ignore[attr-defined]
                                       TicketRow.assignee_id.is_not(None))  # type: ignore[union-attr]
-            rows = list((await self.session.execute(stmt)).all())
+            rows = list((await (await self._connection()).execute(stmt)).all())
         else:
             # This transaction's unwritten tickets as they will be written; the others as stored.
             unwritten = self._unwritten_tickets()
             rows = [(n, t.assignee_id, t.status.value) for n in numbers if (t := unwritten.get(n)) is not None]
-            conn = await self.session.connection()
+            conn = await self._connection()
             for chunk in _chunks([n for n in numbers if n not in unwritten]):
                 rows += (await conn.execute(_ASSIGNMENTS_OF, {"numbers": chunk})).all()
         return {str(n): (a, s in counted) for n, a, s in rows}
 
     async def acceptances_since(self, since: datetime) -> list[tuple[str, datetime]]:
-        rows = await self.session.execute(
+        rows = await (await self._connection()).execute(
             select(AuditEventRow.actor_id, AuditEventRow.at)
             .where(AuditEventRow.kind == ACCEPTED_KIND, AuditEventRow.at >= since))
         return [(str(a), at) for a, at in rows.all()]
 
     async def positions_since(self, since: datetime | None) -> list[PositionReport]:
-        conn = await self.session.connection()
+        conn = await self._connection()
         rows = await (conn.execute(_POSITIONS) if since is None else conn.execute(_POSITIONS_SINCE, {"since": since}))
         out = []
         for pid, lat, lng, at in rows.all():
@@ -188,11 +195,11 @@ class SqlDispatchStore:
 
     # --- stores ---
     async def stores(self) -> dict[str, Store]:
-        rows = (await self.session.execute(select(StoreRow).order_by(StoreRow.id))).scalars()
+        rows = (await (await self._orm_session()).execute(select(StoreRow).order_by(StoreRow.id))).scalars()
         return {r.id: store for r in rows if (store := self._store(r)) is not None}
 
     async def store(self, store_id: str) -> Store | None:
-        row = await self.session.get(StoreRow, store_id)
+        row = await (await self._orm_session()).get(StoreRow, store_id)
         return self._store(row) if row is not None else None
 
     @staticmethod
@@ -202,21 +209,22 @@ class SqlDispatchStore:
 
     # --- writes ---
     async def save_technician(self, entry: TechnicianEntry, *, identities: dict[str, str], at: datetime) -> bool:
-        person = await self.session.get(PersonRow, entry.person_id)
+        session = await self._orm_session()
+        person = await session.get(PersonRow, entry.person_id)
         created = person is None
         if person is None:
             person = PersonRow(id=entry.person_id, name=entry.name, role=Role.TECHNICIAN.value, created_at=at)
-            self.session.add(person)
+            session.add(person)
         person.name = entry.name
         person.role = Role.TECHNICIAN.value
         person.phone = entry.phone
         person.store_id = entry.store_id
         person.supervisor_id = entry.supervisor_id
         person.active = entry.active
-        tech = await self.session.get(TechnicianRow, entry.person_id)
+        tech = await session.get(TechnicianRow, entry.person_id)
         if tech is None:
             tech = TechnicianRow(person_id=entry.person_id)
-            self.session.add(tech)
+            session.add(tech)
         tech.certifications = sorted(entry.certifications)
         tech.skills = sorted(entry.skills)
         tech.excluded_categories = sorted(entry.excluded_categories)
@@ -227,28 +235,28 @@ class SqlDispatchStore:
             tech.last_position_at = entry.last_position_at
         for platform, external in identities.items():
             # One id per platform and person: a new id replaces the old one (the outbox looks it up).
-            current = (await self.session.execute(select(IdentityRow).where(
+            current = (await session.execute(select(IdentityRow).where(
                 IdentityRow.person_id == entry.person_id, IdentityRow.platform == platform))).scalars().all()
             for ident in current:
                 if ident.external_id != external:
-                    await self.session.delete(ident)
+                    await session.delete(ident)
             if not any(ident.external_id == external for ident in current):
-                self.session.add(IdentityRow(platform=platform, external_id=external, person_id=entry.person_id))
+                session.add(IdentityRow(platform=platform, external_id=external, person_id=entry.person_id))
         platforms = [p for p in identities if p != "local"]
         if platforms and person.preferred_channel in (None, "local"):
             # Someone who never wrote to the bot is reached on the platform the import names;
             # once they write, the conversation switches to where they last spoke.
             person.preferred_channel = platforms[0]
-        await self.session.flush()
+        await session.flush()
         return created
 
     async def set_active(self, person_id: str, active: bool) -> bool:
-        result = await self.session.execute(
+        result = await (await self._connection()).execute(
             update(PersonRow).where(PersonRow.id == person_id, PersonRow.role == Role.TECHNICIAN.value)
             .values(active=active))
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
     async def set_on_duty(self, person_id: str, on_duty: bool) -> bool:
-        result = await self.session.execute(
+        result = await (await self._connection()).execute(
             update(TechnicianRow).where(TechnicianRow.person_id == person_id).values(on_duty=on_duty))
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.audit_chain import event_hash
 from core.cards import Card, Notification
@@ -35,6 +35,7 @@ from storage.tables import (
     TimerRowTable,
 )
 from storage.technicians import SqlDispatchStore
+from storage.transaction import Transaction
 
 LOCAL_CHANNEL = "local"
 
@@ -147,13 +148,17 @@ class _UnwrittenTicket:
 
 
 class SqlUnitOfWork:
+    """The core's UnitOfWork on one transaction (storage/transaction.py): Core statements on its
+    connection, an ORM session only for the few methods that load or add mapped rows."""
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, channels: frozenset[str] | None = None) -> None:
-        self._sessions = sessions
+        self._transaction = Transaction(sessions)
+        self._connection = self._transaction.connection  # begins a transaction (again after a commit)
+        self._orm = self._transaction.orm
         # Channels this deployment delivers on (settings-wide, the same in every process). A person
         # whose preferred channel is not among them is answered in the playground channel rather
         # than queued for a platform nobody sends to. None: trust the preferred channel.
         self._deliverable = channels
-        self.session: AsyncSession
         # Timers (re)scheduled in this transaction, for the alarm clock after commit (see TicketService).
         self.scheduled_timers: list[TimerRow] = []
         self.committed = False
@@ -172,36 +177,21 @@ class SqlUnitOfWork:
         self._outbox_rows: list[dict[str, Any]] = []
         # preferred_channel per person, for enqueue (several notifications per command go to one person).
         self._channels: dict[str, str | None] = {}
-        self._conn: AsyncConnection | None = None
         # Tickets saved in this transaction and not written yet (see _write_tickets), by number.
         self._unwritten: dict[str, _UnwrittenTicket] = {}
 
-    async def _connection(self) -> AsyncConnection:
-        # Core statements on the session's own connection: same transaction, no ORM bookkeeping.
-        # Rows they change are re-read with populate_existing where the session may hold them.
-        if self._conn is None:
-            self._conn = await self.session.connection()
-        return self._conn
-
     async def __aenter__(self) -> SqlUnitOfWork:
-        self.session = self._sessions()
-        await self.session.begin()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        try:
-            if self.session.in_transaction():
-                await self.session.rollback()
-        finally:
-            await self.session.close()
+        await self._transaction.end(commit=False)
 
     async def commit(self) -> None:
         await self._write_deferred()
-        await self.session.commit()
+        await self._transaction.end(commit=True)
         self.committed = True
-        # The session begins a new transaction on its next statement, on a connection of its own:
-        # nothing cached for the old transaction (its connection, the audit head it had locked) holds.
-        self._conn = None
+        # A new transaction begins with the next statement (on SQLite the connection went back to the
+        # pool meanwhile): nothing cached for the old one (the audit head it had locked) holds.
         self._audit_head = None
         self._channels.clear()
         self._created_tickets.clear()  # committed: others may schedule their timers now
@@ -226,7 +216,7 @@ class SqlUnitOfWork:
 
     @property
     def dialect(self) -> str:
-        return self.session.bind.dialect.name
+        return str(self._transaction.engine.dialect.name)
 
     # --- tickets ---
     async def next_ticket_sequence(self, day: date) -> int:
@@ -278,11 +268,10 @@ class SqlUnitOfWork:
 
     async def get_ticket(self, number: str, *, lock: bool = False) -> Ticket | None:
         await self._write_tickets()
-        # populate_existing: save_ticket updates on the connection, not through the session's identity map.
-        stmt = select(TicketRow).where(TicketRow.number == number).execution_options(populate_existing=True)
+        stmt = select(TicketRow).where(TicketRow.number == number)
         if lock:
             stmt = stmt.with_for_update()
-        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        row = (await (await self._connection()).execute(stmt)).one_or_none()
         return ticket_from_row(row) if row else None
 
     async def list_tickets(
@@ -294,15 +283,14 @@ class SqlUnitOfWork:
         limit: int = 50,
     ) -> list[Ticket]:
         await self._write_tickets()
-        stmt = (select(TicketRow).order_by(TicketRow.id.desc()).limit(limit)  # type: ignore[union-attr]
-                .execution_options(populate_existing=True))
+        stmt = select(TicketRow).order_by(TicketRow.id.desc()).limit(limit)  # type: ignore[union-attr]
         if customer_id is not None:
             stmt = stmt.where(TicketRow.customer_id == customer_id)
         if assignee_id is not None:
             stmt = stmt.where(TicketRow.assignee_id == assignee_id)
         if statuses:
             stmt = stmt.where(TicketRow.status.in_([s.value for s in statuses]))  # type: ignore[attr-defined]
-        return [ticket_from_row(r) for r in (await self.session.execute(stmt)).scalars()]
+        return [ticket_from_row(r) for r in await (await self._connection()).execute(stmt)]
 
     # --- people ---
     async def get_person(self, person_id: str) -> Person | None:
@@ -325,7 +313,7 @@ class SqlUnitOfWork:
     async def external_id(self, person_id: str, platform: str) -> str | None:
         stmt = select(IdentityRow.external_id).where(IdentityRow.person_id == person_id,
                                                      IdentityRow.platform == platform)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return (await (await self._connection()).execute(stmt)).scalar_one_or_none()
 
     async def add_person(self, person: Person, identities: dict[str, str] | None = None) -> None:
         conn = await self._connection()
@@ -343,7 +331,7 @@ class SqlUnitOfWork:
     async def save_person(self, person: Person) -> None:
         self._channels.pop(person.id, None)
         self._added_people.pop(person.id, None)
-        await self.session.execute(
+        await (await self._connection()).execute(
             update(PersonRow).where(PersonRow.id == person.id).values(
                 name=person.name, role=person.role.value, phone=person.phone, store_id=person.store_id,
                 supervisor_id=person.supervisor_id, preferred_channel=person.preferred_channel,
@@ -352,12 +340,13 @@ class SqlUnitOfWork:
 
     async def link_identity(self, person_id: str, platform: str, external_id: str) -> None:
         self._channels.pop(person_id, None)
-        row = await self.session.get(IdentityRow, (platform, external_id))
+        session = await self._orm()
+        row = await session.get(IdentityRow, (platform, external_id))
         if row is None:
-            self.session.add(IdentityRow(platform=platform, external_id=external_id, person_id=person_id))
+            session.add(IdentityRow(platform=platform, external_id=external_id, person_id=person_id))
         else:
             row.person_id = person_id
-        await self.session.flush()
+        await session.flush()
 
     async def list_people(self, role: Role | None = None) -> list[Person]:
         conn = await self._connection()
@@ -367,31 +356,34 @@ class SqlUnitOfWork:
 
     # --- technicians ---
     async def update_technician_position(self, person_id: str, lat: float, lng: float, at: datetime) -> bool:
-        result = await self.session.execute(update(TechnicianRow).where(TechnicianRow.person_id == person_id).values(
+        result = await (await self._connection()).execute(update(TechnicianRow).where(
+            TechnicianRow.person_id == person_id).values(
             last_lat=lat, last_lng=lng, last_position_at=at))
         return result.rowcount == 1
 
     async def add_technician_rating(self, person_id: str, rating: int) -> None:
-        await self.session.execute(update(TechnicianRow).where(TechnicianRow.person_id == person_id).values(
+        await (await self._connection()).execute(update(TechnicianRow).where(
+            TechnicianRow.person_id == person_id).values(
             rating_sum=TechnicianRow.rating_sum + rating, rating_count=TechnicianRow.rating_count + 1))
 
     def dispatch_store(self) -> SqlDispatchStore:
         self._added_people.clear()  # the directory's writes (technicians) may change them
-        return SqlDispatchStore(self.session, audit_head=lambda: self._audit_head,
+        return SqlDispatchStore(self._connection, self._orm, audit_head=lambda: self._audit_head,
                                 unwritten_tickets=self.unwritten_tickets, write_tickets=self._write_tickets)
 
     # --- photos ---
     async def add_photo(self, photo: PhotoRecord) -> None:
-        self.session.add(PhotoRow(ticket_number=photo.ticket_number, uploader_id=photo.uploader_id,
-                                  sha256=photo.sha256, path=photo.path, size=photo.size, purpose=photo.purpose,
-                                  created_at=photo.created_at))
-        await self.session.flush()
+        session = await self._orm()
+        session.add(PhotoRow(ticket_number=photo.ticket_number, uploader_id=photo.uploader_id,
+                             sha256=photo.sha256, path=photo.path, size=photo.size, purpose=photo.purpose,
+                             created_at=photo.created_at))
+        await session.flush()
 
     async def list_photos(self, ticket_number: str) -> list[PhotoRecord]:
         stmt = select(PhotoRow).where(PhotoRow.ticket_number == ticket_number).order_by(PhotoRow.id)
         return [PhotoRecord(ticket_number=r.ticket_number, uploader_id=r.uploader_id, sha256=r.sha256, path=r.path,
                             size=r.size, purpose=r.purpose, created_at=r.created_at)
-                for r in (await self.session.execute(stmt)).scalars()]
+                for r in await (await self._connection()).execute(stmt)]
 
     # --- audit ---
     async def append_audit(
@@ -416,7 +408,7 @@ class SqlUnitOfWork:
             # The very first event: two first appenders must not both start at seq 1, so the head row
             # is created race-free (the loser waits for the winner's commit) and then locked.
             upsert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-            await self.session.execute(upsert(AuditHeadRow).values(id=1, seq=0, hash="0" * 64)
+            await conn.execute(upsert(AuditHeadRow).values(id=1, seq=0, hash="0" * 64)
                                        .on_conflict_do_nothing(index_elements=["id"]))
             head = (await conn.execute(_AUDIT_HEAD_LOCKED)).one()
         return int(head[0]), str(head[1])
@@ -426,7 +418,7 @@ class SqlUnitOfWork:
         return [
             AuditEvent(kind=r.kind, actor_id=r.actor_id, at=r.at, payload=r.payload, ticket_number=r.ticket_number,
                        id=r.seq, prev_hash=r.prev_hash, hash=r.hash)
-            for r in (await self.session.execute(stmt)).scalars()
+            for r in await (await self._connection()).execute(stmt)
         ]
 
     # --- outbox ---
@@ -463,7 +455,7 @@ class SqlUnitOfWork:
         stmt = select(CardRow).where(CardRow.id == card_id)
         if lock:
             stmt = stmt.with_for_update()
-        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        row = (await (await self._connection()).execute(stmt)).one_or_none()
         if row is None:
             return None
         return StoredCard(card=Card.from_dict(row.payload), recipient_id=row.recipient_id,
@@ -471,7 +463,7 @@ class SqlUnitOfWork:
                           used_by=row.used_by, used_action=row.used_action)
 
     async def close_card(self, card_id: str, *, card: Card, by: str, action: str, at: datetime) -> bool:
-        result = await self.session.execute(
+        result = await (await self._connection()).execute(
             update(CardRow).where(CardRow.id == card_id, CardRow.state == "open").values(
                 state="used", used_at=at, used_by=by, used_action=action, payload=card.to_dict())
         )
@@ -532,14 +524,15 @@ class SqlUnitOfWork:
         return int(result.rowcount or 0)
 
     async def claim_timer(self, timer_id: int, generation: int, now: datetime) -> TimerRow | None:
-        row = (await self.session.execute(
+        session = await self._orm()
+        row = (await session.execute(
             select(TimerRowTable).where(TimerRowTable.id == timer_id).with_for_update()
             .execution_options(populate_existing=True))).scalar_one_or_none()
         if row is None or row.generation != generation or row.state != "pending" or row.due_at > now:
             return None
         row.state = "fired"
         row.fired_at = now
-        await self.session.flush()
+        await session.flush()
         return TimerRow(id=timer_id, kind=row.kind, ticket_number=row.ticket_key or None, due_at=row.due_at,
                         generation=row.generation, state=row.state, payload=dict(row.payload or {}))
 
@@ -550,17 +543,18 @@ class SqlUnitOfWork:
 
     async def save_config(self, kind: str, payload: dict[str, Any], *, actor_id: str, note: str, at: datetime,
                           based_on: int | None = None) -> int:
-        current = (await self.session.execute(
+        session = await self._orm()
+        current = (await session.execute(
             select(func.max(ConfigVersionRow.version)).where(ConfigVersionRow.kind == kind))).scalar_one()
         version = int(current or 0) + 1
         # PostgreSQL (READ COMMITTED) lets another admin's version land between our read of the
         # config and this insert: saving would silently drop their change.
         if based_on is not None and version != based_on + 1:
             raise StaleRead(_STALE_CONFIG, kind=kind, based_on=based_on, latest=version - 1)
-        self.session.add(ConfigVersionRow(kind=kind, version=version, payload=payload, actor_id=actor_id,
-                                          note=note, created_at=at))
+        session.add(ConfigVersionRow(kind=kind, version=version, payload=payload, actor_id=actor_id,
+                                     note=note, created_at=at))
         try:
-            await self.session.flush()
+            await session.flush()
         except IntegrityError as error:  # the other writer has not committed yet: (kind, version) collides
             raise StaleRead(_STALE_CONFIG, kind=kind, based_on=based_on, latest=version) from error
         return version
@@ -570,12 +564,12 @@ class SqlUnitOfWork:
                 .order_by(ConfigVersionRow.version.desc()).limit(limit))  # type: ignore[attr-defined]
         return [
             {"version": r.version, "actor_id": r.actor_id, "note": r.note, "created_at": r.created_at.isoformat()}
-            for r in (await self.session.execute(stmt)).scalars()
+            for r in await (await self._connection()).execute(stmt)
         ]
 
     async def config_version(self, kind: str, version: int) -> dict[str, Any] | None:
         stmt = select(ConfigVersionRow).where(ConfigVersionRow.kind == kind, ConfigVersionRow.version == version)
-        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        row = (await (await self._connection()).execute(stmt)).one_or_none()
         return row.payload if row else None
 
 

@@ -26,7 +26,7 @@ from adapters.dingtalk.commands import command_text
 from bot.app import build_app
 from bot.runtime import Runtime
 from core.model import Person, Role, Ticket, TicketStatus
-from storage.tables import AuditEventRow, CardRow, IdentityRow, InboxRow, OutboxRow, PersonRow
+from storage.tables import AuditEventRow, CardRow, InboxRow, OutboxRow, PersonRow
 from tests.conftest import make_settings, runtime_of
 from tests.fakes.dingtalk_gateway import (
     TOPIC_CARD,
@@ -81,7 +81,7 @@ class World:
         async with self.runtime.uow() as uow:
             person = await uow.get_person(person_id)
             assert person is not None
-            uow.session.add(IdentityRow(platform="dingtalk", external_id=staff_id, person_id=person_id))
+            await uow.link_identity(person_id, "dingtalk", staff_id)
             person.preferred_channel = "dingtalk"
             await uow.save_person(person)
             await uow.commit()

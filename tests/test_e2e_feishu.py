@@ -31,7 +31,7 @@ from bot.app import build_app
 from bot.runtime import Runtime
 from bot.settings import Settings
 from core.model import Person, Role, Ticket
-from storage.tables import AuditEventRow, IdentityRow, InboxRow, OutboxRow, PersonRow, PhotoRow, TicketRow
+from storage.tables import AuditEventRow, InboxRow, OutboxRow, PersonRow, PhotoRow, TicketRow
 from tests.conftest import make_settings
 from tests.fakes.feishu_server import (
     APP_ID,
@@ -111,7 +111,7 @@ class FeishuEnv:
         async with self.runtime.uow() as uow:
             person = await uow.get_person(person_id)
             assert person is not None
-            uow.session.add(IdentityRow(platform="feishu", external_id=open_id, person_id=person_id))
+            await uow.link_identity(person_id, "feishu", open_id)
             person.preferred_channel = "feishu"
             await uow.save_person(person)
             await uow.commit()

@@ -21,7 +21,7 @@ from sqlmodel import col
 from bot.app import build_app
 from bot.runtime import Runtime
 from core.model import Person, Role, Ticket
-from storage.tables import IdentityRow, InboxRow, OutboxRow, TicketRow
+from storage.tables import InboxRow, OutboxRow, TicketRow
 from tests.conftest import make_settings
 from tests.fakes.wecom_server import (
     SAMPLE_AES_KEY,
@@ -81,7 +81,7 @@ class WeComWorld:
         async with self.runtime.uow() as uow:
             person = await uow.get_person(person_id)
             assert person is not None
-            uow.session.add(IdentityRow(platform="wecom", external_id=user_id, person_id=person_id))
+            await uow.link_identity(person_id, "wecom", user_id)
             person.preferred_channel = "wecom"
             await uow.save_person(person)
             await uow.commit()
