@@ -50,10 +50,13 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def compact_json(value: Any) -> str:
-    """JSON columns as stored: Chinese as itself, not as \\uXXXX escapes (a third of the bytes), and
+    """JSON columns as stored: Chinese as itself, not as \\uXXXX escapes (half the bytes), and
     no blanks. Readers parse either form; the audit chain hashes its own canonical form, not this."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def create_engine(url: str, *, inline_checkpoint_pages: int | None = None, **kwargs: Any) -> AsyncEngine:

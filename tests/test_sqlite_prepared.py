@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -205,3 +206,17 @@ async def test_a_fault_report_runs_only_hot_statements(sqlite_url: str, tmp_path
         answer = await PlaygroundUser(client, "measured").say("底盘有异响")
     assert "GD-" in answer["messages"][0]["text"]
     assert via_sqlalchemy == []
+
+
+@pytest.mark.parametrize("moment", [AT, AT.astimezone(ZoneInfo("Asia/Shanghai")), AT.astimezone(ZoneInfo("UTC")),
+                                    datetime(2026, 11, 22, 3, 4, 5, tzinfo=UTC)])
+def test_timestamps_are_stored_as_naive_utc_text_with_microseconds(moment: datetime) -> None:
+    from storage.sqlite_inline import InlineSQLiteDialect
+
+    column = UtcDateTime()
+    dialect = InlineSQLiteDialect()
+    text = column.bind_processor(dialect)(moment)  # type: ignore[misc]
+    assert text == moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    assert column.result_processor(dialect, None)(text) == moment  # type: ignore[misc]
+    with pytest.raises(ValueError, match="naive"):
+        column.bind_processor(dialect)(moment.replace(tzinfo=None))  # type: ignore[misc]
