@@ -112,7 +112,7 @@ async def _accept_and_process(request: web.Request, message: InboundMessage) -> 
         handled = row_id is not None and await runtime.processor.handle_claimed(row_id, message)
         # The newest few rows are enough for the last 10 items (in-place card updates are folded
         # away); a supervisor may have hundreds.
-        async with runtime.sessions.transaction() as conn:
+        async with runtime.sessions.transaction(savepoint=False) as conn:  # fails only with the whole block
             if handled and row_id is not None:
                 await runtime.inbox.finish_in(conn, row_id)
             items = await runtime.outbox.local_messages_in(conn, message.sender, limit=RECENT_ROWS)

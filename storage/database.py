@@ -114,10 +114,11 @@ class Sessions(async_sessionmaker[AsyncSession]):
         return super().__call__(**local_kw)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self, *, savepoint: bool = True) -> AsyncIterator[AsyncConnection]:
         """A connection in a transaction of its own (or a savepoint of the shared one), committed at
-        the end; Core statements only, no ORM session (storage/transaction.py says why)."""
-        transaction = Transaction(self)
+        the end; Core statements only, no ORM session (storage/transaction.py says why, and what
+        `savepoint=False` is for)."""
+        transaction = Transaction(self, savepoint=savepoint)
         try:
             yield await transaction.connection()
         except BaseException:

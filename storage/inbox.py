@@ -67,7 +67,7 @@ class SqlInbox:
         self._accepting += 1
         self._settled.clear()
         try:
-            async with self._sessions.transaction() as conn:
+            async with self._sessions.transaction(savepoint=False) as conn:  # one statement
                 row_id = (await conn.execute(_accept_statement(conn.dialect.name), {
                     "platform": message.platform, "event_key": message.event_key[:255], "received_at": now,
                     "payload": message.to_dict(), "status": "pending" if schedule else "processing",

@@ -68,18 +68,21 @@ class SqlDispatchStore:
                  orm_session: Callable[[], Awaitable[AsyncSession]], *,
                  audit_head: Callable[[], tuple[int, str] | None] = lambda: None,
                  unwritten_tickets: Callable[[], dict[str, Ticket]] = dict,
-                 write_tickets: Callable[[], Awaitable[None]] | None = None) -> None:
+                 write_tickets: Callable[[], Awaitable[None]] | None = None,
+                 directory_changed: Callable[[], None] = lambda: None) -> None:
         """The unit of work's transaction: its connection (Core statements) and an ORM session in it
         (made on first use: the rankings of the live index need none).
 
         `audit_head`: the head the unit of work holds locked in this transaction, if any. It writes
         the head row only at commit, so this transaction's own appends are known there, not in the row.
-        Likewise tickets (`unwritten_tickets`, `write_tickets`): see SqlUnitOfWork.add_ticket."""
+        Likewise tickets (`unwritten_tickets`, `write_tickets`): see SqlUnitOfWork.add_ticket.
+        `directory_changed` is told before this store changes people or technicians."""
         self._connection = connection
         self._orm_session = orm_session
         self._held_audit_head = audit_head
         self._unwritten_tickets = unwritten_tickets
         self._write_tickets = write_tickets
+        self._directory_changed = directory_changed
 
     async def card_is_free(self, card_id: str) -> bool:
         # SKIP LOCKED: a row held by a concurrent press is skipped instead of waited for, so the expiry
@@ -209,6 +212,7 @@ class SqlDispatchStore:
 
     # --- writes ---
     async def save_technician(self, entry: TechnicianEntry, *, identities: dict[str, str], at: datetime) -> bool:
+        self._directory_changed()
         session = await self._orm_session()
         person = await session.get(PersonRow, entry.person_id)
         created = person is None
@@ -251,12 +255,14 @@ class SqlDispatchStore:
         return created
 
     async def set_active(self, person_id: str, active: bool) -> bool:
+        self._directory_changed()
         result = await (await self._connection()).execute(
             update(PersonRow).where(PersonRow.id == person_id, PersonRow.role == Role.TECHNICIAN.value)
             .values(active=active))
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
     async def set_on_duty(self, person_id: str, on_duty: bool) -> bool:
+        self._directory_changed()
         result = await (await self._connection()).execute(
             update(TechnicianRow).where(TechnicianRow.person_id == person_id).values(on_duty=on_duty))
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]

@@ -23,8 +23,11 @@ from storage.sqlite_session import inline_connection
 class Transaction:
     """Begins on the first `connection()`, ends with `end()`; may begin again after that."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, savepoint: bool = True) -> None:
+        """`savepoint=False`: inside a shared transaction, no savepoint of its own, for work that
+        cannot fail halfway (one statement, or reads): a failure fails the shared transaction's block."""
         self._sessions = sessions
+        self._savepoint = savepoint
         self.engine: AsyncEngine = sessions.kw["bind"]
         # The inline SQLite driver never waits on I/O: begin, commit and savepoints run without a greenlet.
         self._inline = isinstance(self.engine.dialect.loaded_dbapi, InlineDBAPI)
@@ -46,7 +49,11 @@ class Transaction:
         conn = shared.connection if shared is not None else await self.engine.connect()
         own = shared is None
         try:
-            if self._inline:
+            if not own and not self._savepoint:
+                self._transaction = _Joined()
+                if self._inline:
+                    conn = inline_connection(conn.sync_connection)  # type: ignore[arg-type]
+            elif self._inline:
                 sync = conn.sync_connection
                 assert sync is not None
                 self._transaction = sync.begin() if own else sync.begin_nested()
@@ -94,7 +101,15 @@ class Transaction:
     async def _finish(self, transaction: Any, *, commit: bool) -> None:
         if not transaction.is_active:
             return  # already ended, by an error while it ended
+        if isinstance(transaction, _Joined):
+            return  # the shared transaction's block ends it
         if self._inline:
             transaction.commit() if commit else transaction.rollback()
         else:
             await (transaction.commit() if commit else transaction.rollback())
+
+
+class _Joined:
+    """Work in the shared transaction itself, without a savepoint (`savepoint=False`)."""
+
+    is_active = True

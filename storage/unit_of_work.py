@@ -367,8 +367,9 @@ class SqlUnitOfWork:
             rating_sum=TechnicianRow.rating_sum + rating, rating_count=TechnicianRow.rating_count + 1))
 
     def dispatch_store(self) -> SqlDispatchStore:
-        self._added_people.clear()  # the directory's writes (technicians) may change them
         return SqlDispatchStore(self._connection, self._orm, audit_head=lambda: self._audit_head,
+                                # its writes (technicians) may change people this transaction added
+                                directory_changed=self._added_people.clear,
                                 unwritten_tickets=self.unwritten_tickets, write_tickets=self._write_tickets)
 
     # --- photos ---

@@ -66,3 +66,32 @@ async def test_inside_a_shared_transaction_it_is_a_savepoint(db_sessions: Sessio
         async with db_sessions.transaction() as conn:
             await conn.execute(insert(StoreRow), {"id": "kept", "name": "戊", "lat": 1, "lng": 1})
     assert await stores(db_sessions) == ["kept"]
+
+
+async def test_without_a_savepoint_it_is_the_shared_transaction_itself(db_sessions: Sessions) -> None:
+    with pytest.raises(RuntimeError):
+        async with db_sessions.shared_transaction():
+            async with db_sessions.transaction(savepoint=False) as conn:
+                await conn.execute(insert(StoreRow), {"id": "with-the-block", "name": "己", "lat": 1, "lng": 1})
+            assert await stores(db_sessions) == ["with-the-block"]
+            raise RuntimeError("the block fails: its work goes, savepoint or not")
+    assert await stores(db_sessions) == []
+    async with db_sessions.transaction(savepoint=False) as conn:  # outside one: an ordinary transaction
+        await conn.execute(insert(StoreRow), {"id": "own", "name": "庚", "lat": 1, "lng": 1})
+    assert await stores(db_sessions) == ["own"]
+
+
+async def test_sqlite_sends_no_savepoint_for_it(sqlite_sessions: Sessions) -> None:
+    sent: list[str] = []
+    async with sqlite_sessions.kw["bind"].connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection._connection  # type: ignore[union-attr]
+    async with sqlite_sessions.shared_transaction():
+        raw.set_trace_callback(sent.append)
+        try:
+            async with sqlite_sessions.transaction(savepoint=False) as conn:
+                await conn.execute(insert(StoreRow), {"id": "x", "name": "辛", "lat": 1, "lng": 1})
+            async with sqlite_sessions.transaction() as conn:
+                await conn.execute(insert(StoreRow), {"id": "y", "name": "壬", "lat": 1, "lng": 1})
+        finally:
+            raw.set_trace_callback(None)
+    assert [s.split()[0] for s in sent] == ["INSERT", "SAVEPOINT", "INSERT", "RELEASE"]
