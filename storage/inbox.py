@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.inbound import InboundMessage
 from core.ports import Clock
 from storage.database import Sessions
+from storage.shared_transaction import after_commit
 from storage.sqlite_prepared import hot
 from storage.tables import InboxRow
 
@@ -67,7 +69,10 @@ class SqlInbox:
         self._accepting += 1
         self._settled.clear()
         try:
-            async with self._sessions.transaction(savepoint=False) as conn:  # one statement
+            # On SQLite a shared transaction is a member of a group commit: an accept arriving while
+            # a message is processed joins that transaction instead of waiting for it to end.
+            async with self._sessions.shared_transaction(), \
+                    self._sessions.transaction(savepoint=False) as conn:  # one statement
                 row_id = (await conn.execute(_accept_statement(conn.dialect.name), {
                     "platform": message.platform, "event_key": message.event_key[:255], "received_at": now,
                     "payload": message.to_dict(), "status": "pending" if schedule else "processing",
@@ -78,8 +83,18 @@ class SqlInbox:
             if not self._accepting:
                 self._settled.set()
         if row_id is not None and schedule and self.on_accepted is not None:
-            self.on_accepted(int(row_id))
+            accepted, new_row = self.on_accepted, int(row_id)
+
+            async def tell() -> None:
+                accepted(new_row)
+
+            await after_commit(tell)  # inside a caller's shared transaction: once that commits
         return int(row_id) if row_id is not None else None
+
+    def one_transaction(self) -> AbstractAsyncContextManager[None]:
+        """Everything done through these sessions inside the block is one transaction (claim,
+        handling, finish): see storage/shared_transaction.py."""
+        return self._sessions.shared_transaction()
 
     async def accepts_settled(self) -> None:
         """Return once no accept is in flight, or after MAX_YIELD_S. The platform waits for an
