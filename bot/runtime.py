@@ -52,7 +52,9 @@ class Runtime:
         self.database_url = settings.resolved_database_url()
         # SQLite: the log is checkpointed by a thread, not inside a commit on the event loop.
         wal_path = sqlite_path(self.database_url)
-        self.checkpointer = WalCheckpointer(wal_path) if wal_path is not None else None
+        # Holding the engine's one connection pauses this process's writes while the log is rewound.
+        self.checkpointer = WalCheckpointer(wal_path, pause=lambda: self.engine.connect()) \
+            if wal_path is not None else None
         self.engine = create_engine(self.database_url, inline_checkpoint_pages=INLINE_CHECKPOINT_PAGES
                                     if self.checkpointer else None)
         self.channels = settings.delivery_channels()

@@ -8,12 +8,18 @@ one. Here a thread with its own connection checkpoints the log every `every_s` s
 a PASSIVE checkpoint waits for no reader or writer, and the sqlite3 module releases the GIL while
 SQLite copies and syncs.
 
-The inline automatic checkpoint stays on, at a higher threshold. Under steady writes it is still
-needed: SQLite rewinds the log only when a writer starts while every frame has been copied back,
-which a checkpoint running beside the writer rarely leaves behind. When the log reaches that
-threshold, the background thread has already copied all but the last fraction of a second of it,
-so the inline checkpoint that rewinds the log is short. It is also the safety net should this
-thread fall behind or not run (a Runtime started without background loops).
+Rewinding the log. SQLite starts the log over only when a writer begins while every frame has
+been copied back, which a checkpoint running beside a steady writer never leaves behind: new
+frames land while it copies. Left to itself the log then grows to the inline threshold, and from
+there on commits checkpoint inline (seen: 6-50 ms each, the whole process waiting). So once the
+log is past REWIND_FRAMES, the thread copies it once more while this process's writes are paused
+(`pause`: it holds the engine's one connection, so no transaction of ours is open or can begin;
+the loop goes on): only what came since the last pass is left to copy, and the next transaction
+starts the log over.
+
+The inline automatic checkpoint stays on, at a higher threshold: the safety net should this
+thread fall behind, not run (a Runtime started without background loops), or another process
+keep writing.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import contextlib
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -32,12 +40,18 @@ log = logging.getLogger(__name__)
 INLINE_CHECKPOINT_PAGES = 10_000
 # A log smaller than this is not worth a checkpoint (and the fsync that comes with it).
 MIN_LOG_BYTES = 1 << 20
+# Frames in the log past which a checkpoint pauses our writes to finish, so that the log starts over.
+REWIND_FRAMES = 2_500
 
 
 class WalCheckpointer:
-    def __init__(self, path: Path, *, every_s: float = 0.25) -> None:
+    def __init__(self, path: Path, *, every_s: float = 0.25,
+                 pause: Callable[[], AbstractAsyncContextManager[object]] | None = None) -> None:
+        """`pause`: while its context is entered, this process starts no transaction (see above)."""
         self.path = path
         self.every_s = every_s
+        self._pause = pause
+        self.rewinds = 0  # passes made with our writes paused
         self._connection: sqlite3.Connection | None = None
         # A cancelled asyncio.to_thread leaves its thread running (or about to run): close() waits
         # for it here, and a call that starts after close() does nothing. Closing the connection
@@ -81,7 +95,11 @@ class WalCheckpointer:
                 continue
             checkpointed_at = written
             try:
-                await self.checkpoint()
+                _, frames, _ = await self.checkpoint()
+                if frames >= REWIND_FRAMES and self._pause is not None:
+                    async with self._pause():
+                        await self.checkpoint()  # what came since; then the next transaction rewinds the log
+                    self.rewinds += 1
             except sqlite3.Error:
                 log.exception("WAL checkpoint failed (the inline automatic checkpoint still bounds the log)")
 
