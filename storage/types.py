@@ -25,15 +25,22 @@ class UtcDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
 
+        last: tuple[datetime | None, str | None] = (None, None)
+
         def to_text(value: datetime | None) -> str | None:
+            nonlocal last
             if value is None:
                 return None
+            seen, text = last
+            if value is seen:  # a command stamps its rows with one `now`: the same object a dozen times
+                return text
             zone = value.tzinfo
             if zone is None:
                 raise ValueError(f"naive datetime not allowed: {value!r}")
-            if zone is not UTC:
-                value = value.astimezone(UTC)
-            return value.isoformat(" ", "microseconds")[:26]  # without its "+00:00"
+            utc = value if zone is UTC else value.astimezone(UTC)
+            text = utc.isoformat(" ", "microseconds")[:26]  # without its "+00:00"
+            last = (value, text)
+            return text
 
         return to_text
 
