@@ -230,11 +230,25 @@ class Conversation:
 
     @staticmethod
     def match_command(text: str) -> tuple[TextCommand, list[str]] | None:
+        for cmd, word, spaced in _commands_starting_with(text[:1]):
+            if text == word or text.startswith(spaced):
+                return cmd, text[len(word):].split()
+        return None
+
+
+# Every message is matched against the commands: by first character, in registration (longest first) order.
+_BY_FIRST: dict[str, list[tuple[TextCommand, str, str]]] = {}
+_INDEXED: list[int] = [-1]  # how many commands the index holds
+
+
+def _commands_starting_with(first: str) -> list[tuple[TextCommand, str, str]]:
+    if _INDEXED[0] != len(_TEXT_COMMANDS):
+        _BY_FIRST.clear()
         for cmd in _TEXT_COMMANDS:
             for word in cmd.words:
-                if text == word or text.startswith(word + " "):
-                    return cmd, text[len(word):].split()
-        return None
+                _BY_FIRST.setdefault(word[:1], []).append((cmd, word, word + " "))
+        _INDEXED[0] = len(_TEXT_COMMANDS)
+    return _BY_FIRST.get(first, [])
 
 
 @text_command("我的工单", "进度", "查进度", "查询进度", summary="查看我的工单")
