@@ -105,7 +105,7 @@ class _Member:
 
 
 class TransactionGroup:
-    """Group commit on an engine with one connection (SQLite): see the module docstring."""
+    """Group commit on the inline SQLite engine (one connection): see the module docstring."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -124,14 +124,15 @@ class TransactionGroup:
             connection = self._connection or await self._open()
             self._arrived += 1
             try:
-                savepoint = await connection.begin_nested()
+                # The inline driver never waits on I/O: the savepoint's statements need no greenlet.
+                savepoint = connection.sync_connection.begin_nested()  # type: ignore[union-attr]
                 try:
                     async with _joined(connection) as shared:
                         yield
                 except BaseException:
-                    await savepoint.rollback()  # this member's work only
+                    savepoint.rollback()  # this member's work only
                     raise
-                await savepoint.commit()
+                savepoint.commit()
                 self._members.append(_Member(committed, shared.after_commit))
             finally:
                 if self._closing is None:
