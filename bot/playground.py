@@ -18,6 +18,7 @@ from aiohttp import web
 
 from bot.http_api import RUNTIME, json_error
 from core.inbound import InboundKind, InboundMessage
+from storage.database import compact_json
 from storage.tables import IdentityRow, PersonRow, TechnicianRow
 
 PLATFORM = "local"
@@ -116,7 +117,7 @@ async def _accept_and_process(request: web.Request, message: InboundMessage) -> 
             if handled and row_id is not None:
                 await runtime.inbox.finish_in(conn, row_id)
             items = await runtime.outbox.local_messages_in(conn, message.sender, limit=RECENT_ROWS)
-    return web.json_response({"accepted": row_id is not None, "messages": items[-RECENT_ITEMS:]})
+    return web.json_response({"accepted": row_id is not None, "messages": items[-RECENT_ITEMS:]}, dumps=compact_json)
 
 
 async def post_message(request: web.Request) -> web.Response:
@@ -138,7 +139,7 @@ async def get_messages(request: web.Request) -> web.Response:
         person = await uow.person_by_identity(PLATFORM, user)
     if person is None:
         return web.json_response([])
-    return web.json_response(await runtime.outbox.local_messages(person.id))
+    return web.json_response(await runtime.outbox.local_messages(person.id), dumps=compact_json)
 
 
 async def post_action(request: web.Request) -> web.Response:
