@@ -85,7 +85,7 @@ class Plan:
                 raise _Unplannable("a callable bind value")
             else:
                 # A constant of the statement (`status == "pending"`), processed once, here.
-                namespace[f"c{position}"] = processor(bind.value) if processor is not None else bind.value
+                namespace[f"c{position}"] = processor(bind.value) if processor is not None else bind.value  # type: ignore[operator]
                 items.append(f"c{position}")
         self.arguments: Callable[[dict[str, Any]], list[Any]] = _generate(
             "arguments", "p", f"[{', '.join(items)}]", namespace)
