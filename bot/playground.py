@@ -18,7 +18,7 @@ from aiohttp import web
 
 from bot.http_api import RUNTIME, json_error
 from core.inbound import InboundKind, InboundMessage
-from storage.database import compact_json
+from storage.database import compact_json, parse_json
 from storage.tables import IdentityRow, PersonRow, TechnicianRow
 
 PLATFORM = "local"
@@ -61,7 +61,7 @@ async def people(request: web.Request) -> web.Response:
 
 async def _read_json(request: web.Request) -> dict[str, Any] | web.Response:
     try:
-        data = await request.json()
+        data = await request.json(loads=parse_json)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
         return json_error(400, "malformed JSON body")
     if not isinstance(data, dict):
