@@ -13,9 +13,9 @@ from core.inbound import InboundMessage
 from core.ports import ChannelSender, OutboundDelivery
 from storage.inbox import SqlInbox
 from storage.outbox import ClaimedDelivery, SqlOutbox
+from storage.sqlite_session import let_others_run
 
 log = logging.getLogger(__name__)
-YIELD_TURNS = 2  # loop turns the background processing leaves to others after each message
 
 
 class InboxProcessor:
@@ -62,11 +62,9 @@ class InboxProcessor:
         # Accepts go first, before our transaction (see SqlInbox.accepts_settled).
         await self.inbox.accepts_settled()
         await self.process(row_id)
-        # Then let the loop run a few turns: on SQLite the handling never yields (statements run
-        # inline), and requests that arrived meanwhile (reading them, then running their handlers
-        # up to the database) must not wait until a backlog is worked off.
-        for _ in range(YIELD_TURNS):
-            await asyncio.sleep(0)
+        # Then let the loop run: on SQLite the handling never yields, and requests that arrived
+        # meanwhile must not wait until a backlog is worked off.
+        await let_others_run()
 
     async def process(self, row_id: int) -> None:
         """Claim, handle and finish a row in one transaction (the units of work of the handling are

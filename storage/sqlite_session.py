@@ -55,6 +55,19 @@ class InlineAsyncConnection(AsyncConnection):
         return self._proxied.exec_driver_sql(statement, parameters, execution_options)
 
 
+YIELD_TURNS = 2
+
+
+async def let_others_run() -> None:
+    """Give the event loop YIELD_TURNS turns after inline work. Statements on the inline engine never
+    yield: without this, a backlog of inbox rows would be processed end to end while the platforms'
+    callbacks (the inbox accepts, which processing otherwise waits for) sit unread in their sockets.
+    Two turns: one reads the sockets (starting the handlers), one runs the handlers up to their own
+    inbox transaction, before our next one."""
+    for _ in range(YIELD_TURNS):
+        await asyncio.sleep(0)
+
+
 def inline_connection(sync_connection: Connection) -> InlineAsyncConnection:
     """The InlineAsyncConnection over a connection of the inline engine (one per connection)."""
     proxy = InlineAsyncConnection._retrieve_proxy_for_target(sync_connection, regenerate=False)
@@ -157,13 +170,8 @@ class InlineAsyncSession(AsyncSession):
         self.sync_session.close()
         if self._joined:
             return  # one of several units of work in one caller's transaction, which holds the connection
-        # Then let the loop run. AsyncSession's `async with` did, closing in a task; nothing else
-        # here ever yields: without this, a backlog of inbox rows would be processed end to end
-        # while the platforms' callbacks (the inbox accepts, which processing otherwise waits for)
-        # sit unread in their sockets. Two turns: one reads the sockets (starting the handlers),
-        # one runs the handlers up to their own inbox transaction, before our next one.
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        # Then let the loop run, as AsyncSession's `async with` did, closing in a task.
+        await let_others_run()
 
     def begin(self) -> AsyncSessionTransaction:
         return InlineSessionTransaction(self)

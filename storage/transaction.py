@@ -10,14 +10,13 @@ reads and writes of mapped rows, inside the transaction, as a savepoint of its o
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.shared_transaction import shared_here
 from storage.sqlite_inline import InlineDBAPI
-from storage.sqlite_session import inline_connection
+from storage.sqlite_session import inline_connection, let_others_run
 
 
 class Transaction:
@@ -93,10 +92,7 @@ class Transaction:
             if self._own_connection:
                 await conn.close()
                 if self._inline:
-                    # Then let the loop run (InlineAsyncSession.close says why): statements here never
-                    # yield, and a backlog processed end to end would leave requests unread meanwhile.
-                    await asyncio.sleep(0)
-                    await asyncio.sleep(0)
+                    await let_others_run()
 
     async def _finish(self, transaction: Any, *, commit: bool) -> None:
         if not transaction.is_active:
