@@ -100,6 +100,16 @@ class World:
         rows = await self.rows(select(OutboxRow).where(OutboxRow.recipient_id == person_id).order_by(OutboxRow.id))
         return [r for r in rows if CREATED in (r.payload.get("text") or "")]
 
+    async def created_row_settled(self, person_id: str, timeout_s: float = 5.0) -> OutboxRow:
+        """The one "ticket created" row once its delivery is recorded: the fake sees the message
+        before the dispatcher, back from the call, marks the row sent."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            (row,) = await self.created_rows(person_id)
+            if row.status != "sending" or asyncio.get_running_loop().time() > deadline:
+                return row
+            await asyncio.sleep(0.02)
+
     async def audit_kinds(self) -> list[str]:
         return [r.kind for r in await self.rows(select(AuditEventRow).order_by(AuditEventRow.seq))]
 
@@ -173,7 +183,7 @@ async def test_text_from_unknown_staff_is_acked_after_commit_and_answered_over_b
     assert person is not None and person.role is Role.CUSTOMER
     assert person.name == "王阿姨" and person.preferred_channel == "dingtalk"
     assert ticket.customer_id == person.id
-    (row,) = await world.created_rows(person.id)
+    row = await world.created_row_settled(person.id)
     assert (row.channel, row.status) == ("dingtalk", "sent")
 
 

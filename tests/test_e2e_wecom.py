@@ -338,7 +338,12 @@ async def test_api_failure_is_retried_and_the_reply_delivered_after_recovery(
     assert not delivered()
     world.clock.advance(2)
     await eventually(delivered, what="the late reply")
-    [again] = [r for r in await outbox_rows_for(world, "zhangsan") if r.id == row.id]
+
+    async def recorded() -> OutboxRow | None:  # the fake sees the text before the row is marked sent
+        [again] = [r for r in await outbox_rows_for(world, "zhangsan") if r.id == row.id]
+        return again if again.status != "sending" else None
+
+    again = await eventually(recorded, timeout=5, what="the delivery to be recorded")
     assert again.status == "sent" and again.attempts == 2
     assert [t for t in zhangsan.texts() if "已为您创建工单" in t]
     assert await world.count(TicketRow) == 1
