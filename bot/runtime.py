@@ -66,7 +66,7 @@ class Runtime:
         )
         for module in COMMAND_MODULES:
             importlib.import_module(module)
-        self.conversation = Conversation(self.service, {"runtime": self})
+        self.conversation = Conversation(self.service, {"runtime": self}, lookup_factory=self.lookup_uow)
         # SQLite has one connection: one background message at a time keeps inbox inserts quick.
         self.processor = InboxProcessor(SqlInbox(self.sessions, self.clock), self.conversation.handle,
                                         concurrency=1 if is_sqlite(self.database_url) else 8)
@@ -102,6 +102,10 @@ class Runtime:
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.sessions, channels=self.channels)
+
+    def lookup_uow(self) -> SqlUnitOfWork:
+        """A unit of work for a lookup: no savepoint of its own in the inbox's shared transaction."""
+        return SqlUnitOfWork(self.sessions, channels=self.channels, savepoint=False)
 
     async def prepare_database(self) -> None:
         """Migrate to the newest schema and, on an empty database, load the demo directory."""

@@ -151,8 +151,11 @@ class SqlUnitOfWork:
     """The core's UnitOfWork on one transaction (storage/transaction.py): Core statements on its
     connection, an ORM session only for the few methods that load or add mapped rows."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, channels: frozenset[str] | None = None) -> None:
-        self._transaction = Transaction(sessions)
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, channels: frozenset[str] | None = None,
+                 savepoint: bool = True) -> None:
+        """`savepoint=False`: for lookups (and at most one write) inside a shared transaction, which
+        need no savepoint of their own to be undone alone (see Transaction)."""
+        self._transaction = Transaction(sessions, savepoint=savepoint)
         self._connection = self._transaction.connection  # begins a transaction (again after a commit)
         self._orm = self._transaction.orm
         # Channels this deployment delivers on (settings-wide, the same in every process). A person

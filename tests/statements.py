@@ -11,13 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 @asynccontextmanager
-async def statements_sent(engine: AsyncEngine) -> AsyncIterator[list[str]]:
+async def statements_sent(engine: AsyncEngine, *, with_control: bool = False) -> AsyncIterator[list[str]]:
     """Every statement sent while the block runs. On SQLite from sqlite3's own trace (hot statements,
     storage/sqlite_prepared.py, bypass SQLAlchemy's events; the engine has its one connection), on
     PostgreSQL from SQLAlchemy's cursor events. Transaction control (BEGIN, COMMIT, SAVEPOINT ...)
-    is left out."""
+    is left out unless `with_control`."""
     sent: list[str] = []
-    control = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+    control = () if with_control else ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
     def keep(statement: str) -> None:
         if not statement.lstrip().upper().startswith(control):

@@ -24,6 +24,7 @@ from storage.types import UtcDateTime
 from tests.conftest import make_settings, runtime_of
 from tests.playground_client import PlaygroundUser
 from tests.sqlite_tables import engine_with_tables
+from tests.statements import statements_sent
 
 metadata = MetaData()
 things = Table(
@@ -206,6 +207,23 @@ async def test_a_fault_report_runs_only_hot_statements(sqlite_url: str, tmp_path
         answer = await PlaygroundUser(client, "measured").say("底盘有异响")
     assert "GD-" in answer["messages"][0]["text"]
     assert via_sqlalchemy == []
+
+
+async def test_a_message_takes_savepoints_only_for_its_place_in_the_group_and_its_command(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """The sender lookup of every message is a read: no savepoint of its own (three statements)."""
+    app = build_app(make_settings(sqlite_url, tmp_path))
+    async with TestClient(TestServer(app)) as client:
+        await PlaygroundUser(client, "known").say("你好")
+        for i in range(8):  # warm-up: the dispatch index is built (an ORM read, a savepoint) once
+            await PlaygroundUser(client, f"warm-{i}").say("底盘有异响")
+        for user in ("known", "new"):  # a stored sender, and one the report itself stores
+            async with statements_sent(runtime_of(client).engine, with_control=True) as sent:
+                answer = await PlaygroundUser(client, user).say("底盘有异响")
+            assert any("GD-" in (m["text"] or "") for m in answer["messages"])
+            savepoints = [s for s in sent if s.startswith("SAVEPOINT")]
+            assert len(savepoints) == 2, sent
+            assert not [s for s in sent if s.startswith("ROLLBACK")], sent
 
 
 @pytest.mark.parametrize("moment", [AT, AT.astimezone(ZoneInfo("Asia/Shanghai")), AT.astimezone(ZoneInfo("UTC")),
