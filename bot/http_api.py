@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from aiohttp import web
 from sqlalchemy import text
@@ -11,10 +13,12 @@ from sqlalchemy import text
 from bot.runtime import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
+# Chinese as itself, so that `curl /api/tickets` is readable (any JSON reader takes either form).
+readable_json = partial(json.dumps, ensure_ascii=False)
 
 
 def json_error(status: int, message: str, **extra: object) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
+    return web.json_response({"error": message, **extra}, status=status, dumps=readable_json)
 
 
 @web.middleware
@@ -46,7 +50,7 @@ async def list_tickets(request: web.Request) -> web.Response:
         return json_error(400, "limit must be an integer")
     async with request.app[RUNTIME].uow() as uow:
         tickets = await uow.list_tickets(limit=limit)
-    return web.json_response([t.to_public_dict() for t in tickets])
+    return web.json_response([t.to_public_dict() for t in tickets], dumps=readable_json)
 
 
 async def get_ticket(request: web.Request) -> web.Response:
@@ -62,7 +66,7 @@ async def get_ticket(request: web.Request) -> web.Response:
          "hash": e.hash}
         for e in events
     ]
-    return web.json_response(body)
+    return web.json_response(body, dumps=readable_json)
 
 
 def add_routes(app: web.Application) -> None:

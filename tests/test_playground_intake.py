@@ -28,6 +28,8 @@ async def test_customer_reports_a_fault_and_gets_a_ticket(app_client: TestClient
     assert "机械类" in reply
 
     resp = await app_client.get("/api/tickets")
+    assert "机械类".encode() in await resp.read()  # readable with curl: not \uXXXX escapes
+    assert resp.content_type == "application/json" and resp.charset == "utf-8"
     tickets = await resp.json()
     assert [t["number"] for t in tickets] == [number.group(0)]
     assert tickets[0]["category"] == "机械类"
