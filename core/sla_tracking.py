@@ -165,20 +165,22 @@ async def disarm_track(ctx: Context, ticket: Ticket, track: str, steps: tuple[st
     await ctx.uow.cancel_timers(ticket.number, {timer_kind(track, step) for step in steps})
 
 
-async def plan_deadlines(ctx: Context, ticket: Ticket, calendar: BusinessCalendar) -> None:
-    """Set the deadlines of the open tracks from the ticket's SLA state and arm their timers."""
+async def plan_deadlines(ctx: Context, ticket: Ticket, calendar: BusinessCalendar,
+                         fresh: SlaDeadlines | None = None) -> None:
+    """Set the deadlines of the open tracks from the ticket's SLA state and arm their timers.
+    `fresh`: the deadlines the state was just made from (no pauses yet), not computed again."""
     state = sla_state(ticket)
     assert state is not None
     plans: list[TimerPlan] = []
     response = state[RESPONSE]
     if is_open_track(response):
-        due = response_due(state, calendar)
+        due = fresh.response_due if fresh is not None else response_due(state, calendar)
         response["due"] = iso(due)
         ticket.response_due = due
         plans += await track_timers(ctx, ticket, RESPONSE, due)
     resolution = state[RESOLUTION]
     if is_open_track(resolution):
-        maybe_due = resolution_due(state, calendar)
+        maybe_due = fresh.resolution_due if fresh is not None else resolution_due(state, calendar)
         if maybe_due is None:
             await disarm_track(ctx, ticket, RESOLUTION, ("reminder", "breach"))
         else:
@@ -199,7 +201,7 @@ async def start_sla(ctx: Context, ticket: Ticket) -> None:
     d = deadline_for(ticket.priority, ticket.impact, ticket.created_at, env.calendar, env.matrix)
     ticket.priority, ticket.impact = d.cell.priority.value, d.cell.impact.value
     ticket.data["sla"] = new_sla_state(d, env.matrix_version)
-    await plan_deadlines(ctx, ticket, env.calendar)
+    await plan_deadlines(ctx, ticket, env.calendar, fresh=d)
     await ctx.uow.save_ticket(ticket)
     await ctx.audit("sla_started", {"cell": d.cell.label, "clock": d.clock.value, "matrix_version": env.matrix_version,
                                     "response_due": iso(ticket.response_due),
