@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Awaitable, Callable
-from functools import partial
 
 from aiohttp import web
 from sqlalchemy import text
 
 from bot.runtime import Runtime
+from storage.database import compact_json
 
 RUNTIME = web.AppKey("runtime", Runtime)
-# Chinese as itself, so that `curl /api/tickets` is readable (any JSON reader takes either form).
-readable_json = partial(json.dumps, ensure_ascii=False)
+# Answers are dumped with compact_json, as the playground's: Chinese as itself, so that
+# `curl /api/tickets` is readable (any JSON reader takes either form).
 
 
 def json_error(status: int, message: str, **extra: object) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status, dumps=readable_json)
+    return web.json_response({"error": message, **extra}, status=status, dumps=compact_json)
 
 
 @web.middleware
@@ -50,7 +49,7 @@ async def list_tickets(request: web.Request) -> web.Response:
         return json_error(400, "limit must be an integer")
     async with request.app[RUNTIME].uow() as uow:
         tickets = await uow.list_tickets(limit=limit)
-    return web.json_response([t.to_public_dict() for t in tickets], dumps=readable_json)
+    return web.json_response([t.to_public_dict() for t in tickets], dumps=compact_json)
 
 
 async def get_ticket(request: web.Request) -> web.Response:
@@ -66,7 +65,7 @@ async def get_ticket(request: web.Request) -> web.Response:
          "hash": e.hash}
         for e in events
     ]
-    return web.json_response(body, dumps=readable_json)
+    return web.json_response(body, dumps=compact_json)
 
 
 def add_routes(app: web.Application) -> None:

@@ -60,10 +60,7 @@ class Runtime:
         self.channels = settings.delivery_channels()
         self.sessions = session_factory(self.engine)
         self.rulebook = RuleBook()
-        self.service = TicketService(
-            lambda: SqlUnitOfWork(self.sessions, channels=self.channels), self.clock, self.rulebook,
-            service_config(settings),
-        )
+        self.service = TicketService(self.uow, self.clock, self.rulebook, service_config(settings))
         for module in COMMAND_MODULES:
             importlib.import_module(module)
         self.conversation = Conversation(self.service, {"runtime": self}, lookup_factory=self.lookup_uow)
