@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from core.dispatch import (
+from core.dispatch.engine import (
     CandidateIndex,
     DispatchPolicy,
     DispatchRequest,

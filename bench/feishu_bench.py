@@ -84,9 +84,9 @@ async def inbox_app(db_url: str, commits: dict[int, float]) -> tuple[web.Applica
 
 
 def full_app(db_url: str, data_dir: Path, fake_url: str, commits: dict[int, float]) -> tuple[web.Application, Any]:
-    from bot.app import build_app
     from bot.runtime import Runtime
     from bot.settings import Settings
+    from bot.web.app import build_app
     from tests.fakes.feishu_server import APP_ID, APP_SECRET
 
     settings = Settings(  # type: ignore[call-arg]

@@ -9,7 +9,7 @@ For each engine a fresh database gets `--pending` timer rows: `--due` of them fa
 arq in Redis, the whole time). Lateness = fired_at − due_at per timer (fired_at is the claim time).
 Then `--burst` more rows are made overdue at once: throughput = timers fired per second.
 
-  * inproc: the embedded default (SQLite file, bot.timer_loop.InProcessTimerEngine as `serve` runs it,
+  * inproc: the embedded default (SQLite file, bot.jobs.timer_loop.InProcessTimerEngine as `serve` runs it,
     in this process); RSS is this process's.
   * arq: PostgreSQL + Redis, `--workers` `ticketbot worker` subprocesses; every pending row has its
     deferred job in Redis (enqueued in bulk, as the post-commit alarm would one by one); RSS per worker.
@@ -34,9 +34,9 @@ from pg_scratch import drop_postgres, fresh_postgres  # bench/, on sys.path when
 from sqlalchemy import func, insert, select
 from sqlmodel import col
 
-from bot.arq_timers import FIRE_FUNCTION, QUEUE_NAME, timer_job_id
-from bot.rulebook import RuleBook
-from bot.timer_loop import InProcessTimerEngine
+from bot.jobs.arq_timers import FIRE_FUNCTION, QUEUE_NAME, timer_job_id
+from bot.jobs.timer_loop import InProcessTimerEngine
+from bot.rules.rulebook import RuleBook
 from core.classification import FaultClassifierPort
 from core.clock import SystemClock
 from core.service import ServiceConfig, TicketService

@@ -92,9 +92,9 @@ async def inbox_app(db_url: str, corp_id: str, commits: dict[int, float]) -> tup
 def full_app(
     db_url: str, data_dir: Path, fake: dict[str, Any], commits: dict[int, float], **extra: str
 ) -> tuple[web.Application, Any]:
-    from bot.app import build_app
     from bot.runtime import Runtime
     from bot.settings import Settings
+    from bot.web.app import build_app
 
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None, database_url=db_url, data_dir=data_dir, playground="off",

@@ -55,9 +55,9 @@ async def load_demo(sessions: async_sessionmaker[AsyncSession], now: datetime) -
                                   supervisor_id=supervisor, phone=None, preferred_channel="local", created_at=now))
             session.add(IdentityRow(platform="local", external_id=pid, person_id=pid))
             if role == Role.TECHNICIAN:
-                lat, lng = (stores[store][2], stores[store][3]) if store else (None, None)
+                last_lat, last_lng = (stores[store][2], stores[store][3]) if store else (None, None)
                 session.add(TechnicianRow(person_id=pid, certifications=certs, skills=skills,
-                                          excluded_categories=excluded, last_lat=lat, last_lng=lng,
+                                          excluded_categories=excluded, last_lat=last_lat, last_lng=last_lng,
                                           last_position_at=None, on_duty=True, max_load=5,
                                           rating_sum=4.6 * 5, rating_count=5))
             added += 1

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import InvalidInput
-from core.photos import MAX_PHOTO_BYTES, image_format
+from core.lifecycle.photos import MAX_PHOTO_BYTES, image_format
 
 FOLDER = "photos"
 

@@ -10,12 +10,12 @@ import logging
 from typing import Any
 
 from adapters.base import PlatformAdapter
-from bot.conversation import Conversation
-from bot.delivery import InboxProcessor, OutboxDispatcher
-from bot.rulebook import RuleBook
+from bot.chat.conversation import Conversation
+from bot.jobs.delivery import InboxProcessor, OutboxDispatcher
+from bot.jobs.timer_loop import InProcessTimerEngine
+from bot.rules.rulebook import RuleBook
 from bot.service_config import service_config
 from bot.settings import Settings
-from bot.timer_loop import InProcessTimerEngine
 from bot.token_cache import MemoryTokenCache, RedisTokenCache
 from core.clock import SystemClock
 from core.ports import Clock, TokenCache
@@ -24,19 +24,19 @@ from storage.database import create_engine, is_sqlite, session_factory, sqlite_p
 from storage.inbox import SqlInbox
 from storage.migrate import create_fresh_schema, is_at_head, upgrade
 from storage.outbox import SqlOutbox
+from storage.sqlite.wal_checkpoint import INLINE_CHECKPOINT_PAGES, WalCheckpointer
 from storage.timer_store import SqlTimerStore
 from storage.unit_of_work import SqlUnitOfWork
-from storage.wal_checkpoint import INLINE_CHECKPOINT_PAGES, WalCheckpointer
 
 log = logging.getLogger(__name__)
 
 
 # Modules that register chat commands (@text_command) and inbound handlers; imported once.
-# bot.commands_sla comes after bot.commands_lifecycle: it wraps the IMAGE handler (customer photos confirm 紧急).
-COMMAND_MODULES: tuple[str, ...] = ("bot.reports", "bot.commands_lifecycle", "bot.commands_sla", "bot.commands_sop",
-                                    "bot.commands_template", "bot.commands_rules", "bot.commands_triage",
-                                    "bot.commands_dispatch", "bot.commands_root_cause",
-                                    "bot.commands_position")
+# bot.chat.sla comes after bot.chat.lifecycle: it wraps the IMAGE handler (customer photos confirm 紧急).
+COMMAND_MODULES: tuple[str, ...] = ("bot.chat.reports", "bot.chat.lifecycle", "bot.chat.sla", "bot.chat.sop",
+                                    "bot.chat.template", "bot.chat.rules", "bot.chat.triage",
+                                    "bot.chat.dispatch", "bot.chat.root_cause",
+                                    "bot.chat.position")
 
 
 class Runtime:
@@ -71,7 +71,7 @@ class Runtime:
         self.inbox.on_accepted = self.processor.schedule
         self.outbox = SqlOutbox(self.sessions, self.clock)
         self.redis: Any = None
-        self._handoff: Any = None  # bot.arq_inbox.ArqInboxHandoff when the workers process the inbox
+        self._handoff: Any = None  # bot.jobs.arq_inbox.ArqInboxHandoff when the workers process the inbox
         self.tokens: TokenCache = MemoryTokenCache()
         if settings.redis_url:
             from redis.asyncio import Redis
@@ -81,12 +81,12 @@ class Runtime:
             # arq is the alarm clock: timers get a deferred job right after their transaction commits.
             from arq.connections import ArqRedis
 
-            from bot.arq_timers import ArqTimerAlarm
+            from bot.jobs.arq_timers import ArqTimerAlarm
 
             arq = ArqRedis(connection_pool=self.redis.connection_pool)
             self.service.timers_scheduled = ArqTimerAlarm(arq).enqueue
             if not self.processes_inbox:
-                from bot.arq_inbox import ArqInboxHandoff
+                from bot.jobs.arq_inbox import ArqInboxHandoff
 
                 self._handoff = ArqInboxHandoff(arq)
                 self.inbox.on_accepted = self._handoff
@@ -154,7 +154,7 @@ class Runtime:
 
     async def _refresh_workflow(self, uow: SqlUnitOfWork) -> None:
         """A template saved in another process applies here without waiting for a lifecycle command."""
-        from core.lifecycle_common import WORKFLOW_KIND, install_workflow, installed_version
+        from core.lifecycle.common import WORKFLOW_KIND, install_workflow, installed_version
         from core.workflow import Workflow
 
         latest = await uow.latest_config(WORKFLOW_KIND)
@@ -165,9 +165,9 @@ class Runtime:
         adapters: list[PlatformAdapter] = []
         # Platform SDKs are imported only for configured platforms (lark-oapi alone costs ~2.5 s).
         for enabled, build in (
-            (self.settings.wecom_enabled, "bot.platform_wecom"),
-            (self.settings.feishu_enabled, "bot.platform_feishu"),
-            (self.settings.dingtalk_enabled, "bot.platform_dingtalk"),
+            (self.settings.wecom_enabled, "bot.platforms.wecom"),
+            (self.settings.feishu_enabled, "bot.platforms.feishu"),
+            (self.settings.dingtalk_enabled, "bot.platforms.dingtalk"),
         ):
             if enabled:
                 adapters.append(importlib.import_module(build).build_adapter(self))

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from bot.settings import Settings
 from core.service import ServiceConfig
-from core.sla_settings import SlaSettings
+from core.settings import SlaSettings
 
 SLA_SETTING_DEFAULTS: dict[str, Any] = {
     "business_hours": "08:00-18:00",

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="Unset: in-process timers. Set: arq/Redis.")
     timezone: str = Field(default="Asia/Shanghai", description="The tenant's zone for numbers, hours, SLAs.")
 
-    # --- business calendar and SLA (see core/sla.py, core/business_calendar.py) ---
+    # --- business calendar and SLA (see core/sla/matrix.py, core/sla/calendar.py) ---
     business_hours: str = Field(default="08:00-18:00", description="Working hours in TIMEZONE.")
     lunch_break: str = Field(default="", description="Optional break inside working hours, e.g. 12:00-13:00.")
     sla_reminder_lead_minutes: float = Field(default=15.0, description="Strong reminder this long before a deadline.")

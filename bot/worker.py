@@ -1,9 +1,9 @@
 """`ticketbot worker`: the arq timer engine (REDIS_URL set), and with PROCESS_INBOX=worker the
-inbox processing too (see bot/arq_inbox.py).
+inbox processing too (see bot/jobs/arq_inbox.py).
 
 Jobs:
   * `fire_timer(timer_id, generation)`: deferred to the timer's due_at, enqueued after the
-    scheduling transaction commits (bot.arq_timers); runs FireTimer, which claims the row
+    scheduling transaction commits (bot.jobs.arq_timers); runs FireTimer, which claims the row
     (generation + state, row lock) so a timer fires once however many workers race for it.
   * `sweep_timers` (arq cron every TIMER_SWEEP_SECONDS, and at start-up): re-arms the alarm for
     every pending row that is overdue or due before the next sweep. Deterministic job ids make
@@ -28,9 +28,9 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
 
-from bot.arq_inbox import INBOX_FUNCTION
-from bot.arq_timers import FIRE_FUNCTION, QUEUE_NAME, ArqTimerAlarm
-from bot.rulebook import RuleBook
+from bot.jobs.arq_inbox import INBOX_FUNCTION
+from bot.jobs.arq_timers import FIRE_FUNCTION, QUEUE_NAME, ArqTimerAlarm
+from bot.rules.rulebook import RuleBook
 from bot.service_config import service_config, setting
 from bot.settings import Settings
 from core.classification import FaultClassifierPort

@@ -59,3 +59,7 @@ class DeliveryRetryLater(DeliveryError):
 
 class DeliveryRejected(DeliveryError):
     """Permanent: the platform will never accept this delivery. Logged, not retried."""
+
+
+class CalendarError(InvalidInput):
+    """Bad calendar input: a naive datetime, inverted hours, an unknown zone."""

@@ -9,12 +9,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.cards import Card, Notification
-from core.dispatch_store import DispatchStore
 from core.model import AuditEvent, Person, Role, Ticket, TicketStatus
-from core.photos import PhotoRecord
+
+if TYPE_CHECKING:
+    # The port names the records its capabilities persist; for typing only, so the kernel loads
+    # without them (the import-layer test allows exactly these two upward references).
+    from core.dispatch.store import DispatchStore
+    from core.lifecycle.photos import PhotoRecord
 
 
 @dataclass(slots=True)

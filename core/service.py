@@ -1,6 +1,6 @@
 """TicketService: runs commands inside one unit of work and collects what to tell whom.
 
-Handlers live in small modules (core/intake.py, core/lifecycle.py, ...) and register
+Handlers live in small modules (core/intake/tickets.py, core/lifecycle/work.py, ...) and register
 themselves with `@handles(CommandType)`. A handler gets a `Context` with the unit of
 work, the clock, the actor and helpers that keep the rules in one place: every state
 change goes through `ctx.move`, every fact through `ctx.audit`, every message through
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import uuid
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,23 +24,19 @@ from core.errors import NotAllowed, NotFound, StaleRead
 from core.model import Person, Role, Ticket
 from core.ports import Clock
 from core.repository import TimerRow, UnitOfWork
-from core.sla_settings import SlaSettings
+from core.settings import SlaSettings
 from core.workflow import Workflow, repair_service_workflow
 
-# Feature modules that register handlers, guards and hooks. Order matters for hooks:
-# deadlines are set (SLA) before a technician is offered the job (dispatch).
+# Feature modules that register handlers, guards and hooks (hooks are ordered by stage, see below).
 STALE_READ_ATTEMPTS = 3  # one per admin saving at the same moment is plenty
 HANDLER_MODULES: tuple[str, ...] = (
-    "core.intake",
-    "core.replies",
-    "core.transitions",
-    "core.timers",
-    "core.sla_tracking",
-    "core.dispatching", "core.dispatch_admin",
-    "core.escalation",
-    "core.sla_admin",
-    "core.lifecycle", "core.signoff", "core.parts", "core.rework", "core.lifecycle_sop", "core.lifecycle_template",
-    "core.admin_audit", "core.triage",
+    "core.intake.tickets", "core.intake.triage",
+    "core.replies", "core.transitions", "core.timers",
+    "core.sla.tracking", "core.sla.escalation", "core.sla.admin",
+    "core.dispatch.handlers", "core.dispatch.admin",
+    "core.lifecycle.work", "core.lifecycle.signoff", "core.lifecycle.parts", "core.lifecycle.rework",
+    "core.lifecycle.sop_handlers", "core.lifecycle.template",
+    "core.audit.refusals",
 )
 
 SYSTEM_ACTOR = Person(id="system", name="系统", role=Role.ADMIN)
@@ -53,6 +50,13 @@ _GUARDS: dict[str, Guard] = {}
 # Things to do after a move into a state (e.g. dispatch on pending_dispatch), by module.
 AfterMove = Callable[["Context", Ticket, str], Awaitable[None]]
 _AFTER_MOVE: list[AfterMove] = []
+_AFTER_MOVE_STAGES: list[int] = []
+# Hooks run by stage, then in registration order, whatever order their modules were imported in:
+# the SLA clock (deadlines, response met, pauses) before dispatch makes or withdraws an offer.
+SLA_STAGE = 10
+DISPATCH_STAGE = 20
+DEFAULT_STAGE = 50
+H = TypeVar("H")
 # Told after a command's transaction committed which timers it scheduled (the arq alarm clock
 # enqueues them); never before the commit, so a worker cannot fire a row it cannot see yet.
 TimersScheduled = Callable[[list[TimerRow]], Awaitable[None]]
@@ -74,9 +78,19 @@ def guard(name: str) -> Callable[[Guard], Guard]:
     return register
 
 
-def after_move(fn: AfterMove) -> AfterMove:
-    _AFTER_MOVE.append(fn)
-    return fn
+def add_staged(hooks: list[H], stages: list[int], stage: int, hook: H) -> H:
+    """Insert `hook` after every hook of its stage or an earlier one (`stages` runs parallel to `hooks`)."""
+    position = bisect_right(stages, stage)
+    stages.insert(position, stage)
+    hooks.insert(position, hook)
+    return hook
+
+
+def after_move(stage: int = DEFAULT_STAGE) -> Callable[[AfterMove], AfterMove]:
+    def register(fn: AfterMove) -> AfterMove:
+        return add_staged(_AFTER_MOVE, _AFTER_MOVE_STAGES, stage, fn)
+
+    return register
 
 
 @dataclass(slots=True)

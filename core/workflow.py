@@ -27,7 +27,7 @@ class Transition:
     target: TicketStatus
     roles: frozenset[Role]  # who may trigger it; the system actor may trigger anything
     label: str  # Chinese verb shown to users
-    # Named guards the service checks before moving (see core.lifecycle): e.g. "assignee",
+    # Named guards the service checks before moving (see core.lifecycle.work): e.g. "assignee",
     # "customer", "photos", "location", "signoff".
     guards: tuple[str, ...] = ()
 
@@ -136,7 +136,7 @@ def repair_service_workflow() -> Workflow:
     )
 
 
-# Template settings the lifecycle reads (core/lifecycle*.py, core/signoff.py, core/parts.py, core/rework.py).
+# Template settings the lifecycle reads (core/lifecycle/).
 DEFAULT_OPTIONS: dict[str, Any] = {
     "completion_photos": 3,  # distinct photos since work started: fault part, meter reading, nameplate
     "checkin_requires_photo": True,

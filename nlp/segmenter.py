@@ -59,7 +59,8 @@ def _load_from_disk() -> tuple[dict[str, int], int]:
     try:
         loader = jieba.Tokenizer()
         with loader.get_dict_file() as dictionary_file:
-            return loader.gen_pfdict(dictionary_file)
+            prefix_dict: tuple[dict[str, int], int] = loader.gen_pfdict(dictionary_file)  # jieba is untyped
+            return prefix_dict
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -134,7 +135,8 @@ class Segmenter:
         assert self._tokenizer is not None
         # HMM off: every term we care about is in the dictionary, and guessing new words
         # would glue unknown characters onto keywords (and costs ~40% throughput).
-        return self._tokenizer.lcut(text, HMM=False)
+        tokens: list[str] = self._tokenizer.lcut(text, HMM=False)  # jieba is untyped
+        return tokens
 
 
 def _jieba_can_hold(term: str) -> bool:

@@ -1,1 +1,5 @@
-"""Persistence: sqlmodel tables, Alembic migrations, the unit of work, inbox and outbox."""
+"""Persistence: sqlmodel tables, Alembic migrations, the unit of work, repositories, inbox and outbox.
+
+Lowest first: storage.sqlite (driver tuning) < storage.transactions < the modules at this level; imports
+core (the ports it implements) and no bot/, adapters/ or nlp/.
+"""

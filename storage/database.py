@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage.errors import StorageError
-from storage.shared_transaction import TransactionGroup, own_transaction, shared_here
-from storage.sqlite_inline import InlineDBAPI, inline_creator
-from storage.sqlite_session import InlineAsyncSession
-from storage.transaction import Transaction
+from storage.sqlite.inline import InlineDBAPI, inline_creator
+from storage.sqlite.session import InlineAsyncSession
+from storage.transactions.connection import Transaction
+from storage.transactions.shared import TransactionGroup, own_transaction, shared_here
 
 
 def async_url(url: str) -> str:
@@ -64,7 +64,7 @@ def parse_json(text: str | bytes) -> Any:
 
 def create_engine(url: str, *, inline_checkpoint_pages: int | None = None, **kwargs: Any) -> AsyncEngine:
     """`inline_checkpoint_pages` (SQLite): the log size at which a commit checkpoints inline, for a
-    process that checkpoints in the background (storage/wal_checkpoint.py); None keeps SQLite's 1000."""
+    process that checkpoints in the background (storage/sqlite/wal_checkpoint.py); None keeps SQLite's 1000."""
     url = async_url(url)
     kwargs.setdefault("json_serializer", compact_json)
     kwargs.setdefault("json_deserializer", parse_json)
@@ -73,7 +73,7 @@ def create_engine(url: str, *, inline_checkpoint_pages: int | None = None, **kwa
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         database = str(path) if path is not None else ":memory:"
-        # One connection, statements run inline on the loop (see storage/sqlite_inline.py).
+        # One connection, statements run inline on the loop (see storage/sqlite/inline.py).
         # The "inline" driver is aiosqlite's dialect over InlineDBAPI (registered in sqlite_inline).
         engine = create_async_engine(make_url(url).set(drivername="sqlite+inline"),
                                      async_creator=inline_creator(database), pool_size=1, max_overflow=0, **kwargs)
@@ -120,7 +120,7 @@ class Sessions(async_sessionmaker[AsyncSession]):
     @asynccontextmanager
     async def transaction(self, *, savepoint: bool = True) -> AsyncIterator[AsyncConnection]:
         """A connection in a transaction of its own (or a savepoint of the shared one), committed at
-        the end; Core statements only, no ORM session (storage/transaction.py says why, and what
+        the end; Core statements only, no ORM session (storage/transactions/connection.py says why, and what
         `savepoint=False` is for)."""
         transaction = Transaction(self, savepoint=savepoint)
         try:
@@ -134,7 +134,7 @@ class Sessions(async_sessionmaker[AsyncSession]):
     async def shared_transaction(self) -> AsyncIterator[None]:
         """One database transaction for everything this task does through these sessions until the
         block ends, durable when the block ends (an exception rolls it all back). See
-        storage/shared_transaction.py: on SQLite the block is a savepoint of a group commit."""
+        storage/transactions/shared.py: on SQLite the block is a savepoint of a group commit."""
         if shared_here() is not None:
             yield  # already inside one
         elif self._group is not None:

@@ -12,22 +12,23 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel import col
 
 from core.inbound import InboundMessage
 from core.ports import Clock
 from storage.database import Sessions
-from storage.shared_transaction import after_commit
-from storage.sqlite_prepared import hot
+from storage.sqlite.prepared import hot
 from storage.tables import InboxRow
+from storage.transactions.shared import after_commit
 
 MAX_INBOX_ATTEMPTS = 5
 MAX_YIELD_S = 0.5  # the longest background processing waits for accepts in flight, per transaction
 
 # Built once, run with parameters: every inbound message goes through these (see storage/unit_of_work.py).
-_CLAIM = hot(update(InboxRow).where(InboxRow.id == bindparam("w_id"), InboxRow.status == "pending")
+_CLAIM = hot(update(InboxRow).where(col(InboxRow.id) == bindparam("w_id"), col(InboxRow.status) == "pending")
              .values(status="processing", attempts=InboxRow.attempts + 1, processed_at=bindparam("w_now"))
-             .returning(InboxRow.payload))
-_FINISH = hot(update(InboxRow).where(InboxRow.id == bindparam("w_id")).values(
+             .returning(col(InboxRow.payload)))
+_FINISH = hot(update(InboxRow).where(col(InboxRow.id) == bindparam("w_id")).values(
     status="done", error=None, processed_at=bindparam("w_now")))
 _ACCEPT: dict[str, Any] = {}  # dialect name → insert ... on conflict do nothing returning id
 
@@ -36,7 +37,7 @@ def _accept_statement(dialect: str) -> Any:
     if dialect not in _ACCEPT:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         _ACCEPT[dialect] = hot(insert(InboxRow).on_conflict_do_nothing(index_elements=["platform", "event_key"])
-                                .returning(InboxRow.id))
+                                .returning(col(InboxRow.id)))
     return _ACCEPT[dialect]
 
 
@@ -93,7 +94,7 @@ class SqlInbox:
 
     def one_transaction(self) -> AbstractAsyncContextManager[None]:
         """Everything done through these sessions inside the block is one transaction (claim,
-        handling, finish): see storage/shared_transaction.py."""
+        handling, finish): see storage/transactions/shared.py."""
         return self._sessions.shared_transaction()
 
     async def accepts_settled(self) -> None:
@@ -136,12 +137,13 @@ class SqlInbox:
         """Rows nobody finished: a crash between commit and processing, or a retry after an error."""
         cutoff: datetime = self._clock.now() - older_than
         async with self._sessions() as session:
-            stuck = update(InboxRow).where(InboxRow.status == "processing",
-                                           InboxRow.processed_at < cutoff - timedelta(minutes=5))
+            stuck = update(InboxRow).where(col(InboxRow.status) == "processing",
+                                           col(InboxRow.processed_at) < cutoff - timedelta(minutes=5))
             await session.execute(stuck.values(status="pending"))
             await session.commit()
             rows = await session.execute(
-                select(InboxRow.id).where(InboxRow.status == "pending", InboxRow.received_at < cutoff)
-                .order_by(InboxRow.id).limit(limit)
+                select(col(InboxRow.id)).where(col(InboxRow.status) == "pending", col(InboxRow.received_at) < cutoff)
+                .order_by(col(InboxRow.id)).limit(limit)
             )
-            return [int(r) for r in rows.scalars()]
+            # A stored row's id is never NULL (InboxRow.id is `int | None` for unsaved rows).
+            return [int(r) for r in rows.scalars()]  # type: ignore[arg-type]

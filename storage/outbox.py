@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import CursorResult, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from core.cards import Notification
 from core.ports import Clock
-from storage.sqlite_prepared import hot
+from storage.sqlite.prepared import hot
 from storage.tables import CardRow, IdentityRow, OutboxRow
 
 # The playground reads this after every message it sends: built once (composing costs more than running).
-_LOCAL_MESSAGES = hot(select(OutboxRow.id, OutboxRow.payload, OutboxRow.created_at)
-                      .where(OutboxRow.recipient_id == bindparam("person_id"), OutboxRow.channel == "local")
-                      .order_by(OutboxRow.id.desc()).limit(bindparam("limit")))  # type: ignore[union-attr]
-_CARD_STATES = hot(select(CardRow.id, CardRow.payload, CardRow.state).where(
-    CardRow.id.in_(bindparam("ids", expanding=True))))  # type: ignore[attr-defined]
+_LOCAL_MESSAGES = hot(select(col(OutboxRow.id), col(OutboxRow.payload), col(OutboxRow.created_at))
+                      .where(col(OutboxRow.recipient_id) == bindparam("person_id"), col(OutboxRow.channel) == "local")
+                      .order_by(col(OutboxRow.id).desc()).limit(bindparam("limit")))
+_CARD_STATES = hot(select(col(CardRow.id), col(CardRow.payload), col(CardRow.state)).where(
+    col(CardRow.id).in_(bindparam("ids", expanding=True))))
 
 MAX_DELIVERY_ATTEMPTS = 12
 
@@ -47,12 +48,12 @@ class SqlOutbox:
         async with self._sessions() as session, session.begin():
             stmt = (
                 select(OutboxRow)
-                .where(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= now,
-                       OutboxRow.channel.in_(sorted(channels)))  # type: ignore[attr-defined]
-                .order_by(OutboxRow.id)  # type: ignore[arg-type]
+                .where(col(OutboxRow.status) == "pending", col(OutboxRow.next_attempt_at) <= now,
+                       col(OutboxRow.channel).in_(sorted(channels)))
+                .order_by(col(OutboxRow.id))
                 .limit(limit)
             )
-            if session.bind.dialect.name == "postgresql":
+            if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]  # sessions are engine-bound
                 stmt = stmt.with_for_update(skip_locked=True)
             rows = list((await session.execute(stmt)).scalars())
             claimed = []
@@ -68,7 +69,7 @@ class SqlOutbox:
 
     async def mark_sent(self, outbox_id: int, external_id: str | None) -> None:
         async with self._sessions() as session, session.begin():
-            await session.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(
+            await session.execute(update(OutboxRow).where(col(OutboxRow.id) == outbox_id).values(
                 status="sent", sent_at=self._clock.now(), external_id=external_id, error=None))
 
     async def mark_retry(self, outbox_id: int, attempt: int, reason: str, retry_after_s: float | None) -> None:
@@ -76,25 +77,27 @@ class SqlOutbox:
         delay = max(backoff, retry_after_s or 0.0)
         status = "dead" if attempt >= MAX_DELIVERY_ATTEMPTS else "pending"
         async with self._sessions() as session, session.begin():
-            await session.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(
+            await session.execute(update(OutboxRow).where(col(OutboxRow.id) == outbox_id).values(
                 status=status, error=reason[:2000], next_attempt_at=self._clock.now() + timedelta(seconds=delay)))
 
     async def mark_dead(self, outbox_id: int, reason: str) -> None:
         async with self._sessions() as session, session.begin():
-            await session.execute(update(OutboxRow).where(OutboxRow.id == outbox_id).values(
+            await session.execute(update(OutboxRow).where(col(OutboxRow.id) == outbox_id).values(
                 status="dead", error=reason[:2000]))
 
     async def requeue_stuck(self) -> int:
         """'sending' rows whose sender died: due again (their next_attempt_at has passed)."""
         async with self._sessions() as session, session.begin():
-            result = await session.execute(update(OutboxRow).where(
-                OutboxRow.status == "sending", OutboxRow.next_attempt_at <= self._clock.now()).values(status="pending"))
+            # An UPDATE's result is a CursorResult (AsyncSession.execute is typed to return a plain Result).
+            result = cast("CursorResult[Any]", await session.execute(update(OutboxRow).where(
+                col(OutboxRow.status) == "sending", col(OutboxRow.next_attempt_at) <= self._clock.now())
+                .values(status="pending")))
             return int(result.rowcount or 0)
 
     async def external_id(self, person_id: str, platform: str) -> str | None:
         async with self._sessions() as session:
-            stmt = select(IdentityRow.external_id).where(IdentityRow.person_id == person_id,
-                                                         IdentityRow.platform == platform)
+            stmt = select(col(IdentityRow.external_id)).where(col(IdentityRow.person_id) == person_id,
+                                                              col(IdentityRow.platform) == platform)
             return (await session.execute(stmt)).scalars().first()
 
     async def card_ref(self, card_id: str, platform: str) -> dict[str, Any] | None:

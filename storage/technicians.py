@@ -1,7 +1,7 @@
-"""SqlDispatchStore: core.dispatch_store.DispatchStore in the unit of work's transaction.
+"""SqlDispatchStore: core.dispatch.store.DispatchStore in the unit of work's transaction.
 
 Profiles come from people + technicians + stores; loads and acceptances are derived from tickets
-and the audit trail by core/dispatch_live.py, which also reads the audit chain here as its change feed.
+and the audit trail by core/dispatch/live.py, which also reads the audit chain here as its change feed.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlmodel import col
 
-from core.dispatch_geo import GeoPoint
-from core.dispatch_store import GENESIS_HASH, ChainMark, PositionReport, Store, TechnicianEntry
+from core.dispatch.geo import GeoPoint
+from core.dispatch.store import GENESIS_HASH, ChainMark, PositionReport, Store, TechnicianEntry
 from core.errors import InvalidInput
 from core.model import AuditEvent, Role, Ticket, TicketStatus
-from storage.sqlite_prepared import hot
+from storage.sqlite.prepared import hot
 from storage.tables import (
     AuditEventRow,
     AuditHeadRow,
@@ -48,19 +49,21 @@ def _chunks(values: Collection[str]) -> list[list[str]]:
 
 # Built once: composing a statement costs more than running it (~60 us vs ~25 us on SQLite), and
 # the live dispatch index runs these for every ranking.
-_CHAIN_HEAD = hot(select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update())
-_EVENTS_AFTER = hot(select(AuditEventRow.kind, AuditEventRow.actor_id, AuditEventRow.at, AuditEventRow.payload,
-                           AuditEventRow.ticket_number, AuditEventRow.seq, AuditEventRow.hash)
-                    .where(AuditEventRow.seq > bindparam("seq")).order_by(AuditEventRow.seq)
+_CHAIN_HEAD = hot(select(col(AuditHeadRow.seq), col(AuditHeadRow.hash)).where(col(AuditHeadRow.id) == 1)
+                  .with_for_update())
+_EVENTS_AFTER = hot(select(col(AuditEventRow.kind), col(AuditEventRow.actor_id), col(AuditEventRow.at),
+                           col(AuditEventRow.payload), col(AuditEventRow.ticket_number), col(AuditEventRow.seq),
+                           col(AuditEventRow.hash))
+                    .where(col(AuditEventRow.seq) > bindparam("seq")).order_by(col(AuditEventRow.seq))
                     .limit(bindparam("limit")))
-_ASSIGNMENTS = select(TicketRow.number, TicketRow.assignee_id, TicketRow.status)
+_ASSIGNMENTS = select(col(TicketRow.number), col(TicketRow.assignee_id), col(TicketRow.status))
 _ASSIGNMENTS_OF = hot(_ASSIGNMENTS.where(
-    TicketRow.number.in_(bindparam("numbers", expanding=True))))  # type: ignore[attr-defined]
-_POSITIONS = hot(select(TechnicianRow.person_id, TechnicianRow.last_lat, TechnicianRow.last_lng,
-                        TechnicianRow.last_position_at).where(
-    TechnicianRow.last_position_at.is_not(None)))  # type: ignore[union-attr]
+    col(TicketRow.number).in_(bindparam("numbers", expanding=True))))
+_POSITIONS = hot(select(col(TechnicianRow.person_id), col(TechnicianRow.last_lat), col(TechnicianRow.last_lng),
+                        col(TechnicianRow.last_position_at)).where(
+    col(TechnicianRow.last_position_at).is_not(None)))
 _POSITIONS_SINCE = hot(_POSITIONS.where(
-    TechnicianRow.last_position_at >= bindparam("since")))  # type: ignore[operator]
+    col(TechnicianRow.last_position_at) >= bindparam("since")))
 
 
 class SqlDispatchStore:
@@ -90,10 +93,10 @@ class SqlDispatchStore:
         # SQLite ignores the clause: its transactions are serialised anyway.
         conn = await self._connection()
         locked = await conn.execute(
-            select(CardRow.id).where(CardRow.id == card_id).with_for_update(skip_locked=True))
+            select(col(CardRow.id)).where(col(CardRow.id) == card_id).with_for_update(skip_locked=True))
         if locked.first() is not None:
             return True
-        exists = await conn.execute(select(CardRow.id).where(CardRow.id == card_id))
+        exists = await conn.execute(select(col(CardRow.id)).where(col(CardRow.id) == card_id))
         return exists.first() is None  # a missing card holds nobody up
 
     # --- the audit chain ---
@@ -114,9 +117,9 @@ class SqlDispatchStore:
                       identities: bool = False) -> list[TechnicianEntry]:
         stmt = (
             select(PersonRow, TechnicianRow, StoreRow)
-            .join(TechnicianRow, TechnicianRow.person_id == PersonRow.id)
-            .outerjoin(StoreRow, StoreRow.id == PersonRow.store_id)
-            .where(PersonRow.role == Role.TECHNICIAN.value)
+            .join(TechnicianRow, col(TechnicianRow.person_id) == PersonRow.id)
+            .outerjoin(StoreRow, col(StoreRow.id) == PersonRow.store_id)
+            .where(col(PersonRow.role) == Role.TECHNICIAN.value)
         )
         session = await self._orm_session()
         if person_ids is None:
@@ -125,12 +128,12 @@ class SqlDispatchStore:
             rows = []
             for chunk in _chunks(person_ids):
                 rows += (await session.execute(
-                    stmt.where(PersonRow.id.in_(chunk)))).all()  # type: ignore[attr-defined]
+                    stmt.where(col(PersonRow.id).in_(chunk)))).all()
         ids: dict[str, dict[str, str]] = {}
         if identities and rows:
             for chunk in _chunks([p.id for p, _, _ in rows]):
                 found = await session.execute(
-                    select(IdentityRow).where(IdentityRow.person_id.in_(chunk)))  # type: ignore[attr-defined]
+                    select(IdentityRow).where(col(IdentityRow.person_id).in_(chunk)))
                 for ident in found.scalars():
                     ids.setdefault(ident.person_id, {})[ident.platform] = ident.external_id
         return [self._entry(person, tech, store, ids.get(person.id, {})) for person, tech, store in rows]
@@ -168,9 +171,9 @@ class SqlDispatchStore:
         if numbers is None:
             if self._write_tickets is not None:
                 await self._write_tickets()
-            stmt = _ASSIGNMENTS.where(TicketRow.status.in_(sorted(counted)),  # type: ignore[attr-defined]
-                                      TicketRow.assignee_id.is_not(None))  # type: ignore[union-attr]
-            rows = list((await (await self._connection()).execute(stmt)).all())
+            stmt = _ASSIGNMENTS.where(col(TicketRow.status).in_(sorted(counted)),
+                                      col(TicketRow.assignee_id).is_not(None))
+            rows: list[tuple[str, str | None, str]] = list((await (await self._connection()).execute(stmt)).all())
         else:
             # This transaction's unwritten tickets as they will be written; the others as stored.
             unwritten = self._unwritten_tickets()
@@ -182,8 +185,8 @@ class SqlDispatchStore:
 
     async def acceptances_since(self, since: datetime) -> list[tuple[str, datetime]]:
         rows = await (await self._connection()).execute(
-            select(AuditEventRow.actor_id, AuditEventRow.at)
-            .where(AuditEventRow.kind == ACCEPTED_KIND, AuditEventRow.at >= since))
+            select(col(AuditEventRow.actor_id), col(AuditEventRow.at))
+            .where(col(AuditEventRow.kind) == ACCEPTED_KIND, col(AuditEventRow.at) >= since))
         return [(str(a), at) for a, at in rows.all()]
 
     async def positions_since(self, since: datetime | None) -> list[PositionReport]:
@@ -193,12 +196,13 @@ class SqlDispatchStore:
         for pid, lat, lng, at in rows.all():
             point = _point(lat, lng)
             if point is not None:
-                out.append(PositionReport(str(pid), point, at))
+                # `at` is not None: the statements select rows WHERE last_position_at IS NOT NULL.
+                out.append(PositionReport(str(pid), point, at))  # type: ignore[arg-type]
         return out
 
     # --- stores ---
     async def stores(self) -> dict[str, Store]:
-        rows = (await (await self._orm_session()).execute(select(StoreRow).order_by(StoreRow.id))).scalars()
+        rows = (await (await self._orm_session()).execute(select(StoreRow).order_by(col(StoreRow.id)))).scalars()
         return {r.id: store for r in rows if (store := self._store(r)) is not None}
 
     async def store(self, store_id: str) -> Store | None:
@@ -240,7 +244,7 @@ class SqlDispatchStore:
         for platform, external in identities.items():
             # One id per platform and person: a new id replaces the old one (the outbox looks it up).
             current = (await session.execute(select(IdentityRow).where(
-                IdentityRow.person_id == entry.person_id, IdentityRow.platform == platform))).scalars().all()
+                col(IdentityRow.person_id) == entry.person_id, col(IdentityRow.platform) == platform))).scalars().all()
             for ident in current:
                 if ident.external_id != external:
                     await session.delete(ident)
@@ -257,12 +261,12 @@ class SqlDispatchStore:
     async def set_active(self, person_id: str, active: bool) -> bool:
         self._directory_changed()
         result = await (await self._connection()).execute(
-            update(PersonRow).where(PersonRow.id == person_id, PersonRow.role == Role.TECHNICIAN.value)
+            update(PersonRow).where(col(PersonRow.id) == person_id, col(PersonRow.role) == Role.TECHNICIAN.value)
             .values(active=active))
-        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+        return result.rowcount == 1
 
     async def set_on_duty(self, person_id: str, on_duty: bool) -> bool:
         self._directory_changed()
         result = await (await self._connection()).execute(
-            update(TechnicianRow).where(TechnicianRow.person_id == person_id).values(on_duty=on_duty))
-        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+            update(TechnicianRow).where(col(TechnicianRow.person_id) == person_id).values(on_duty=on_duty))
+        return result.rowcount == 1

@@ -7,19 +7,19 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, null, select, update
+from sqlalchemy import Row, bindparam, func, insert, null, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
-from core.audit_chain import event_hash
+from core.audit.chain import event_hash
 from core.cards import Card, Notification
 from core.errors import Conflict, StaleRead
+from core.lifecycle.photos import PhotoRecord
 from core.model import AuditEvent, Person, Role, Ticket, TicketStatus
-from core.photos import PhotoRecord
 from core.repository import StoredCard, TimerRow
-from storage.shared_transaction import after_commit as run_after_commit
-from storage.sqlite_prepared import hot
+from storage.sqlite.prepared import hot
 from storage.tables import (
     AuditEventRow,
     AuditHeadRow,
@@ -35,12 +35,14 @@ from storage.tables import (
     TimerRowTable,
 )
 from storage.technicians import SqlDispatchStore
-from storage.transaction import Transaction
+from storage.transactions.connection import Transaction
+from storage.transactions.shared import after_commit as run_after_commit
 
 LOCAL_CHANNEL = "local"
 
 
-def ticket_from_row(row: TicketRow) -> Ticket:
+def ticket_from_row(row: TicketRow | Row[Any]) -> Ticket:
+    # A mapped row, or a Core row of its columns (select(TicketRow) run on a connection).
     return Ticket(
         id=row.id,
         number=row.number,
@@ -66,7 +68,7 @@ def ticket_from_row(row: TicketRow) -> Ticket:
     )
 
 
-def person_from_row(row: PersonRow) -> Person:
+def person_from_row(row: PersonRow | Row[Any]) -> Person:
     return Person(
         id=row.id,
         name=row.name,
@@ -88,55 +90,57 @@ _TICKET_FIELDS = (
 # Hot statements are built once and run with parameters on the transaction's connection: building a
 # statement with .values(...) per call and running it through the ORM session cost several times the
 # SQLite call itself (fault intake runs ~20 of them per report).
-_INSERT_TICKET = hot(insert(TicketRow).returning(TicketRow.id))
-_SAVE_TICKET = hot(update(TicketRow).where(TicketRow.number == bindparam("w_number"),
-                                           TicketRow.version == bindparam("w_version")))
+_INSERT_TICKET = hot(insert(TicketRow).returning(col(TicketRow.id)))
+_SAVE_TICKET = hot(update(TicketRow).where(col(TicketRow.number) == bindparam("w_number"),
+                                           col(TicketRow.version) == bindparam("w_version")))
 _INSERT_AUDIT = hot(insert(AuditEventRow))
-_UPDATE_AUDIT_HEAD = hot(update(AuditHeadRow).where(AuditHeadRow.id == 1))
+_UPDATE_AUDIT_HEAD = hot(update(AuditHeadRow).where(col(AuditHeadRow.id) == 1))
 _INSERT_OUTBOX = hot(insert(OutboxRow))
 _INSERT_CARD = hot(insert(CardRow))
-_CHANNEL_OF = hot(select(PersonRow.preferred_channel).where(PersonRow.id == bindparam("person_id")))
-_PERSON_BY_IDENTITY = hot(select(PersonRow).join(IdentityRow, IdentityRow.person_id == PersonRow.id).where(
-    IdentityRow.platform == bindparam("platform"), IdentityRow.external_id == bindparam("external_id")))
-_PERSON_BY_ID = hot(select(PersonRow).where(PersonRow.id == bindparam("person_id")))
-_AUDIT_HEAD_LOCKED = hot(select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update())
+_CHANNEL_OF = hot(select(col(PersonRow.preferred_channel)).where(col(PersonRow.id) == bindparam("person_id")))
+_PERSON_BY_IDENTITY = hot(select(PersonRow).join(IdentityRow, col(IdentityRow.person_id) == PersonRow.id).where(
+    col(IdentityRow.platform) == bindparam("platform"), col(IdentityRow.external_id) == bindparam("external_id")))
+_PERSON_BY_ID = hot(select(PersonRow).where(col(PersonRow.id) == bindparam("person_id")))
+_AUDIT_HEAD_LOCKED = hot(select(col(AuditHeadRow.seq), col(AuditHeadRow.hash)).where(col(AuditHeadRow.id) == 1)
+                         .with_for_update())
 _INSERT_PERSON = hot(insert(PersonRow))
 _INSERT_IDENTITY = hot(insert(IdentityRow))
-_ACTIVE_PEOPLE = hot(select(PersonRow).where(PersonRow.active.is_(True))  # type: ignore[attr-defined]
-                     .order_by(PersonRow.id))
-_ACTIVE_PEOPLE_IN_ROLE = hot(_ACTIVE_PEOPLE.where(PersonRow.role == bindparam("role")))
-_TIMER_COLUMNS = (TimerRowTable.id, TimerRowTable.kind, TimerRowTable.ticket_key, TimerRowTable.due_at,
-                  TimerRowTable.generation, TimerRowTable.state, TimerRowTable.payload)
-_GET_TIMER = hot(select(*_TIMER_COLUMNS).where(TimerRowTable.kind == bindparam("kind"),
-                                              TimerRowTable.ticket_key == bindparam("ticket_key")))
+_ACTIVE_PEOPLE = hot(select(PersonRow).where(col(PersonRow.active).is_(True))
+                     .order_by(col(PersonRow.id)))
+_ACTIVE_PEOPLE_IN_ROLE = hot(_ACTIVE_PEOPLE.where(col(PersonRow.role) == bindparam("role")))
+_TIMER_COLUMNS = (col(TimerRowTable.id), col(TimerRowTable.kind), col(TimerRowTable.ticket_key),
+                  col(TimerRowTable.due_at), col(TimerRowTable.generation), col(TimerRowTable.state),
+                  col(TimerRowTable.payload))
+_GET_TIMER = hot(select(*_TIMER_COLUMNS).where(col(TimerRowTable.kind) == bindparam("kind"),
+                                              col(TimerRowTable.ticket_key) == bindparam("ticket_key")))
 _GET_TIMER_LOCKED = hot(_GET_TIMER.with_for_update())
 _CANCEL_TIMERS = hot(update(TimerRowTable).where(
-    TimerRowTable.ticket_key == bindparam("w_ticket_key"), TimerRowTable.state == "pending"
+    col(TimerRowTable.ticket_key) == bindparam("w_ticket_key"), col(TimerRowTable.state) == "pending"
 ).values(state="cancelled", generation=TimerRowTable.generation + 1))
 _CANCEL_TIMER_KINDS = hot(_CANCEL_TIMERS.where(
-    TimerRowTable.kind.in_(bindparam("w_kinds", expanding=True))))  # type: ignore[attr-defined]
-_LATEST_CONFIG = hot(select(ConfigVersionRow.version, ConfigVersionRow.payload)
-                     .where(ConfigVersionRow.kind == bindparam("kind"))
-                     .order_by(ConfigVersionRow.version.desc()).limit(1))  # type: ignore[attr-defined]
+    col(TimerRowTable.kind).in_(bindparam("w_kinds", expanding=True))))
+_LATEST_CONFIG = hot(select(col(ConfigVersionRow.version), col(ConfigVersionRow.payload))
+                     .where(col(ConfigVersionRow.kind) == bindparam("kind"))
+                     .order_by(col(ConfigVersionRow.version).desc()).limit(1))
 _UPSERTS: dict[str, tuple[Any, Any]] = {}  # dialect name → (ticket counter upsert, timer upsert)
 
 
 def _upserts(dialect: str) -> tuple[Any, Any]:
     if dialect not in _UPSERTS:
         upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        counter = upsert(TicketCounterRow)
-        counter = counter.on_conflict_do_update(
-            index_elements=["day"], set_={"last": TicketCounterRow.last + 1}).returning(TicketCounterRow.last)
+        counter = upsert(TicketCounterRow).on_conflict_do_update(
+            index_elements=["day"], set_={"last": TicketCounterRow.last + 1}).returning(col(TicketCounterRow.last))
         # A new timer row at generation 1, or the existing one rescheduled with the next generation
         # (the row lock the upsert takes serialises concurrent reschedules like SELECT ... FOR UPDATE did).
-        timer = upsert(TimerRowTable)
-        timer = timer.on_conflict_do_update(
+        new_timer = upsert(TimerRowTable)
+        timer = new_timer.on_conflict_do_update(
             index_elements=["kind", "ticket_key"],
-            set_={"generation": TimerRowTable.generation + 1, "due_at": timer.excluded.due_at, "state": "pending",
+            set_={"generation": TimerRowTable.generation + 1, "due_at": new_timer.excluded.due_at, "state": "pending",
                   # null(), not None: a None here is a bound parameter, which makes SQLAlchemy send a
                   # multi-row upsert (schedule_timers) one row at a time (sqlalchemy issue #13130).
-                  "payload": timer.excluded.payload, "fired_at": null()},
-        ).returning(TimerRowTable.id, TimerRowTable.generation, TimerRowTable.kind)  # kind: to match several rows
+                  "payload": new_timer.excluded.payload, "fired_at": null()},
+        ).returning(col(TimerRowTable.id), col(TimerRowTable.generation),
+                    col(TimerRowTable.kind))  # kind: to match several rows
         _UPSERTS[dialect] = (hot(counter), hot(timer))
     return _UPSERTS[dialect]
 
@@ -148,7 +152,7 @@ class _UnwrittenTicket:
 
 
 class SqlUnitOfWork:
-    """The core's UnitOfWork on one transaction (storage/transaction.py): Core statements on its
+    """The core's UnitOfWork on one transaction (storage/transactions/connection.py): Core statements on its
     connection, an ORM session only for the few methods that load or add mapped rows."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, channels: frozenset[str] | None = None,
@@ -259,7 +263,9 @@ class SqlUnitOfWork:
             values = {f: getattr(ticket, f) for f in _TICKET_FIELDS}
             values.update(status=ticket.status.value, version=ticket.version)
             if item.stored_version is None:
-                ticket.id = int((await conn.execute(_INSERT_TICKET, {**values, "number": ticket.number})).scalar_one())
+                # RETURNING id of a row just inserted: never NULL (TicketRow.id is `int | None` for unsaved rows).
+                ticket.id = int((await conn.execute(
+                    _INSERT_TICKET, {**values, "number": ticket.number})).scalar_one())  # type: ignore[arg-type]
                 continue
             values.update(w_number=ticket.number, w_version=item.stored_version)
             if (await conn.execute(_SAVE_TICKET, values)).rowcount != 1:
@@ -271,7 +277,7 @@ class SqlUnitOfWork:
 
     async def get_ticket(self, number: str, *, lock: bool = False) -> Ticket | None:
         await self._write_tickets()
-        stmt = select(TicketRow).where(TicketRow.number == number)
+        stmt = select(TicketRow).where(col(TicketRow.number) == number)
         if lock:
             stmt = stmt.with_for_update()
         row = (await (await self._connection()).execute(stmt)).one_or_none()
@@ -286,13 +292,13 @@ class SqlUnitOfWork:
         limit: int = 50,
     ) -> list[Ticket]:
         await self._write_tickets()
-        stmt = select(TicketRow).order_by(TicketRow.id.desc()).limit(limit)  # type: ignore[union-attr]
+        stmt = select(TicketRow).order_by(col(TicketRow.id).desc()).limit(limit)
         if customer_id is not None:
-            stmt = stmt.where(TicketRow.customer_id == customer_id)
+            stmt = stmt.where(col(TicketRow.customer_id) == customer_id)
         if assignee_id is not None:
-            stmt = stmt.where(TicketRow.assignee_id == assignee_id)
+            stmt = stmt.where(col(TicketRow.assignee_id) == assignee_id)
         if statuses:
-            stmt = stmt.where(TicketRow.status.in_([s.value for s in statuses]))  # type: ignore[attr-defined]
+            stmt = stmt.where(col(TicketRow.status).in_([s.value for s in statuses]))
         return [ticket_from_row(r) for r in await (await self._connection()).execute(stmt)]
 
     # --- people ---
@@ -301,7 +307,7 @@ class SqlUnitOfWork:
         if added is not None:
             return replace(added)
         row = (await (await self._connection()).execute(_PERSON_BY_ID, {"person_id": person_id})).one_or_none()
-        return self._seen(person_from_row(row)) if row else None  # type: ignore[arg-type]
+        return self._seen(person_from_row(row)) if row else None
 
     def _seen(self, person: Person) -> Person:
         # What enqueue needs to know about a recipient we have just read anyway.
@@ -311,11 +317,11 @@ class SqlUnitOfWork:
     async def person_by_identity(self, platform: str, external_id: str) -> Person | None:
         row = (await (await self._connection()).execute(
             _PERSON_BY_IDENTITY, {"platform": platform, "external_id": external_id})).one_or_none()
-        return self._seen(person_from_row(row)) if row else None  # type: ignore[arg-type]
+        return self._seen(person_from_row(row)) if row else None
 
     async def external_id(self, person_id: str, platform: str) -> str | None:
-        stmt = select(IdentityRow.external_id).where(IdentityRow.person_id == person_id,
-                                                     IdentityRow.platform == platform)
+        stmt = select(col(IdentityRow.external_id)).where(col(IdentityRow.person_id) == person_id,
+                                                          col(IdentityRow.platform) == platform)
         return (await (await self._connection()).execute(stmt)).scalar_one_or_none()
 
     async def add_person(self, person: Person, identities: dict[str, str] | None = None) -> None:
@@ -335,7 +341,7 @@ class SqlUnitOfWork:
         self._channels.pop(person.id, None)
         self._added_people.pop(person.id, None)
         await (await self._connection()).execute(
-            update(PersonRow).where(PersonRow.id == person.id).values(
+            update(PersonRow).where(col(PersonRow.id) == person.id).values(
                 name=person.name, role=person.role.value, phone=person.phone, store_id=person.store_id,
                 supervisor_id=person.supervisor_id, preferred_channel=person.preferred_channel,
                 active=person.active)
@@ -355,18 +361,18 @@ class SqlUnitOfWork:
         conn = await self._connection()
         rows = await (conn.execute(_ACTIVE_PEOPLE) if role is None
                       else conn.execute(_ACTIVE_PEOPLE_IN_ROLE, {"role": role.value}))
-        return [self._seen(person_from_row(r)) for r in rows]  # type: ignore[arg-type]
+        return [self._seen(person_from_row(r)) for r in rows]
 
     # --- technicians ---
     async def update_technician_position(self, person_id: str, lat: float, lng: float, at: datetime) -> bool:
         result = await (await self._connection()).execute(update(TechnicianRow).where(
-            TechnicianRow.person_id == person_id).values(
+            col(TechnicianRow.person_id) == person_id).values(
             last_lat=lat, last_lng=lng, last_position_at=at))
         return result.rowcount == 1
 
     async def add_technician_rating(self, person_id: str, rating: int) -> None:
         await (await self._connection()).execute(update(TechnicianRow).where(
-            TechnicianRow.person_id == person_id).values(
+            col(TechnicianRow.person_id) == person_id).values(
             rating_sum=TechnicianRow.rating_sum + rating, rating_count=TechnicianRow.rating_count + 1))
 
     def dispatch_store(self) -> SqlDispatchStore:
@@ -384,7 +390,7 @@ class SqlUnitOfWork:
         await session.flush()
 
     async def list_photos(self, ticket_number: str) -> list[PhotoRecord]:
-        stmt = select(PhotoRow).where(PhotoRow.ticket_number == ticket_number).order_by(PhotoRow.id)
+        stmt = select(PhotoRow).where(col(PhotoRow.ticket_number) == ticket_number).order_by(col(PhotoRow.id))
         return [PhotoRecord(ticket_number=r.ticket_number, uploader_id=r.uploader_id, sha256=r.sha256, path=r.path,
                             size=r.size, purpose=r.purpose, created_at=r.created_at)
                 for r in await (await self._connection()).execute(stmt)]
@@ -418,7 +424,7 @@ class SqlUnitOfWork:
         return int(head[0]), str(head[1])
 
     async def audit_for_ticket(self, number: str) -> list[AuditEvent]:
-        stmt = select(AuditEventRow).where(AuditEventRow.ticket_number == number).order_by(AuditEventRow.seq)
+        stmt = select(AuditEventRow).where(col(AuditEventRow.ticket_number) == number).order_by(col(AuditEventRow.seq))
         return [
             AuditEvent(kind=r.kind, actor_id=r.actor_id, at=r.at, payload=r.payload, ticket_number=r.ticket_number,
                        id=r.seq, prev_hash=r.prev_hash, hash=r.hash)
@@ -456,7 +462,7 @@ class SqlUnitOfWork:
             "payload": card.to_dict(), "state": "open", "created_at": at, "platform_refs": {}})
 
     async def get_card(self, card_id: str, *, lock: bool = False) -> StoredCard | None:
-        stmt = select(CardRow).where(CardRow.id == card_id)
+        stmt = select(CardRow).where(col(CardRow.id) == card_id)
         if lock:
             stmt = stmt.with_for_update()
         row = (await (await self._connection()).execute(stmt)).one_or_none()
@@ -468,7 +474,7 @@ class SqlUnitOfWork:
 
     async def close_card(self, card_id: str, *, card: Card, by: str, action: str, at: datetime) -> bool:
         result = await (await self._connection()).execute(
-            update(CardRow).where(CardRow.id == card_id, CardRow.state == "open").values(
+            update(CardRow).where(col(CardRow.id) == card_id, col(CardRow.state) == "open").values(
                 state="used", used_at=at, used_by=by, used_action=action, payload=card.to_dict())
         )
         return result.rowcount == 1
@@ -530,7 +536,7 @@ class SqlUnitOfWork:
     async def claim_timer(self, timer_id: int, generation: int, now: datetime) -> TimerRow | None:
         session = await self._orm()
         row = (await session.execute(
-            select(TimerRowTable).where(TimerRowTable.id == timer_id).with_for_update()
+            select(TimerRowTable).where(col(TimerRowTable.id) == timer_id).with_for_update()
             .execution_options(populate_existing=True))).scalar_one_or_none()
         if row is None or row.generation != generation or row.state != "pending" or row.due_at > now:
             return None
@@ -549,7 +555,7 @@ class SqlUnitOfWork:
                           based_on: int | None = None) -> int:
         session = await self._orm()
         current = (await session.execute(
-            select(func.max(ConfigVersionRow.version)).where(ConfigVersionRow.kind == kind))).scalar_one()
+            select(func.max(ConfigVersionRow.version)).where(col(ConfigVersionRow.kind) == kind))).scalar_one()
         version = int(current or 0) + 1
         # PostgreSQL (READ COMMITTED) lets another admin's version land between our read of the
         # config and this insert: saving would silently drop their change.
@@ -564,15 +570,16 @@ class SqlUnitOfWork:
         return version
 
     async def config_history(self, kind: str, limit: int = 20) -> list[dict[str, Any]]:
-        stmt = (select(ConfigVersionRow).where(ConfigVersionRow.kind == kind)
-                .order_by(ConfigVersionRow.version.desc()).limit(limit))  # type: ignore[attr-defined]
+        stmt = (select(ConfigVersionRow).where(col(ConfigVersionRow.kind) == kind)
+                .order_by(col(ConfigVersionRow.version).desc()).limit(limit))
         return [
             {"version": r.version, "actor_id": r.actor_id, "note": r.note, "created_at": r.created_at.isoformat()}
             for r in await (await self._connection()).execute(stmt)
         ]
 
     async def config_version(self, kind: str, version: int) -> dict[str, Any] | None:
-        stmt = select(ConfigVersionRow).where(ConfigVersionRow.kind == kind, ConfigVersionRow.version == version)
+        stmt = select(ConfigVersionRow).where(col(ConfigVersionRow.kind) == kind,
+                                              col(ConfigVersionRow.version) == version)
         row = (await (await self._connection()).execute(stmt)).one_or_none()
         return row.payload if row else None
 

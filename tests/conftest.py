@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import build_app
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.web.app import build_app
 from storage.database import Sessions, create_engine, session_factory
 from storage.migrate import upgrade
 
@@ -144,6 +144,6 @@ async def app_client(database_url: str, tmp_path: Path) -> AsyncIterator[TestCli
 
 
 def runtime_of(client: TestClient) -> Runtime:
-    from bot.http_api import RUNTIME
+    from bot.web.api import RUNTIME
 
     return client.app[RUNTIME]  # type: ignore[index]

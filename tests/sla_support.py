@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 from sqlmodel import col
 
-from bot.app import build_app
 from bot.runtime import Runtime
+from bot.web.app import build_app
 from core.clock import FixedClock
 from core.commands import Transition
 from core.model import Person, Ticket, TicketStatus
@@ -45,7 +45,7 @@ async def fixed_clock_app(database_url: str, tmp_path: Path, clock: FixedClock,
 
 
 def runtime(client: TestClient) -> Runtime:
-    from bot.http_api import RUNTIME
+    from bot.web.api import RUNTIME
 
     return client.app[RUNTIME]  # type: ignore[index]
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 @asynccontextmanager
 async def statements_sent(engine: AsyncEngine, *, with_control: bool = False) -> AsyncIterator[list[str]]:
     """Every statement sent while the block runs. On SQLite from sqlite3's own trace (hot statements,
-    storage/sqlite_prepared.py, bypass SQLAlchemy's events; the engine has its one connection), on
+    storage/sqlite/prepared.py, bypass SQLAlchemy's events; the engine has its one connection), on
     PostgreSQL from SQLAlchemy's cursor events. Transaction control (BEGIN, COMMIT, SAVEPOINT ...)
     is left out unless `with_control`."""
     sent: list[str] = []

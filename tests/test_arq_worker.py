@@ -17,9 +17,9 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from bot.app import build_app
-from bot.arq_timers import FIRE_FUNCTION, QUEUE_NAME, timer_job_id
+from bot.jobs.arq_timers import FIRE_FUNCTION, QUEUE_NAME, timer_job_id
 from bot.runtime import Runtime
+from bot.web.app import build_app
 from bot.worker import build_worker
 from core.service import SYSTEM_ACTOR
 from storage.tables import AuditEventRow, TimerRowTable

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 import holidays
 import pytest
 
-from core.business_calendar import (
+from core.errors import InvalidInput
+from core.sla.calendar import (
     BusinessCalendar,
     CalendarError,
     DayKind,
@@ -17,7 +18,6 @@ from core.business_calendar import (
     WorkingHours,
     parse_instant,
 )
-from core.errors import InvalidInput
 
 SH = ZoneInfo("Asia/Shanghai")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from bot.rulebook import RULES_KIND, shipped_rules
+from bot.rules.rulebook import RULES_KIND, shipped_rules
 from nlp.rule_changes import AddKeywords, apply_change
 from storage.database import create_engine, session_factory
 from storage.migrate import upgrade

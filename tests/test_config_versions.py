@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.rulebook import RuleBook
+from bot.rules.rulebook import RuleBook
 from core.clock import FixedClock
 from core.errors import StaleRead
 from core.model import Person, Role

@@ -1,4 +1,4 @@
-"""Hard filters, score math, positions and tie-breaking of core.dispatch."""
+"""Hard filters, score math, positions and tie-breaking of core.dispatch.engine."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.dispatch import (
+from core.dispatch.engine import (
     DispatchPolicy,
     DispatchRequest,
     GeoPoint,

@@ -6,7 +6,7 @@ import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from core.dispatch import (
+from core.dispatch.engine import (
     CandidateIndex,
     DispatchPolicy,
     DispatchRequest,

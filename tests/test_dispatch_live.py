@@ -1,4 +1,4 @@
-"""The per-process candidate index (core/dispatch_live.py) follows the database, whoever changed it.
+"""The per-process candidate index (core/dispatch/live.py) follows the database, whoever changed it.
 
 Each Runtime is a process here: its own engine, its own TicketService and so its own LiveIndex.
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 from bot.runtime import Runtime
 from core.clock import FixedClock
 from core.commands import ReportPosition, Transition
-from core.dispatch import DispatchPolicy, DispatchRequest
-from core.dispatch_admin import DryRunDispatch, SetDispatchWeights, SetDuty, TechnicianFields, UpdateTechnician
-from core.dispatch_live import LiveIndex, live_index
+from core.dispatch.admin import DryRunDispatch, SetDispatchWeights, SetDuty, TechnicianFields, UpdateTechnician
+from core.dispatch.engine import DispatchPolicy, DispatchRequest
+from core.dispatch.live import LiveIndex, live_index
 from tests.conftest import make_settings
 from tests.playground_client import PlaygroundUser
 from tests.test_dispatch_support import advance, clocked, events, person, report, the_offer, ticket

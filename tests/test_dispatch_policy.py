@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from core.dispatch import DispatchPolicy, DispatchPolicyError, DispatchWeights
+from core.dispatch.engine import DispatchPolicy, DispatchPolicyError, DispatchWeights
 from core.errors import InvalidInput
 
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from core.commands import Transition
-from core.dispatch_admin import DryRunDispatch
+from core.dispatch.admin import DryRunDispatch
 from core.model import TicketStatus
 from tests.playground_client import PlaygroundUser
 from tests.test_dispatch_support import (
@@ -92,7 +92,7 @@ async def test_accept_moves_to_accepted_and_tells_the_customer(database_url: str
         accepted = await events(rt, number, "offer_accepted")
         assert len(accepted) == 1 and accepted[0]["actor"] == tech and accepted[0]["via"] == "card"
         assert accepted[0]["candidate"]["person_id"] == tech
-        # The response SLA is met by the acceptance (core.sla_tracking follows the move).
+        # The response SLA is met by the acceptance (core.sla.tracking follows the move).
         assert t.data["sla"]["response"]["met_at"] is not None
 
 

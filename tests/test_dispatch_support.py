@@ -16,7 +16,7 @@ from sqlalchemy import select
 from bot.runtime import Runtime
 from core.clock import FixedClock
 from core.commands import Transition
-from core.dispatch_admin import SetDuty
+from core.dispatch.admin import SetDuty
 from core.model import Person, Ticket
 from storage.tables import CardRow, ConfigVersionRow, TimerRowTable
 from tests.playground_client import PlaygroundUser

@@ -23,8 +23,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
 from adapters.dingtalk.commands import command_text
-from bot.app import build_app
 from bot.runtime import Runtime
+from bot.web.app import build_app
 from core.model import Person, Role, Ticket, TicketStatus
 from storage.tables import AuditEventRow, CardRow, InboxRow, OutboxRow, PersonRow
 from tests.conftest import make_settings, runtime_of

@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from adapters.dingtalk.commands import command_text, parse_command
-from bot.app import build_app
 from bot.runtime import Runtime
+from bot.web.app import build_app
 from core.clock import FixedClock
 from core.model import TicketStatus
 from storage.tables import AuditEventRow, PhotoRow

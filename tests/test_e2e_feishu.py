@@ -27,9 +27,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlmodel import col, func, select
 
 from adapters.feishu.crypto import encrypt, signature
-from bot.app import build_app
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.web.app import build_app
 from core.model import Person, Role, Ticket
 from storage.tables import AuditEventRow, InboxRow, OutboxRow, PersonRow, PhotoRow, TicketRow
 from tests.conftest import make_settings
@@ -455,12 +455,12 @@ async def test_opening_the_bot_chat_gets_the_help_text(feishu: FeishuEnv) -> Non
 def test_the_app_with_feishu_configured_does_not_import_lark_oapi(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import sys
-        from bot.app import build_app
+        from bot.web.app import build_app
         from tests.conftest import make_settings
         settings = make_settings("sqlite:///{tmp_path / 'x.db'}", __import__("pathlib").Path("{tmp_path}"),
                                  feishu_app_id="cli_x", feishu_app_secret="s", feishu_encrypt_key="k")
         app = build_app(settings)
-        assert [a.platform for a in app[__import__("bot.http_api").http_api.RUNTIME].adapters] == ["feishu"]
+        assert [a.platform for a in app[__import__("bot.web.api").web.api.RUNTIME].adapters] == ["feishu"]
         leaked = sorted(name for name in sys.modules if name.startswith("lark_oapi"))
         print(leaked[:3])
         sys.exit(1 if leaked else 0)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import build_app
 from bot.runtime import Runtime
+from bot.web.app import build_app
 from storage.tables import InboxRow
 from tests.fakes.feishu_server import APP_ID, APP_SECRET, FakeFeishu, card_action_event, eventually, message_event
 from tests.test_e2e_feishu import CUSTOMER, FeishuEnv, OffsetClock, feishu_settings

@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from bot.app import build_app
 from bot.runtime import Runtime
+from bot.web.app import build_app
 from core.model import Person, Role, Ticket
 from storage.tables import InboxRow, OutboxRow, TicketRow
 from tests.conftest import make_settings

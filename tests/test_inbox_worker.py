@@ -16,10 +16,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 from sqlalchemy import select, update
 
-from bot.app import build_app
-from bot.arq_inbox import inbox_job_id
-from bot.arq_timers import QUEUE_NAME
+from bot.jobs.arq_inbox import inbox_job_id
+from bot.jobs.arq_timers import QUEUE_NAME
 from bot.runtime import Runtime
+from bot.web.app import build_app
 from bot.worker import build_worker
 from core.inbound import InboundKind, InboundMessage
 from storage.tables import InboxRow, TicketRow

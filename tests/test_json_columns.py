@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core.audit_chain import canonical_json
+from core.audit.chain import canonical_json
 from storage.database import compact_json, parse_json
 
 SAMPLES: list[Any] = [

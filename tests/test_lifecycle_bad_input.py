@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from core.commands import AddPhoto, Transition
 from core.errors import IllegalTransition, NotAllowed
-from core.lifecycle import StartWork
+from core.lifecycle.work import StartWork
 from core.model import TicketStatus
 from storage.tables import PhotoRow
 from tests.conftest import runtime_of

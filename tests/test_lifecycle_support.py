@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import build_app
 from bot.runtime import Runtime
+from bot.web.app import build_app
 from core.clock import FixedClock
 from core.model import Ticket, TicketStatus
 from tests.conftest import make_settings, runtime_of

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from core.clock import FixedClock
 from core.commands import Transition
 from core.errors import NotAllowed
-from core.lifecycle_template import ProposeTemplate, risks, set_option
+from core.lifecycle.template import ProposeTemplate, risks, set_option
 from core.model import TicketStatus
 from core.workflow import repair_service_workflow
 from tests.conftest import runtime_of

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from core.commands import PressCardAction, Transition
-from core.dispatching import AcceptOffer
+from core.dispatch.handlers import AcceptOffer
 from core.errors import Conflict, TicketbotError
 from core.model import TicketStatus
 from core.service import SYSTEM_ACTOR

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import build_app
+from bot.web.app import build_app
 from tests.conftest import make_settings
 from tests.playground_client import PlaygroundUser
 

@@ -152,7 +152,7 @@ async def test_requests_are_answered_while_a_backlog_is_processed(sqlite_url: st
     from aiohttp.test_utils import TestServer
     from sqlalchemy import func, select
 
-    from bot.app import build_app
+    from bot.web.app import build_app
     from core.inbound import InboundKind, InboundMessage
     from storage.tables import InboxRow
     from tests.conftest import make_settings

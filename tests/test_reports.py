@@ -9,7 +9,7 @@ import pytest
 
 from core.clock import FixedClock
 from core.model import Ticket, TicketStatus
-from core.reports import blocked_top, blocked_totals, first_response_stats, percentile
+from core.reports.metrics import blocked_top, blocked_totals, first_response_stats, percentile
 from tests.playground_client import PlaygroundUser
 from tests.sla_support import advance_to, assign_and_accept, at, fixed_clock_app, force, move, report, runtime
 

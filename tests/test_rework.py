@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from aiohttp.test_utils import TestClient
 
 from core.clock import FixedClock
+from core.lifecycle.rework import first_time_fix
 from core.model import Ticket, TicketStatus
-from core.rework import first_time_fix
 from tests.test_lifecycle_support import Person, clock_client, in_progress, snapshot, ticket  # noqa: F401
 
 S = TicketStatus

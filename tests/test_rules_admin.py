@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from aiohttp.test_utils import TestClient
 
-from bot.rules_admin import PENDING_TTL
+from bot.rules.admin import PENDING_TTL
 from core.clock import FixedClock
 from core.model import TicketStatus
 from nlp.rule_commands import RULE_HELP

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient
 
-from bot.rulebook import RULES_KIND, RuleBook, shipped_rules
+from bot.rules.rulebook import RULES_KIND, RuleBook, shipped_rules
 from bot.runtime import Runtime
 from core.inbound import InboundKind, InboundMessage
 from tests.conftest import make_settings

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from bot.rulebook import RULES_KIND
+from bot.rules.rulebook import RULES_KIND
 from core.model import Person, Role, Ticket
 from storage.tables import AuditEventRow
 from tests.conftest import runtime_of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.conversation import CONVERSATIONAL_REPLIES, HELP_TEXT
+from bot.chat.conversation import CONVERSATIONAL_REPLIES, HELP_TEXT
 from core.model import TicketStatus
 from tests.conftest import runtime_of
 from tests.playground_client import PlaygroundUser

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot.rulebook import RuleBook
+from bot.rules.rulebook import RuleBook
 from core.clock import FixedClock
 from core.repository import TimerRow
 from core.service import SYSTEM_ACTOR, ServiceConfig, TicketService

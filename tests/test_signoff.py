@@ -10,9 +10,9 @@ from aiohttp.test_utils import TestClient
 from core.clock import FixedClock
 from core.commands import Transition
 from core.errors import IllegalTransition, NotAllowed
+from core.lifecycle.signoff import validate_signature
 from core.model import TicketStatus
 from core.service import SYSTEM_ACTOR
-from core.signoff import validate_signature
 from tests.conftest import runtime_of
 from tests.test_lifecycle_support import Person, clock_client, in_progress, snapshot, ticket  # noqa: F401
 

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.business_calendar import BusinessCalendar, WorkingHours
 from core.errors import InvalidInput
-from core.sla import (
+from core.sla.calendar import BusinessCalendar, WorkingHours
+from core.sla.matrix import (
     ClockMode,
     Impact,
     Pause,

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from core.errors import InvalidInput
-from core.sla import ClockMode, Impact, Priority, SlaCell, SlaConfigError, SlaMatrix, TimeBand, parse_band
+from core.sla.matrix import ClockMode, Impact, Priority, SlaCell, SlaConfigError, SlaMatrix, TimeBand, parse_band
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_json_round_trip() -> None:
 def test_the_shipped_file_is_in_canonical_form() -> None:
     from importlib import resources
 
-    shipped = resources.files("core").joinpath("sla_defaults.json").read_text(encoding="utf-8")
+    shipped = resources.files("core.sla").joinpath("sla_defaults.json").read_text(encoding="utf-8")
     assert shipped == SlaMatrix.default().to_json()
 
 

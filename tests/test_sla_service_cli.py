@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from core.clock import FixedClock
-from core.sla import SlaMatrix
-from core.sla_config import SLA_KIND
+from core.sla.matrix import SlaMatrix
+from core.sla.stored_config import SLA_KIND
 from tests.playground_client import PlaygroundUser
 from tests.sla_support import at, fixed_clock_app, report, runtime, ticket
 

@@ -9,9 +9,9 @@ import pytest
 
 from bot.service_config import service_config, sla_settings_from
 from core.errors import InvalidInput
+from core.intake.urgency import detect_urgency
 from core.model import TicketStatus
-from core.sla_settings import SlaSettings, parse_pause_states
-from core.urgency import detect_urgency
+from core.settings import SlaSettings, parse_pause_states
 from tests.conftest import make_settings
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.cli import main as cli
+from bot.cli.main import main as cli
 from core.errors import InvalidInput
-from core.sop import default_library, edit_step, parse_markdown, parse_yaml, to_markdown
+from core.lifecycle.sop import default_library, edit_step, parse_markdown, parse_yaml, to_markdown
 from tests.conftest import runtime_of
 from tests.test_lifecycle_support import Person, in_progress
 

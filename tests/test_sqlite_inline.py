@@ -1,4 +1,4 @@
-"""The SQLite driver shim (storage/sqlite_inline.py): statements run inline; results and errors as usual."""
+"""The SQLite driver shim (storage/sqlite/inline.py): statements run inline; results and errors as usual."""
 
 from __future__ import annotations
 

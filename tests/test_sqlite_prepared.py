@@ -1,4 +1,4 @@
-"""Hot statements on SQLite (storage/sqlite_prepared.py): the same rows, values and errors as
+"""Hot statements on SQLite (storage/sqlite/prepared.py): the same rows, values and errors as
 SQLAlchemy gives for the same statement, without SQLAlchemy's per-call work."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound, NoResultFound, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.app import build_app
+from bot.web.app import build_app
 from storage.database import session_factory
-from storage.sqlite_prepared import HotResult, hot
+from storage.sqlite.prepared import HotResult, hot
 from storage.types import UtcDateTime
 from tests.conftest import make_settings, runtime_of
 from tests.playground_client import PlaygroundUser
@@ -229,7 +229,7 @@ async def test_a_message_takes_savepoints_only_for_its_place_in_the_group_and_it
 @pytest.mark.parametrize("moment", [AT, AT.astimezone(ZoneInfo("Asia/Shanghai")), AT.astimezone(ZoneInfo("UTC")),
                                     datetime(2026, 11, 22, 3, 4, 5, tzinfo=UTC)])
 def test_timestamps_are_stored_as_naive_utc_text_with_microseconds(moment: datetime) -> None:
-    from storage.sqlite_inline import InlineSQLiteDialect
+    from storage.sqlite.inline import InlineSQLiteDialect
 
     column = UtcDateTime()
     dialect = InlineSQLiteDialect()

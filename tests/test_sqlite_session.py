@@ -1,4 +1,4 @@
-"""InlineAsyncSession (storage/sqlite_session.py): SQLite sessions without a greenlet per call,
+"""InlineAsyncSession (storage/sqlite/session.py): SQLite sessions without a greenlet per call,
 still waiting their turn for the one connection."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.util.concurrency import in_greenlet
 
 from storage.database import session_factory
-from storage.sqlite_session import InlineAsyncSession
+from storage.sqlite.session import InlineAsyncSession
 from tests.sqlite_tables import Note, engine_with_tables, items
 
 

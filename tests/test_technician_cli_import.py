@@ -11,8 +11,8 @@ import openpyxl
 import pytest
 from sqlalchemy import select
 
-from bot.cli import main
-from core.dispatch_store import TechnicianEntry
+from bot.cli.main import main
+from core.dispatch.store import TechnicianEntry
 from storage.database import create_engine, session_factory
 from storage.tables import AuditEventRow, IdentityRow, PersonRow
 from storage.unit_of_work import SqlUnitOfWork

@@ -8,7 +8,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from bot.technician_import import TechnicianFileError, parse_technician_file
+from bot.cli.technician_file import TechnicianFileError, parse_technician_file
 
 STORES = {"SH01", "HZ02"}
 HEADER = [

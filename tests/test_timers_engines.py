@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.arq_timers import latest_generations, timer_job_id
-from bot.rulebook import RuleBook
-from bot.timer_loop import InProcessTimerEngine
+from bot.jobs.arq_timers import latest_generations, timer_job_id
+from bot.jobs.timer_loop import InProcessTimerEngine
+from bot.rules.rulebook import RuleBook
 from core.clock import FixedClock
-from core.reminder_digest import digest_key
 from core.repository import TimerRow
 from core.service import SYSTEM_ACTOR, ServiceConfig, TicketService
+from core.sla.reminder_digest import digest_key
 from core.timers import FireTimer
 from storage.database import create_engine, session_factory
 from storage.migrate import upgrade

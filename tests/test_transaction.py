@@ -1,4 +1,4 @@
-"""storage/transaction.py: a transaction on the connection, with an ORM session only when asked for."""
+"""storage/transactions/connection.py: a transaction on the connection, with an ORM session only when asked for."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from storage.database import Sessions
 from storage.tables import ConfigVersionRow, StoreRow
-from storage.transaction import Transaction
+from storage.transactions.connection import Transaction
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 

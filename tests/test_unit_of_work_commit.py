@@ -41,7 +41,7 @@ async def test_outbox_rows_and_the_audit_head_are_written_at_commit_and_only_the
     from sqlalchemy import func, select
 
     from core.cards import Notification
-    from core.dispatch_store import ChainMark
+    from core.dispatch.store import ChainMark
     from storage.tables import AuditHeadRow, OutboxRow
 
     await asyncio.to_thread(upgrade, database_url)

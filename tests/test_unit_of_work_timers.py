@@ -57,7 +57,7 @@ async def test_schedule_timers_refuses_one_kind_twice_and_changes_nothing(
 
 async def test_schedule_timers_is_one_statement(sessions: async_sessionmaker[AsyncSession]) -> None:
     """A None in the upsert's SET clause once made SQLAlchemy send the rows one at a time (and on
-    SQLite the hot statement path, storage/sqlite_prepared.py, must keep them in one statement)."""
+    SQLite the hot statement path, storage/sqlite/prepared.py, must keep them in one statement)."""
     async with statements_sent(sessions.kw["bind"]) as sent, SqlUnitOfWork(sessions) as uow:
         timers = await uow.schedule_timers(ticket_number="GD-3", timers=[(f"k{i}", NOW, {}) for i in range(4)])
         await uow.commit()

@@ -9,8 +9,8 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
 
-from bot.app import build_app
-from storage.wal_checkpoint import INLINE_CHECKPOINT_PAGES, WalCheckpointer
+from bot.web.app import build_app
+from storage.sqlite.wal_checkpoint import INLINE_CHECKPOINT_PAGES, WalCheckpointer
 from tests.conftest import make_settings, runtime_of
 
 
@@ -101,7 +101,7 @@ def _frames_in_use(path: Path) -> int:
 async def test_under_steady_writes_the_log_is_rewound(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A checkpoint beside a steady writer never leaves every frame copied when a transaction
     begins, so SQLite never starts the log over; the pass made with our writes paused does."""
-    import storage.wal_checkpoint as wal_checkpoint
+    import storage.sqlite.wal_checkpoint as wal_checkpoint
     from storage.database import create_engine, session_factory
 
     monkeypatch.setattr(wal_checkpoint, "REWIND_FRAMES", 300)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.platform_wecom import WeComSettingsError, config_from_settings
+from bot.platforms.wecom import WeComSettingsError, config_from_settings
 from bot.settings import Settings
 
 GOOD = {

@@ -11,7 +11,7 @@ confirmations are listed, and each rating 1-5 is a button that submits both conf
 rating). Free-text fields are asked for as an ordinary reply. The server validates whatever arrives.
 
 Template mode (`DINGTALK_CARD_TEMPLATE_ID` set): `template_params` fills the cardParamMap of a
-card-platform template built to the contract in README.md (all values strings, as DingTalk requires).
+card-platform template built to the contract in docs/platforms/dingtalk.md (all values strings, as DingTalk requires).
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def text_message(text: str, *, urgent: bool = False) -> RobotMessage:
 
 
 def template_params(card: Card, *, prefix_text: str | None = None, urgent: bool = False) -> dict[str, str]:
-    """cardParamMap for the card-platform template contract (README.md). Values must be strings."""
+    """cardParamMap for the card-platform template contract (docs/platforms/dingtalk.md). Values must be strings."""
     open_card = card.closed_note is None
     actions: list[dict[str, Any]] = [
         {"id": a.id, "label": a.label, "style": a.style.value} for a in card.actions if open_card

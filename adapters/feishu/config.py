@@ -1,12 +1,8 @@
-"""Feishu adapter configuration (built from bot.settings by the composition root)."""
+"""Feishu adapter configuration (built from the settings by the composition root: bot/platforms/feishu.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from bot.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +28,3 @@ class FeishuConfig:
     @property
     def api_base(self) -> str:
         return self.domain.rstrip("/") + "/open-apis"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> FeishuConfig:
-        return cls(
-            app_id=settings.feishu_app_id or "",
-            app_secret=settings.feishu_app_secret or "",
-            encrypt_key=settings.feishu_encrypt_key or "",
-            verification_token=settings.feishu_verification_token or "",
-            domain=settings.feishu_domain,
-            long_connection=settings.feishu_long_connection,
-            max_body_bytes=settings.max_body_bytes,
-        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -42,7 +43,8 @@ def run() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    asyncio.run(_run_async(url))
+    # storage/migrate.py always sets database_url (there is no alembic.ini): a str here.
+    asyncio.run(_run_async(cast(str, url)))
 
 
 run()

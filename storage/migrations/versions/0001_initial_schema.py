@@ -5,7 +5,7 @@ Revises:
 Create Date: 2026-11-21 21:35:51.938496
 """
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes  # the columns use sqlmodel.sql.sqltypes: imported by name so mypy sees it
 from alembic import op
 
 import storage.types

@@ -1,0 +1,196 @@
+"""Chat commands and media handlers of the work-order lifecycle (technicians, customers, warehouse, QC).
+
+Grammar (a ticket number is optional when the technician has exactly one active ticket):
+
+    签到 [工单号]                      check in (needs a shared location + a photo, any order)
+    开始 | 开始检修 | 开工 [工单号]      start work; the SOP card follows
+    <图片>                             a photo for the current ticket (check-in or work evidence)
+    <位置>                             position (technicians) / site of the latest open ticket (customers)
+    完工 [工单号]                      finish (≥ 3 photos since start by default)
+    选择 <工单号>                      the ticket that photos and locations go to
+    等待备件 [工单号] <配件说明>         wait for parts (ticket frozen; warehouse gets a to-do)
+    备件进度 [工单号] <说明>            update on the parts (restarts the 48 h clock)
+    备件到位 [工单号]                   parts arrived (warehouse, technician, supervisor)
+    方案 [工单号] <内容>                a repair plan the customer confirms
+    同意方案 [工单号] | 不同意方案 [工单号] [原因]     the customer's answer
+    质检通过 <工单号> | 质检不通过 <工单号> <原因>      quality check
+    仍未修好 [工单号] [说明]            the customer: back to work / reopen within the rework window
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlmodel import col
+
+from bot.chat.conversation import TICKET_NUMBER, Conversation, Incoming, inbound_handler, text_command
+from bot.chat.reports import report_section
+from bot.photo_store import PhotoStore, decode_base64_image
+from core.commands import AddPhoto, ReportPosition
+from core.errors import DeliveryError, InvalidInput, NotAllowed
+from core.inbound import InboundKind, InboundMessage
+from core.lifecycle.parts import PartsProgress, PartsReady, RequestParts
+from core.lifecycle.rework import REPEAT_WINDOW_DAYS, ReportStillBroken, first_time_fix
+from core.lifecycle.work import CheckIn, Complete, PlanDecision, ProposePlan, QcDecision, SelectTicket, StartWork
+from core.model import ROLE_LABELS, Person, Role, Ticket
+from core.reports.metrics import Period
+from storage.tables import TicketRow
+from storage.unit_of_work import ticket_from_row
+
+log = logging.getLogger(__name__)
+TECH = {Role.TECHNICIAN}
+PARTS_PEOPLE = {Role.TECHNICIAN, Role.WAREHOUSE, Role.SUPERVISOR, Role.ADMIN}
+QC_PEOPLE = {Role.QUALITY, Role.SUPERVISOR, Role.ADMIN}
+
+
+def _require(person: Person, roles: set[Role], command: str) -> None:
+    if person.role not in roles:
+        who = "、".join(ROLE_LABELS[r] for r in sorted(roles))
+        raise NotAllowed(f"「{command}」只有{who}可以使用。", role=person.role.value)
+
+
+def split_number(args: list[str]) -> tuple[str | None, str]:
+    """An optional leading ticket number, and the rest as text."""
+    if args and TICKET_NUMBER.fullmatch(args[0]):
+        return args[0].upper(), " ".join(args[1:])
+    return None, " ".join(args)
+
+
+def photo_store(conv: Conversation) -> PhotoStore:
+    store = conv.extra.get("photo_store")
+    if store is None:
+        store = PhotoStore(conv.extra["runtime"].settings.data_dir)
+        conv.extra["photo_store"] = store
+    return store
+
+
+async def _image_bytes(conv: Conversation, message: InboundMessage) -> bytes:
+    if message.image_b64:
+        return decode_base64_image(message.image_b64)
+    if message.media_ref:
+        sender = conv.extra["runtime"].dispatcher.senders.get(message.platform)
+        if sender is None:
+            raise InvalidInput("暂时无法下载这张图片，请稍后重新发送。")
+        try:
+            return await sender.fetch_media(message.media_ref)
+        except DeliveryError as error:
+            log.warning("fetch_media %s failed: %s", message.platform, error.reason)
+            raise InvalidInput("图片下载失败，请稍后重新发送。") from error
+    raise InvalidInput("没有收到图片内容，请重新发送。")
+
+
+@inbound_handler(InboundKind.IMAGE)
+async def on_image(conv: Conversation, person: Person, message: InboundMessage) -> None:
+    store = photo_store(conv)
+    staged = await store.stage(await _image_bytes(conv, message))
+    try:
+        await conv.run(AddPhoto(staged.sha256, staged.relative_path, staged.size), person, message)
+    except BaseException:
+        await store.discard(staged)
+        raise
+    await store.keep(staged)
+
+
+@inbound_handler(InboundKind.LOCATION)
+async def on_location(conv: Conversation, person: Person, message: InboundMessage) -> None:
+    if message.lat is None or message.lng is None or not (-90 <= message.lat <= 90 and -180 <= message.lng <= 180):
+        raise InvalidInput("位置信息不完整，请重新共享位置。")
+    await conv.run(ReportPosition(message.lat, message.lng), person, message)
+
+
+@text_command("签到", summary="签到（位置 + 现场照片）")
+async def _check_in(conv: Conversation, inc: Incoming) -> None:
+    _require(inc.person, TECH, "签到")
+    number, _rest = split_number(inc.args)
+    await conv.run(CheckIn(number), inc.person, inc.message)
+
+
+@text_command("开始", "开始检修", "开工", summary="开始检修（推送 SOP）")
+async def _start(conv: Conversation, inc: Incoming) -> None:
+    _require(inc.person, TECH, "开始检修")
+    number, _rest = split_number(inc.args)
+    await conv.run(StartWork(number), inc.person, inc.message)
+
+
+@text_command("完工", summary="完工，请客户签字")
+async def _complete(conv: Conversation, inc: Incoming) -> None:
+    _require(inc.person, TECH, "完工")
+    number, _rest = split_number(inc.args)
+    await conv.run(Complete(number), inc.person, inc.message)
+
+
+@text_command("选择", summary="选择当前工单")
+async def _select(conv: Conversation, inc: Incoming) -> None:
+    _require(inc.person, TECH, "选择")
+    number, _rest = split_number(inc.args)
+    if number is None:
+        raise InvalidInput("请写上工单号，例如「选择 GD-20260101-0001」。")
+    await conv.run(SelectTicket(number), inc.person, inc.message)
+
+
+@text_command("等待备件", summary="等待备件（冻结工单，通知仓库）")
+async def _wait_parts(conv: Conversation, inc: Incoming) -> None:
+    _require(inc.person, TECH, "等待备件")
+    number, note = split_number(inc.args)
+    await conv.run(RequestParts(note, number), inc.person, inc.message)
+
+
+@text_command("备件进度", summary="更新备件进度")
+async def _parts_progress(conv: Conversation, inc: Incoming) -> None:
+    _require(inc.person, PARTS_PEOPLE, "备件进度")
+    number, note = split_number(inc.args)
+    await conv.run(PartsProgress(note, number), inc.person, inc.message)
+
+
+@text_command("备件到位", summary="备件到位，恢复检修")
+async def _parts_ready(conv: Conversation, inc: Incoming) -> None:
+    _require(inc.person, PARTS_PEOPLE, "备件到位")
+    number, _rest = split_number(inc.args)
+    await conv.run(PartsReady(number), inc.person, inc.message)
+
+
+@text_command("方案", summary="提交维修方案给客户确认")
+async def _plan(conv: Conversation, inc: Incoming) -> None:
+    _require(inc.person, TECH, "方案")
+    number, text = split_number(inc.args)
+    await conv.run(ProposePlan(text, number), inc.person, inc.message)
+
+
+@text_command("同意方案", "不同意方案", summary="客户确认维修方案")
+async def _plan_answer(conv: Conversation, inc: Incoming) -> None:
+    _require(inc.person, {Role.CUSTOMER}, "同意方案")
+    number, reason = split_number(inc.args)
+    approve = inc.text.startswith("同意方案")
+    await conv.run(PlanDecision(approve, number, reason), inc.person, inc.message)
+
+
+@text_command("质检通过", "质检不通过", summary="质检结论")
+async def _qc(conv: Conversation, inc: Incoming) -> None:
+    _require(inc.person, QC_PEOPLE, "质检")
+    number, reason = split_number(inc.args)
+    if number is None:
+        raise InvalidInput("请写上工单号，例如「质检通过 GD-20260101-0001」。")
+    await conv.run(QcDecision(number, inc.text.startswith("质检通过"), reason), inc.person, inc.message)
+
+
+@text_command("仍未修好", "没修好", "还没修好", summary="反馈仍未修好（返修）")
+async def _still_broken(conv: Conversation, inc: Incoming) -> None:
+    _require(inc.person, {Role.CUSTOMER}, "仍未修好")
+    number, reason = split_number(inc.args)
+    await conv.run(ReportStillBroken(number, reason), inc.person, inc.message)
+
+
+@report_section
+async def _first_time_fix(runtime: Any, period: Period, _tickets: Sequence[Ticket]) -> list[str]:
+    """报表's first-time-fix line: tickets closed in the period, and those that came back within 30 days."""
+    window = timedelta(days=REPEAT_WINDOW_DAYS)
+    async with runtime.sessions() as session:
+        rows = (await session.execute(select(TicketRow).where(or_(
+            and_(col(TicketRow.closed_at) >= period.start - window, col(TicketRow.closed_at) < period.end),
+            and_(col(TicketRow.created_at) >= period.start, col(TicketRow.created_at) < period.end + window),
+        )))).scalars().all()
+    return [first_time_fix([ticket_from_row(r) for r in rows], period.start, period.end).text()]

@@ -1,0 +1,136 @@
+"""`报表`: the supervisors' report in chat (computation in core/reports/metrics.py).
+
+    报表                      the last 7 days
+    报表 7天 / 报表 30天 / 报表 今天 / 报表 本月
+    报表 2026-11-01 2026-11-21    both days included
+    报表 7天 等待备件              the blocked-duration TOP10 of one state
+
+A read model: it queries the tables directly (no transaction, nothing changes) and answers
+through the service like every other reply. Other features add sections with `@report_section`
+(the lifecycle's first-time-fix rate goes there).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select
+from sqlmodel import col
+
+from bot.chat.conversation import Conversation, Incoming, text_command
+from core.errors import InvalidInput
+from core.model import Role, Ticket, TicketStatus
+from core.reports.metrics import Period, render_report
+from storage.tables import AuditEventRow, TicketRow
+from storage.unit_of_work import ticket_from_row
+
+MAX_DAYS = 366
+CHUNK = 500
+USAGE = "用法：报表｜报表 7天｜报表 30天｜报表 今天｜报表 本月｜报表 2026-11-01 2026-11-21｜报表 7天 等待备件"
+_DAYS = re.compile(r"^(?:近|最近)?(\d{1,3})(?:天|日|d)$", re.IGNORECASE)
+
+# (runtime, period, tickets reported in it) -> lines, e.g. the first-time-fix rate.
+ReportSection = Callable[[Any, Period, Sequence[Ticket]], Awaitable[list[str]]]
+_SECTIONS: list[ReportSection] = []
+
+
+def report_section(fn: ReportSection) -> ReportSection:
+    _SECTIONS.append(fn)
+    return fn
+
+
+def _day_start(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=zone)
+
+
+def parse_period(args: list[str], now: datetime, zone: ZoneInfo) -> tuple[Period, TicketStatus | None]:
+    """The period and an optional state filter from the words after 报表."""
+    words = list(args)
+    state: TicketStatus | None = None
+    labels = {s.label: s for s in TicketStatus}
+    if words and (words[-1] in labels or words[-1] in {s.value for s in TicketStatus}):
+        name = words.pop()
+        state = labels.get(name) or TicketStatus(name)
+    today = now.astimezone(zone).date()
+    if not words:
+        return Period(_day_start(today - timedelta(days=6), zone), _day_start(today + timedelta(days=1), zone),
+                      "近7天"), state
+    if len(words) == 1:
+        word = words[0]
+        if word in {"今天", "今日"}:
+            return Period(_day_start(today, zone), _day_start(today + timedelta(days=1), zone), "今天"), state
+        if word in {"本月", "这个月"}:
+            return Period(_day_start(today.replace(day=1), zone), _day_start(today + timedelta(days=1), zone),
+                          "本月"), state
+        match = _DAYS.match(word)
+        if match:
+            days = int(match.group(1))
+            if not 1 <= days <= MAX_DAYS:
+                raise InvalidInput(f"天数必须在 1–{MAX_DAYS} 之间。{USAGE}")
+            return Period(_day_start(today - timedelta(days=days - 1), zone),
+                          _day_start(today + timedelta(days=1), zone), f"近{days}天"), state
+    if len(words) == 2:
+        try:
+            first, last = (date.fromisoformat(word.replace("/", "-")) for word in words)
+        except ValueError:
+            raise InvalidInput(f"无法识别的日期：{' '.join(words)}。{USAGE}") from None
+        if last < first:
+            raise InvalidInput(f"结束日期 {last} 早于开始日期 {first}。{USAGE}")
+        if (last - first).days + 1 > MAX_DAYS:
+            raise InvalidInput(f"时间段最长 {MAX_DAYS} 天。{USAGE}")
+        return Period(_day_start(first, zone), _day_start(last + timedelta(days=1), zone),
+                      f"{first.isoformat()} 至 {last.isoformat()}"), state
+    raise InvalidInput(f"看不懂报表的时间段「{' '.join(args)}」。{USAGE}")
+
+
+async def load_report_data(runtime: Any, period: Period, now: datetime
+                           ) -> tuple[list[Ticket], list[Ticket], dict[str, list[tuple[datetime, TicketStatus]]]]:
+    async with runtime.sessions() as session:
+        rows = (await session.execute(
+            select(TicketRow).where(col(TicketRow.created_at) >= period.start, col(TicketRow.created_at) < period.end)
+            .order_by(col(TicketRow.id)))).scalars().all()
+        tickets = [ticket_from_row(r) for r in rows]
+        open_rows = (await session.execute(
+            select(TicketRow).where(
+                col(TicketRow.status).not_in([TicketStatus.CLOSED.value, TicketStatus.CANCELLED.value]),
+                or_(col(TicketRow.response_due) < now, col(TicketRow.resolution_due) < now),
+            ))).scalars().all()
+        open_tickets = [ticket_from_row(r) for r in open_rows]
+        history: dict[str, list[tuple[datetime, TicketStatus]]] = {t.number: [] for t in tickets}
+        numbers = list(history)
+        for start in range(0, len(numbers), CHUNK):
+            events = (await session.execute(
+                select(col(AuditEventRow.ticket_number), col(AuditEventRow.kind), col(AuditEventRow.at),
+                       col(AuditEventRow.payload))
+                .where(col(AuditEventRow.kind).in_(["ticket_created", "status_changed"]),
+                       col(AuditEventRow.ticket_number).in_(numbers[start:start + CHUNK]))
+                .order_by(col(AuditEventRow.seq)))).all()
+            for number, kind, at, payload in events:
+                try:
+                    state = TicketStatus(payload.get("status") if kind == "ticket_created" else payload.get("to"))
+                except ValueError:
+                    continue
+                history[number].append((at, state))
+        for t in tickets:
+            if not history[t.number]:  # no trail (imported data): one stay in the current state
+                history[t.number].append((t.created_at, t.status))
+    return tickets, open_tickets, history
+
+
+@text_command("报表", roles={Role.SUPERVISOR, Role.ADMIN}, summary="首响、SLA 达成率、超时与阻塞时长")
+async def _report(conv: Conversation, inc: Incoming) -> None:
+    runtime = conv.extra["runtime"]
+    zone: ZoneInfo = conv.service.config.timezone
+    now = conv.service.clock.now()
+    period, state = parse_period(inc.args, now, zone)
+    tickets, open_tickets, history = await load_report_data(runtime, period, now)
+    sections: list[str] = []
+    for section in _SECTIONS:
+        sections.extend(await section(runtime, period, tickets))
+    text = render_report(period, tickets, open_tickets, history, now, zone=zone, state_filter=state,
+                         extra_sections=sections)
+    await conv.reply(inc.person, inc.message, text)
