@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.settings import is_loopback
 from core.model import Person, Role
 from storage.tables import IdentityRow, PersonRow, StoreRow, TechnicianRow
 
@@ -32,6 +33,17 @@ PEOPLE: list[tuple[str, str, Role, str | None, str | None, list[str], list[str],
      ["电控类", "机械类", "电梯类"], []),
     ("cust-demo", "客户 演示", Role.CUSTOMER, None, None, [], [], []),
 ]
+
+
+def demo_wanted(load_demo: str, bind: str | None) -> bool:
+    """LOAD_DEMO: `on` loads the demo into an empty database whatever the bind; `auto` only when
+    bound to a loopback address (a local trial: on a network bind, or with no bind at all as in
+    `ticketbot dingtalk`, the database is a real directory, and demo technicians would get real
+    jobs); anything else never."""
+    value = load_demo.strip().lower()
+    if value in {"on", "yes", "true", "1"}:
+        return True
+    return value == "auto" and bind is not None and is_loopback(bind)
 
 
 async def directory_is_empty(sessions: async_sessionmaker[AsyncSession]) -> bool:

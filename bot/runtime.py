@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from adapters.base import PlatformAdapter
+from bot.audit_key import seal_legacy_chain, use_audit_key
 from bot.chat.conversation import Conversation
 from bot.jobs.delivery import InboxProcessor, OutboxDispatcher
 from bot.jobs.timer_loop import InProcessTimerEngine
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 COMMAND_MODULES: tuple[str, ...] = ("bot.chat.reports", "bot.chat.lifecycle", "bot.chat.sla", "bot.chat.sop",
                                     "bot.chat.template", "bot.chat.rules", "bot.chat.triage",
                                     "bot.chat.dispatch", "bot.chat.root_cause",
-                                    "bot.chat.position")
+                                    "bot.chat.position", "bot.chat.ticket_admin")
 
 
 class Runtime:
@@ -57,6 +58,7 @@ class Runtime:
             if wal_path is not None else None
         self.engine = create_engine(self.database_url, inline_checkpoint_pages=INLINE_CHECKPOINT_PAGES
                                     if self.checkpointer else None)
+        use_audit_key(self.engine, settings)  # AUDIT_KEY, or DATA_DIR/audit.key made on the first start
         self.channels = settings.delivery_channels()
         self.sessions = session_factory(self.engine)
         self.rulebook = RuleBook()
@@ -104,16 +106,17 @@ class Runtime:
         """A unit of work for a lookup: no savepoint of its own in the inbox's shared transaction."""
         return SqlUnitOfWork(self.sessions, channels=self.channels, savepoint=False)
 
-    async def prepare_database(self) -> None:
-        """Migrate to the newest schema and, on an empty database, load the demo directory."""
+    async def prepare_database(self, *, bind: str | None = None) -> None:
+        """Migrate to the newest schema and, on an empty database, load the demo directory when
+        LOAD_DEMO wants it for this bind address (`bot.demo.demo_wanted`; None: no HTTP bind)."""
         if not await is_at_head(self.engine) and not await create_fresh_schema(self.engine):
             await asyncio.to_thread(upgrade, self.database_url)
-        if self.settings.load_demo.lower() in {"auto", "on", "yes", "true", "1"}:
-            from bot.demo import directory_is_empty, load_demo
+        await seal_legacy_chain(self.uow, self.clock.now())  # a chain from before audit keys, once
+        from bot.demo import demo_wanted, directory_is_empty, load_demo
 
-            if await directory_is_empty(self.sessions):
-                added = await load_demo(self.sessions, self.clock.now())
-                log.info("loaded the demo directory (%s people)", added)
+        if demo_wanted(self.settings.load_demo, bind) and await directory_is_empty(self.sessions):
+            added = await load_demo(self.sessions, self.clock.now())
+            log.info("loaded the demo directory (%s people)", added)
 
     async def start(self, *, background: bool = True, inbound: bool = True) -> None:
         """`inbound=False` (a worker): platform senders work, but no long connection receives."""

@@ -9,7 +9,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(default=None, description="Unset: in-process timers. Set: arq/Redis.")
     timezone: str = Field(default="Asia/Shanghai", description="The tenant's zone for numbers, hours, SLAs.")
+    audit_key: SecretStr | None = Field(
+        default=None, description="HMAC key of the audit chain (≥ 32 characters); unset: DATA_DIR/audit.key, "
+                                  "generated on first start. Several hosts must share one.")
 
     # --- business calendar and SLA (see core/sla/matrix.py, core/sla/calendar.py) ---
     business_hours: str = Field(default="08:00-18:00", description="Working hours in TIMEZONE.")
@@ -41,9 +44,11 @@ class Settings(BaseSettings):
 
     # --- HTTP ---
     api_token: str | None = Field(default=None, description="When set, /api/ requires Bearer auth.")
-    playground: str | None = Field(default=None, description="on/off; default on only on a loopback bind.")
+    playground: str | None = Field(default=None, description="on/off; default on only on a loopback bind "
+                                                             "(on elsewhere: served with a loud warning).")
     max_body_bytes: int = Field(default=1_048_576, description="Largest accepted request body.")
-    load_demo: str = Field(default="auto", description="auto: load the demo directory into an empty database.")
+    load_demo: str = Field(default="auto", description="auto: demo directory into an empty database on a "
+                                                       "loopback bind only; on: any bind; off: never.")
 
     # --- WeCom (企业微信) ---
     wecom_corp_id: str | None = None

@@ -28,6 +28,7 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
 
+from bot.audit_key import use_audit_key
 from bot.jobs.arq_inbox import INBOX_FUNCTION
 from bot.jobs.arq_timers import FIRE_FUNCTION, QUEUE_NAME, ArqTimerAlarm
 from bot.rules.rulebook import RuleBook
@@ -59,6 +60,7 @@ class TimerWorkerStack:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.engine = create_engine(settings.resolved_database_url())
+        use_audit_key(self.engine, settings)  # the same key as every other process of the deployment
         self.sessions = session_factory(self.engine)
         self.store = SqlTimerStore(self.sessions)
         self.alarm = ArqTimerAlarm(redis, queue_name)

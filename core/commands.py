@@ -57,3 +57,23 @@ class AddPhoto:
     path: str
     size: int
     number: str | None = None  # None: the actor's current job
+    width: int = 0  # pixels, as decoded where the bytes were stored (bot/photo_store.py)
+    height: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePriority:
+    """Staff correct what intake read: priority (紧急/常规/咨询) and/or impact (单用户/部门/全厂).
+    The SLA is re-planned (core/sla/replan.py)."""
+
+    number: str
+    priority: str | None = None
+    impact: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTicket:
+    """`取消工单 号 原因`: the customer before a technician accepted, staff at any open state."""
+
+    number: str
+    reason: str

@@ -96,13 +96,23 @@ class Ticket:
     needs_review: bool = False  # 待复核: the first assignee did not respond in time
     site_lat: float | None = None
     site_lng: float | None = None
-    first_response_at: datetime | None = None
+    first_response_at: datetime | None = None  # set by storage when the first offer is delivered
     closed_at: datetime | None = None
     response_due: datetime | None = None
     resolution_due: datetime | None = None
     id: int | None = None
     version: int = 0  # optimistic concurrency: bumped on every save
     data: dict[str, Any] = field(default_factory=dict)  # classifier output, photos count, etc.
+
+    @property
+    def accepted_at(self) -> datetime | None:
+        """When a technician first accepted the job (the human response; dispatch records it)."""
+        value = self.data.get("accepted_at")
+        if not isinstance(value, str):  # tickets accepted before it was recorded: their acceptance
+            dispatch = self.data.get("dispatch")
+            accepted = dispatch.get("accepted") if isinstance(dispatch, dict) else None
+            value = accepted.get("at") if isinstance(accepted, dict) else None
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
 
     def to_public_dict(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
@@ -123,7 +133,9 @@ class Ticket:
             "site": {"lat": self.site_lat, "lng": self.site_lng} if self.site_lat is not None else None,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
+            # The first offer reached a technician's chat (recorded on delivery), then the first 接单.
             "first_response_at": iso(self.first_response_at),
+            "accepted_at": iso(self.accepted_at),
             "closed_at": iso(self.closed_at),
             "response_due": iso(self.response_due),
             "resolution_due": iso(self.resolution_due),

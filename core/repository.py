@@ -113,6 +113,12 @@ class UnitOfWork(Protocol):
         self, *, kind: str, actor_id: str, at: datetime, payload: dict[str, Any], ticket_number: str | None
     ) -> None: ...
 
+    async def lock_audit_chain(self, at: datetime) -> None:
+        """Take the chain head's lock now rather than at the first append (held to the end of the
+        transaction): a transaction that appends and also locks rows other than its ticket's takes it
+        first, the lock order of core/timers.py."""
+        ...
+
     async def audit_for_ticket(self, number: str) -> list[AuditEvent]: ...
 
     # --- outbox ---
@@ -153,8 +159,13 @@ class UnitOfWork(Protocol):
     # Whether this unit of work has committed (a handler may commit part of its work, then fail).
     committed: bool
 
+    async def peek_timer(self, timer_id: int) -> TimerRow | None:
+        """The timer row as last committed, without a lock (FireTimer: which ticket to lock first)."""
+        ...
+
     async def claim_timer(self, timer_id: int, generation: int, now: datetime) -> TimerRow | None:
-        """Mark a pending, due timer of this generation fired (locked); None when stale or early."""
+        """Mark a pending, due timer of this generation fired (locked); None when stale or early.
+        Lock order: a ticket before its timer rows (see core/timers.py)."""
         ...
 
     # --- versioned configuration (rules, SLA matrix, dispatch policy, workflow) ---

@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib
 import uuid
 from bisect import bisect_right
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -32,13 +33,15 @@ STALE_READ_ATTEMPTS = 3  # one per admin saving at the same moment is plenty
 HANDLER_MODULES: tuple[str, ...] = (
     "core.intake.tickets", "core.intake.triage",
     "core.replies", "core.transitions", "core.timers",
-    "core.sla.tracking", "core.sla.escalation", "core.sla.admin",
+    "core.sla.tracking", "core.sla.escalation", "core.sla.admin", "core.sla.replan",
     "core.dispatch.handlers", "core.dispatch.admin",
     "core.lifecycle.work", "core.lifecycle.signoff", "core.lifecycle.parts", "core.lifecycle.rework",
     "core.lifecycle.sop_handlers", "core.lifecycle.template",
     "core.audit.refusals",
 )
 
+# The actor of what the service does on its own: dispatch, the SLA clock, moves a timer causes.
+# Its audit events keep who (a person's id) or what ("timer:<kind>") set them off in `caused_by`.
 SYSTEM_ACTOR = Person(id="system", name="系统", role=Role.ADMIN)
 
 C = TypeVar("C")
@@ -118,6 +121,10 @@ class Context:
     reply_context: dict[str, Any] = field(default_factory=dict)
     now: datetime = field(init=False)
     notifications: list[Notification] = field(default_factory=list)
+    # Inside `as_system()`: what is done is a system step (audited as SYSTEM_ACTOR).
+    system_depth: int = 0
+    # What set off a command the system runs itself (a timer: "timer:<kind>"), for `caused_by`.
+    cause: str | None = None
 
     def __post_init__(self) -> None:
         self.now = self.clock.now()
@@ -126,10 +133,39 @@ class Context:
     def config(self) -> ServiceConfig:
         return self.service.config
 
+    @property
+    def is_system(self) -> bool:
+        return self.actor.id == SYSTEM_ACTOR.id
+
+    @contextmanager
+    def as_system(self, cause: str | None = None) -> Iterator[None]:
+        """Audit what happens inside as the system's step (the actor's permissions do not change);
+        `cause`: what set it off when no person did (a timer)."""
+        previous = self.cause
+        self.system_depth += 1
+        if cause is not None:
+            self.cause = cause
+        try:
+            yield
+        finally:
+            self.system_depth -= 1
+            self.cause = previous
+
+    def attribution(self) -> tuple[str, str | None]:
+        """(actor id, caused_by) for an audit event made now."""
+        if self.is_system:
+            return SYSTEM_ACTOR.id, self.cause
+        if self.system_depth:
+            return SYSTEM_ACTOR.id, self.actor.id
+        return self.actor.id, None
+
     async def audit(self, kind: str, payload: dict[str, Any], ticket: Ticket | None = None) -> None:
+        actor_id, caused_by = self.attribution()
+        if caused_by is not None and "caused_by" not in payload:
+            payload = {**payload, "caused_by": caused_by}
         await self.uow.append_audit(
             kind=kind,
-            actor_id=self.actor.id,
+            actor_id=actor_id,
             at=self.now,
             payload=payload,
             ticket_number=ticket.number if ticket else None,
@@ -164,8 +200,15 @@ class Context:
 
     async def move(self, ticket: Ticket, name: str, *, payload: dict[str, Any] | None = None,
                    as_system: bool = False) -> Ticket:
-        """Apply a workflow transition: check state, role and guards; save; audit; run after-move hooks."""
-        role = None if as_system or self.actor.id == SYSTEM_ACTOR.id else self.actor.role
+        """Apply a workflow transition: check state, role and guards; save; audit; run after-move hooks.
+        `as_system`: the system's step (no role check; audited as SYSTEM_ACTOR, caused by the actor)."""
+        if as_system:
+            with self.as_system():
+                return await self._move(ticket, name, payload, as_system=True)
+        return await self._move(ticket, name, payload, as_system=False)
+
+    async def _move(self, ticket: Ticket, name: str, payload: dict[str, Any] | None, *, as_system: bool) -> Ticket:
+        role = None if as_system or self.is_system else self.actor.role
         step = self.config.workflow.check(ticket.status, name, role)
         for guard_name in step.guards:
             check = _GUARDS.get(guard_name)

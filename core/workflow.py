@@ -129,8 +129,9 @@ def repair_service_workflow() -> Workflow:
             _t("sign_off", {S.PENDING_SIGNOFF}, S.CLOSED, {Role.CUSTOMER}, "客户签字结案", ("customer", "signoff")),
             _t("still_broken", {S.PENDING_SIGNOFF}, S.IN_PROGRESS, {Role.CUSTOMER}, "仍未修好", ("customer",)),
             _t("reopen", {S.CLOSED}, S.REOPENED, {Role.CUSTOMER, *STAFF}, "重开"),
-            _t("cancel", set(OPEN_WORK_STATES) | {S.WAITING_PARTS}, S.CANCELLED,
-               {Role.CUSTOMER, *STAFF}, "取消"),
+            # Staff at any open state; the customer until a technician accepted (guard "cancellable").
+            _t("cancel", set(OPEN_WORK_STATES) | {S.WAITING_PARTS, S.PENDING_SIGNOFF}, S.CANCELLED,
+               {Role.CUSTOMER, *STAFF}, "取消", ("cancellable",)),
         ),
         options=dict(DEFAULT_OPTIONS),
     )

@@ -152,8 +152,8 @@ class FaultClassifier:
         found = {span.text for span in spans if span.term is not None}
         extra = [
             span
-            for key, term in self._index.literal_keywords
-            if key in normalised and key not in found
+            for key, term, pattern in self._index.literal_keywords
+            if key not in found and key in normalised and pattern.search(normalised)
             for span in (Span(" ", None, True), Span(key, term, False))  # own clause: no negation reaches it
         ]
         return spans + extra if extra else spans

@@ -12,6 +12,7 @@ that uses jieba, nor from one rule set into another (a dry run, another runtime,
 from __future__ import annotations
 
 import gc
+import re
 import sys
 import threading
 import weakref
@@ -129,14 +130,36 @@ class Segmenter:
         return self._tokenizer is not None
 
     def cut(self, text: str) -> list[str]:
-        """Tokens of `text` in order; their concatenation is `text`. Warms on first use."""
+        """Tokens of `text` in order; their concatenation is `text`; a Latin word is never cut.
+        Warms on first use."""
         if self._tokenizer is None:
             self.warm()
         assert self._tokenizer is not None
         # HMM off: every term we care about is in the dictionary, and guessing new words
         # would glue unknown characters onto keywords (and costs ~40% throughput).
         tokens: list[str] = self._tokenizer.lcut(text, HMM=False)  # jieba is untyped
-        return tokens
+        return _whole_latin_words(tokens) if _LATIN_PAIR.search(text) else tokens
+
+
+# ASCII letters, digits and '_' make up a Latin word (what regex `\b` calls a word character).
+_LATIN_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_LATIN_PAIR = re.compile(r"[A-Za-z0-9_]{2}")
+
+
+def _whole_latin_words(tokens: list[str]) -> list[str]:
+    """Glue tokens back where jieba cut inside a Latin word: a dictionary word such as `error`
+    or `hi` is split out of `onerror` or `nothing`, and terms must match whole words only.
+    A Chinese character next to a Latin word is a boundary (OBD报错), as are spaces and
+    punctuation."""
+    result: list[str] = []
+    glue = False  # the previous token ends with a Latin word character
+    for token in tokens:
+        if glue and token[0] in _LATIN_WORD_CHARS:
+            result[-1] += token
+        else:
+            result.append(token)
+        glue = token[-1] in _LATIN_WORD_CHARS
+    return result
 
 
 def _jieba_can_hold(term: str) -> bool:

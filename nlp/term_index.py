@@ -1,9 +1,9 @@
 """Everything the classifier looks for, indexed by normalised surface form, and the span matcher.
 
 A term matches only a run of whole jieba tokens (so 响 never fires inside 影响, 抖 never
-inside 抖音), and at each position the longest run wins (没反应 beats 没 + 反应, 喇叭不响
-beats 不 + 响). Admin keywords are plain strings, never patterns: `'.*` is looked up
-character for character.
+inside 抖音, error never inside onerror: the segmenter never cuts a Latin word), and at each
+position the longest run wins (没反应 beats 没 + 反应, 喇叭不响 beats 不 + 响). Admin keywords
+are plain strings, never patterns: `'.*` is looked up character for character.
 """
 
 from __future__ import annotations
@@ -53,6 +53,15 @@ class Span(NamedTuple):
 
 
 _WORD_CHAR = re.compile(r"\w")
+_LATIN_WORD_CHAR = re.compile(r"[A-Za-z0-9_]")
+
+
+def _literal_pattern(key: str) -> re.Pattern[str]:
+    """`key` as a literal, not glued to Latin letters or digits at an end that is itself Latin
+    (the same word boundary the segmenter keeps for tokens)."""
+    before = "(?<![A-Za-z0-9_])" if _LATIN_WORD_CHAR.match(key[0]) else ""
+    after = "(?![A-Za-z0-9_])" if _LATIN_WORD_CHAR.match(key[-1]) else ""
+    return re.compile(before + re.escape(key) + after)
 
 
 class TermIndex:
@@ -121,9 +130,10 @@ class TermIndex:
         }
         self.max_length = max((len(k) for k in terms), default=1)
         # Keywords with punctuation or spaces ('; drop table, a.*b) may span more tokens than the
-        # matcher joins; they are also looked up as plain substrings (never as patterns).
+        # matcher joins; they are also looked up as literal substrings (escaped, never patterns),
+        # whole Latin words only: c++ is not found in abc++.
         self.literal_keywords = tuple(
-            (key, self.terms[key])
+            (key, self.terms[key], _literal_pattern(key))
             for key in owner
             if any(not (ch.isalnum() or "\u4e00" <= ch <= "\u9fff") for ch in key)
         )

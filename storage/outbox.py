@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from core.cards import Notification
+from core.cards import CardKind, Notification
 from core.ports import Clock
 from storage.sqlite.prepared import hot
-from storage.tables import CardRow, IdentityRow, OutboxRow
+from storage.tables import CardRow, IdentityRow, OutboxRow, TicketRow
 
 # The playground reads this after every message it sends: built once (composing costs more than running).
 _LOCAL_MESSAGES = hot(select(col(OutboxRow.id), col(OutboxRow.payload), col(OutboxRow.created_at))
@@ -22,7 +22,27 @@ _LOCAL_MESSAGES = hot(select(col(OutboxRow.id), col(OutboxRow.payload), col(Outb
 _CARD_STATES = hot(select(col(CardRow.id), col(CardRow.payload), col(CardRow.state)).where(
     col(CardRow.id).in_(bindparam("ids", expanding=True))))
 
+# A ticket's first response is the moment its first dispatch offer reached a technician's chat: set
+# once, by the delivery that got there first, without a version bump (a command that read the
+# ticket before keeps its save; storage/unit_of_work.py never writes a NULL over it).
+_RECORD_FIRST_RESPONSE = hot(update(TicketRow).where(col(TicketRow.number) == bindparam("w_number"),
+                                                     col(TicketRow.first_response_at).is_(None))
+                             .values(first_response_at=bindparam("at")))
+
 MAX_DELIVERY_ATTEMPTS = 12
+
+
+def offer_ticket(notification: Notification) -> str | None:
+    """The ticket whose dispatch offer this notification brings to a technician (not an update of
+    the card in place): delivering it is that ticket's first response, if none came before."""
+    card = notification.card
+    if card is None or notification.replaces_card_id or card.kind is not CardKind.OFFER:
+        return None
+    return card.ticket_number
+
+
+async def record_first_response(conn: AsyncConnection | AsyncSession, number: str, at: datetime) -> None:
+    await conn.execute(_RECORD_FIRST_RESPONSE, {"w_number": number, "at": at})
 
 
 @dataclass(slots=True)
@@ -67,10 +87,15 @@ class SqlOutbox:
                                                row.attempts))
         return claimed
 
-    async def mark_sent(self, outbox_id: int, external_id: str | None) -> None:
+    async def mark_sent(self, outbox_id: int, external_id: str | None, *, offer_of: str | None = None) -> None:
+        """The platform accepted the delivery now. `offer_of`: it was the dispatch offer of this
+        ticket (see `offer_ticket`), whose first response it is unless another offer arrived first."""
+        now = self._clock.now()
         async with self._sessions() as session, session.begin():
             await session.execute(update(OutboxRow).where(col(OutboxRow.id) == outbox_id).values(
-                status="sent", sent_at=self._clock.now(), external_id=external_id, error=None))
+                status="sent", sent_at=now, external_id=external_id, error=None))
+            if offer_of is not None:
+                await record_first_response(session, offer_of, now)
 
     async def mark_retry(self, outbox_id: int, attempt: int, reason: str, retry_after_s: float | None) -> None:
         backoff = min(600.0, 2.0 ** attempt)

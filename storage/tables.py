@@ -115,12 +115,14 @@ class AuditEventRow(SQLModel, table=True):
 
 
 class AuditHeadRow(SQLModel, table=True):
-    """The single row holding the chain head; locking it serialises appends across processes."""
+    """The single row holding the chain head; locking it serialises appends across processes.
+    `mac`: the head's HMAC under the audit key (None: written before keys, see core/audit/chain.py)."""
 
     __tablename__ = "audit_head"
     id: int = Field(default=1, primary_key=True)
     seq: int = 0
     hash: str = Field(default="0" * 64, max_length=64)
+    mac: str | None = Field(default=None, max_length=64)
 
 
 class InboxRow(SQLModel, table=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -13,12 +14,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from core.audit.chain import event_hash
+from core.audit.chain import SEAL_ACTOR, SEAL_KIND, AuditKey, event_hash, head_mac, seal_payload
 from core.cards import Card, Notification
 from core.errors import Conflict, StaleRead
 from core.lifecycle.photos import PhotoRecord
 from core.model import AuditEvent, Person, Role, Ticket, TicketStatus
 from core.repository import StoredCard, TimerRow
+from storage.audit_keys import audit_key_for
+from storage.outbox import offer_ticket, record_first_response
 from storage.sqlite.prepared import hot
 from storage.tables import (
     AuditEventRow,
@@ -37,8 +40,12 @@ from storage.tables import (
 from storage.technicians import SqlDispatchStore
 from storage.transactions.connection import Transaction
 from storage.transactions.shared import after_commit as run_after_commit
+from storage.types import UtcDateTime
 
 LOCAL_CHANNEL = "local"
+
+log = logging.getLogger(__name__)
+_FOREIGN_HEAD_REPORTED: list[bool] = []  # a head under another audit key is logged once per process
 
 
 def ticket_from_row(row: TicketRow | Row[Any]) -> Ticket:
@@ -81,6 +88,11 @@ def person_from_row(row: PersonRow | Row[Any]) -> Person:
     )
 
 
+def _timer_from_row(row: Row[Any]) -> TimerRow:
+    return TimerRow(id=row.id, kind=row.kind, ticket_number=row.ticket_key or None, due_at=row.due_at,
+                    generation=row.generation, state=row.state, payload=dict(row.payload or {}))
+
+
 _TICKET_FIELDS = (
     "customer_id", "subject", "description", "category", "priority", "impact", "assignee_id", "needs_review",
     "site_lat", "site_lng", "created_at", "updated_at", "first_response_at", "closed_at", "response_due",
@@ -91,8 +103,12 @@ _TICKET_FIELDS = (
 # statement with .values(...) per call and running it through the ORM session cost several times the
 # SQLite call itself (fault intake runs ~20 of them per report).
 _INSERT_TICKET = hot(insert(TicketRow).returning(col(TicketRow.id)))
+# first_response_at is recorded by the delivery of the first offer (storage/outbox.py) without a
+# version bump: a save never writes NULL over it (COALESCE), so a command that read before keeps it.
 _SAVE_TICKET = hot(update(TicketRow).where(col(TicketRow.number) == bindparam("w_number"),
-                                           col(TicketRow.version) == bindparam("w_version")))
+                                           col(TicketRow.version) == bindparam("w_version"))
+                   .values(first_response_at=func.coalesce(bindparam("w_first_response_at", type_=UtcDateTime()),
+                                                           TicketRow.first_response_at)))
 _INSERT_AUDIT = hot(insert(AuditEventRow))
 _UPDATE_AUDIT_HEAD = hot(update(AuditHeadRow).where(col(AuditHeadRow.id) == 1))
 _INSERT_OUTBOX = hot(insert(OutboxRow))
@@ -101,7 +117,8 @@ _CHANNEL_OF = hot(select(col(PersonRow.preferred_channel)).where(col(PersonRow.i
 _PERSON_BY_IDENTITY = hot(select(PersonRow).join(IdentityRow, col(IdentityRow.person_id) == PersonRow.id).where(
     col(IdentityRow.platform) == bindparam("platform"), col(IdentityRow.external_id) == bindparam("external_id")))
 _PERSON_BY_ID = hot(select(PersonRow).where(col(PersonRow.id) == bindparam("person_id")))
-_AUDIT_HEAD_LOCKED = hot(select(col(AuditHeadRow.seq), col(AuditHeadRow.hash)).where(col(AuditHeadRow.id) == 1)
+_AUDIT_HEAD_LOCKED = hot(select(col(AuditHeadRow.seq), col(AuditHeadRow.hash), col(AuditHeadRow.mac))
+                         .where(col(AuditHeadRow.id) == 1)
                          .with_for_update())
 _INSERT_PERSON = hot(insert(PersonRow))
 _INSERT_IDENTITY = hot(insert(IdentityRow))
@@ -114,6 +131,13 @@ _TIMER_COLUMNS = (col(TimerRowTable.id), col(TimerRowTable.kind), col(TimerRowTa
 _GET_TIMER = hot(select(*_TIMER_COLUMNS).where(col(TimerRowTable.kind) == bindparam("kind"),
                                               col(TimerRowTable.ticket_key) == bindparam("ticket_key")))
 _GET_TIMER_LOCKED = hot(_GET_TIMER.with_for_update())
+_PEEK_TIMER = hot(select(*_TIMER_COLUMNS).where(col(TimerRowTable.id) == bindparam("timer_id")))
+# The claim is one UPDATE: it takes the row lock, and on PostgreSQL re-checks its WHERE on the row as a
+# concurrent transaction committed it, so a generation bumped meanwhile claims nothing.
+_CLAIM_TIMER = hot(update(TimerRowTable).where(
+    col(TimerRowTable.id) == bindparam("w_id"), col(TimerRowTable.generation) == bindparam("w_generation"),
+    col(TimerRowTable.state) == "pending", col(TimerRowTable.due_at) <= bindparam("w_now", type_=UtcDateTime()),
+).values(state="fired", fired_at=bindparam("fired_at", type_=UtcDateTime())).returning(*_TIMER_COLUMNS))
 _CANCEL_TIMERS = hot(update(TimerRowTable).where(
     col(TimerRowTable.ticket_key) == bindparam("w_ticket_key"), col(TimerRowTable.state) == "pending"
 ).values(state="cancelled", generation=TimerRowTable.generation + 1))
@@ -186,6 +210,8 @@ class SqlUnitOfWork:
         self._channels: dict[str, str | None] = {}
         # Tickets saved in this transaction and not written yet (see _write_tickets), by number.
         self._unwritten: dict[str, _UnwrittenTicket] = {}
+        # (ticket, at) of dispatch offers queued for the playground: readable there, so delivered, at commit.
+        self._local_offers: list[tuple[str, datetime]] = []
 
     async def __aenter__(self) -> SqlUnitOfWork:
         return self
@@ -210,12 +236,18 @@ class SqlUnitOfWork:
 
     async def _write_deferred(self) -> None:
         await self._write_tickets()
+        # Offers queued for the playground are delivered by this commit. Their tickets were saved by
+        # dispatch and just written: row locks this transaction holds already (ticket before audit head).
+        offers, self._local_offers = self._local_offers, []
+        for number, at in offers:
+            await record_first_response(await self._connection(), number, at)
         if not (self._audit_head_dirty or self._outbox_rows):
             return
         conn = await self._connection()
         if self._audit_head_dirty and self._audit_head is not None:
             seq, digest = self._audit_head
-            await conn.execute(_UPDATE_AUDIT_HEAD, {"seq": seq, "hash": digest})
+            await conn.execute(_UPDATE_AUDIT_HEAD, {"seq": seq, "hash": digest,
+                                                    "mac": head_mac(self._audit_key(), seq, digest)})
             self._audit_head_dirty = False
         if self._outbox_rows:
             rows, self._outbox_rows = self._outbox_rows, []
@@ -267,7 +299,8 @@ class SqlUnitOfWork:
                 ticket.id = int((await conn.execute(
                     _INSERT_TICKET, {**values, "number": ticket.number})).scalar_one())  # type: ignore[arg-type]
                 continue
-            values.update(w_number=ticket.number, w_version=item.stored_version)
+            values.update(w_number=ticket.number, w_version=item.stored_version,
+                          w_first_response_at=values.pop("first_response_at"))
             if (await conn.execute(_SAVE_TICKET, values)).rowcount != 1:
                 raise Conflict("工单刚刚被其他人更新了，请重试。", number=ticket.number)
 
@@ -399,17 +432,36 @@ class SqlUnitOfWork:
     async def append_audit(
         self, *, kind: str, actor_id: str, at: datetime, payload: dict[str, Any], ticket_number: str | None
     ) -> None:
-        head = self._audit_head or await self._lock_audit_head()
+        head = self._audit_head or await self._lock_audit_head(at)
+        self._audit_head = await self._insert_audit(head, kind=kind, actor_id=actor_id, at=at, payload=payload,
+                                                    ticket_number=ticket_number)
+        self._audit_head_dirty = True
+
+    async def seal_legacy_audit(self, at: datetime) -> bool:
+        """Seal a chain written before audit keys now (at start) rather than at its next event; True
+        when it did (commit then). See core/audit/chain.py."""
+        if self._audit_head is None:
+            self._audit_head = await self._lock_audit_head(at)
+        return self._audit_head_dirty
+
+    async def lock_audit_chain(self, at: datetime) -> None:
+        if self._audit_head is None:
+            self._audit_head = await self._lock_audit_head(at)
+
+    def _audit_key(self) -> AuditKey:
+        return audit_key_for(self._transaction.engine)
+
+    async def _insert_audit(self, head: tuple[int, str], *, kind: str, actor_id: str, at: datetime,
+                            payload: dict[str, Any], ticket_number: str | None) -> tuple[int, str]:
         seq = head[0] + 1
-        digest = event_hash(prev_hash=head[1], seq=seq, kind=kind, actor_id=actor_id, at=at,
+        digest = event_hash(self._audit_key(), prev_hash=head[1], seq=seq, kind=kind, actor_id=actor_id, at=at,
                             ticket_number=ticket_number, payload=payload)
         conn = await self._connection()
         await conn.execute(_INSERT_AUDIT, {"seq": seq, "ticket_number": ticket_number, "actor_id": actor_id, "at": at,
                                            "kind": kind, "payload": payload, "prev_hash": head[1], "hash": digest})
-        self._audit_head = (seq, digest)
-        self._audit_head_dirty = True
+        return seq, digest
 
-    async def _lock_audit_head(self) -> tuple[int, str]:
+    async def _lock_audit_head(self, at: datetime) -> tuple[int, str]:
         # Locking the head row serialises appenders across processes (PostgreSQL) until this transaction
         # ends, so the head stays ours to cache; SQLite already holds the write lock (BEGIN IMMEDIATE).
         conn = await self._connection()
@@ -421,7 +473,19 @@ class SqlUnitOfWork:
             await conn.execute(upsert(AuditHeadRow).values(id=1, seq=0, hash="0" * 64)
                                        .on_conflict_do_nothing(index_elements=["id"]))
             head = (await conn.execute(_AUDIT_HEAD_LOCKED)).one()
-        return int(head[0]), str(head[1])
+        seq, digest, mac = int(head[0]), str(head[1]), head[2]
+        if mac is None and seq > 0:
+            # Events from before audit keys: the first keyed event seals them (its MAC covers their last hash).
+            log.warning("sealing the %s audit events written before audit keys (the seal is event #%s)", seq, seq + 1)
+            self._audit_head_dirty = True
+            return await self._insert_audit((seq, digest), kind=SEAL_KIND, actor_id=SEAL_ACTOR, at=at,
+                                            payload=seal_payload(seq, digest), ticket_number=None)
+        if mac is not None and not _FOREIGN_HEAD_REPORTED and mac != head_mac(self._audit_key(), seq, digest):
+            _FOREIGN_HEAD_REPORTED.append(True)
+            log.error("the audit chain's head does not carry this process's audit key: AUDIT_KEY differs from the "
+                      "key the chain was written with (several hosts must share one AUDIT_KEY), or the head was "
+                      "tampered with; run `ticketbot audit verify`")
+        return seq, digest
 
     async def audit_for_ticket(self, number: str) -> list[AuditEvent]:
         stmt = select(AuditEventRow).where(col(AuditEventRow.ticket_number) == number).order_by(col(AuditEventRow.seq))
@@ -441,6 +505,8 @@ class SqlUnitOfWork:
         if self._deliverable is not None and channel not in self._deliverable:
             channel = LOCAL_CHANNEL
         local = channel == LOCAL_CHANNEL
+        if local and (offered := offer_ticket(notification)) is not None:
+            self._local_offers.append((offered, at))
         values = dict(
             recipient_id=recipient,
             channel=channel,
@@ -533,18 +599,14 @@ class SqlUnitOfWork:
             result = await conn.execute(_CANCEL_TIMERS, {"w_ticket_key": ticket_number})
         return int(result.rowcount or 0)
 
+    async def peek_timer(self, timer_id: int) -> TimerRow | None:
+        row = (await (await self._connection()).execute(_PEEK_TIMER, {"timer_id": timer_id})).one_or_none()
+        return _timer_from_row(row) if row else None
+
     async def claim_timer(self, timer_id: int, generation: int, now: datetime) -> TimerRow | None:
-        session = await self._orm()
-        row = (await session.execute(
-            select(TimerRowTable).where(col(TimerRowTable.id) == timer_id).with_for_update()
-            .execution_options(populate_existing=True))).scalar_one_or_none()
-        if row is None or row.generation != generation or row.state != "pending" or row.due_at > now:
-            return None
-        row.state = "fired"
-        row.fired_at = now
-        await session.flush()
-        return TimerRow(id=timer_id, kind=row.kind, ticket_number=row.ticket_key or None, due_at=row.due_at,
-                        generation=row.generation, state=row.state, payload=dict(row.payload or {}))
+        row = (await (await self._connection()).execute(_CLAIM_TIMER, {
+            "w_id": timer_id, "w_generation": generation, "w_now": now, "fired_at": now})).one_or_none()
+        return _timer_from_row(row) if row else None
 
     # --- config versions ---
     async def latest_config(self, kind: str) -> tuple[int, dict[str, Any]] | None:

@@ -1,20 +1,33 @@
-"""A person in a real browser: headless Chromium (Debian's package) driven by Playwright."""
+"""A person in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+Screenshots go to the test's folder, and also to $SCREENSHOTS_DIR when it is set (to look at them).
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
+import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 800}
+NUMBER = re.compile(r"GD-\d{8}-\d{4}")
 
 
 def free_port() -> int:
@@ -29,12 +42,11 @@ def served(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'tb.db'}", "DATA_DIR": str(tmp_path / "data")}
     env.pop("PLAYGROUND", None)
+    env.pop("LOAD_DEMO", None)
     proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
-    import urllib.request
-
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
@@ -50,7 +62,8 @@ def served(tmp_path: Path) -> Iterator[str]:
     proc.wait(10)
 
 
-def test_customer_reports_fault_in_the_browser(served: str) -> None:
+@pytest.fixture
+def browser() -> Iterator[Any]:
     if CHROMIUM is None:
         if IN_CI:
             pytest.fail("chromium is required under CI=true")
@@ -58,22 +71,147 @@ def test_customer_reports_fault_in_the_browser(served: str) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
+        instance = pw.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"],
         )
         try:
-            page = browser.new_page()
-            page.goto(served + "/playground")
-            page.wait_for_selector("#who option", state="attached")
-            page.click("#newCustomer")
-            page.fill("#text", "底盘有异响")
-            page.click("#send")
-            page.wait_for_selector("text=/GD-\\d{8}-\\d{4}/", timeout=10_000)
-            assert "机械类" in page.inner_text("#log")
-            page.fill("#text", "<b>粗体</b>")
-            page.click("#send")
-            page.wait_for_selector("text=<b>粗体</b>", timeout=10_000)  # shown as text, not as markup
+            yield instance
         finally:
-            browser.close()
+            instance.close()
+
+
+def screenshot(page: Any, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / name))
+    folder = os.environ.get("SCREENSHOTS_DIR")
+    if folder:
+        shutil.copy(tmp_path / name, Path(folder) / name)
+
+
+def png(seed: int, width: int = 320, height: int = 240) -> bytes:
+    """A real, decodable PNG (a coloured pattern per seed): photo checks may decode it."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes((x * (seed + 3) + y * 7 + seed * 50) % 256 for x in range(width * 3))
+                    for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+class Api:
+    """The playground's JSON API, as the page uses it: to prepare a ticket that waits for a signature."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(self.base + path, method=method,
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def say(self, user: str, **body: Any) -> None:
+        self.call("POST", "/playground/api/messages", {"user": user, **body})
+
+    def messages(self, user: str) -> list[dict[str, Any]]:
+        return list(self.call("GET", f"/playground/api/messages?user={user}"))
+
+    def cards(self, user: str, kind: str) -> list[dict[str, Any]]:
+        return [m["card"] for m in self.messages(user) if m.get("card") and m["card"]["kind"] == kind]
+
+    def ticket_awaiting_signature(self, customer: str) -> str:
+        self.say(customer, text="底盘有异响")
+        texts = " ".join(m.get("text") or "" for m in self.messages(customer))
+        match = NUMBER.search(texts)
+        assert match, texts
+        number = match.group(0)
+        self.say("sup-li", text=f"转派 {number} tech-wang 测试指定")
+        offers = [c for c in self.cards("tech-wang", "offer") if c["ticket_number"] == number and c["state"] == "open"]
+        assert offers, self.messages("tech-wang")
+        self.call("POST", "/playground/api/actions",
+                  {"user": "tech-wang", "card_id": offers[-1]["id"], "action": "accept", "values": {}})
+        self.say("tech-wang", location={"lat": 31.2, "lng": 121.5})
+        self.say("tech-wang", image=base64.b64encode(png(1)).decode())
+        self.say("tech-wang", text=f"开始 {number}")
+        for seed in (2, 3, 4):
+            self.say("tech-wang", image=base64.b64encode(png(seed)).decode())
+        self.say("tech-wang", text=f"完工 {number}")
+        assert self.cards(customer, "signoff"), self.messages("tech-wang")
+        return number
+
+
+def test_customer_reports_fault_in_the_browser(served: str, browser: Any, tmp_path: Path) -> None:
+    page = browser.new_page(viewport=DESKTOP)
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(served + "/playground")
+    page.wait_for_selector("#who option", state="attached")
+    identities = page.eval_on_selector_all("#who option", "options => options.map(o => o.textContent)")
+    assert any("（技师｜" in o for o in identities) and any("（管理员）" in o for o in identities), identities
+    assert not any(role in o for o in identities for role in ("technician", "admin", "customer")), identities
+    page.click("#newCustomer")
+    page.fill("#text", "底盘有异响")
+    page.click("#send")
+    page.wait_for_selector("text=/GD-\\d{8}-\\d{4}/", timeout=10_000)
+    assert "机械类" in page.inner_text("#log")
+    page.fill("#text", "<b>粗体</b>")
+    page.click("#send")
+    page.wait_for_selector("text=<b>粗体</b>", timeout=10_000)  # shown as text, not as markup
+    icon = page.evaluate("fetch(document.querySelector('link[rel=icon]').href).then(r => r.status)")
+    assert icon == 200
+    assert failed == []  # no 404 (favicon) or other failed request
+    screenshot(page, tmp_path, "playground-desktop.png")
+
+
+def geometry(page: Any, selector: str) -> dict[str, float]:
+    return dict(page.evaluate("""(sel) => {
+        const r = document.querySelector(sel).getBoundingClientRect();
+        const root = document.scrollingElement;
+        return {top: r.top, bottom: r.bottom, left: r.left, right: r.right,
+                innerWidth: window.innerWidth, innerHeight: window.innerHeight,
+                scrollWidth: root.scrollWidth, scrollHeight: root.scrollHeight};
+    }""", selector))
+
+
+def assert_fits_the_phone(page: Any) -> None:
+    box = geometry(page, "#text")
+    # A mobile browser widens the layout viewport to fit content that overflows (and zooms out):
+    # the page must keep the device's own width.
+    assert (box["innerWidth"], box["innerHeight"]) == (PHONE["width"], PHONE["height"]), box
+    assert box["scrollWidth"] <= box["innerWidth"], box  # no sideways scrolling
+    assert box["scrollHeight"] <= box["innerHeight"], box  # only the chat log scrolls
+    for selector in ("#text", "#send"):
+        box = geometry(page, selector)
+        assert box["top"] >= 0 and box["bottom"] <= box["innerHeight"], (selector, box)
+        assert box["left"] >= 0 and box["right"] <= box["innerWidth"], (selector, box)
+
+
+def test_phone_layout_and_card_form_survives_a_redraw(served: str, browser: Any, tmp_path: Path) -> None:
+    customer = "cust-phone"
+    number = Api(served).ticket_awaiting_signature(customer)
+    page = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    page.add_init_script(f"localStorage.setItem('ticketbot.user', '{customer}')")
+    page.goto(served + "/playground")
+    card = page.locator(f".card:has-text('{number}')").filter(has=page.locator("input[type=checkbox]")).last
+    card.wait_for(timeout=10_000)
+    assert_fits_the_phone(page)  # the identity dropdown holds long names (技师 徐师傅（…电梯维保证）)
+    screenshot(page, tmp_path, "playground-phone.png")
+
+    card.locator("input[name=cause_told]").check()
+    card.locator("select[name=rating]").select_option("4")
+    card.locator("button[data-action=sign]").click()  # parts_confirmed unticked: refused, the chat redraws
+    page.wait_for_selector("text=请先勾选「配件更换已确认」再签字", timeout=10_000)
+    card = page.locator(f".card:has-text('{number}')").filter(has=page.locator("input[type=checkbox]")).last
+    assert card.locator("input[name=cause_told]").is_checked()
+    assert card.locator("select[name=rating]").input_value() == "4"
+    assert not card.locator("input[name=parts_confirmed]").is_checked()
+    assert_fits_the_phone(page)
+    screenshot(page, tmp_path, "playground-phone-refused.png")
+
+    card.locator("input[name=parts_confirmed]").check()
+    card.locator("button[data-action=sign]").click()  # what was kept is what is sent
+    page.wait_for_selector(f"text=/{number} 已结案/", timeout=10_000)
+    screenshot(page, tmp_path, "playground-phone-signed.png")

@@ -150,7 +150,8 @@ async def test_jobs_accepted_in_the_last_three_days_decay_without_any_event(data
         number, _ = await report(client, "cust-d", "中控黑屏")
         tech, card = await the_offer(client, number)
         await PlaygroundUser(client, tech).press(card["id"], "accept")
-        await rt.service.handle(Transition(number, "cancel"), await person(rt, "cust-d"))
+        # After acceptance only staff may cancel (the customer is told to call the store).
+        await rt.service.handle(Transition(number, "cancel"), await person(rt, "sup-li"))
         assert (await _profiles(rt, live))[tech].accepted_last_3_days == 1
         clock.advance(timedelta(days=3) - timedelta(seconds=1))
         assert (await _profiles(rt, live))[tech].accepted_last_3_days == 1

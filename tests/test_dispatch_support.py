@@ -27,6 +27,7 @@ START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # a Monday, 10:00 in Shanghai
 OBD_TECHS = {"tech-wang", "tech-liu", "tech-xu"}
 ALL_TECHS = ("tech-huang", "tech-liu", "tech-wang", "tech-xu", "tech-zhang")
 OFFER_TIMER = "dispatch.offer_expiry"
+REFUSALS = {"command_refused", "card_action_refused"}  # audited attempts that changed nothing
 
 
 @asynccontextmanager
@@ -70,9 +71,12 @@ async def events(rt: Runtime, number: str, kind: str | None = None) -> list[dict
 
 
 async def snapshot(rt: Runtime, number: str) -> tuple[str, int, str | None, int, bool]:
-    """(status, version, assignee, audit length, needs_review): equal before and after = nothing changed."""
+    """(status, version, assignee, audit length, needs_review): equal before and after = nothing changed.
+
+    Refusals are recorded on the ticket's trail (core/audit/refusals.py) but change nothing: not counted."""
     t = await ticket(rt, number)
-    return t.status.value, t.version, t.assignee_id, len(await events(rt, number)), t.needs_review
+    changes = [e for e in await events(rt, number) if e["kind"] not in REFUSALS]
+    return t.status.value, t.version, t.assignee_id, len(changes), t.needs_review
 
 
 async def open_offer_cards(client: TestClient, number: str) -> dict[str, dict[str, Any]]:

@@ -214,7 +214,7 @@ async def test_known_identity_acts_as_the_directory_person(world: World):
     supervisor = world.user("staff-sup-1", nick="丁一")
     await supervisor.say("我的工单")
     listing = await supervisor.wait_message(lambda m: number in m.text)
-    assert "您的工单" in listing.text  # a supervisor sees every ticket, a customer only their own
+    assert "最近的工单" in listing.text  # a supervisor sees every ticket, a customer only their own
     assert (await world.person_of("staff-sup-1")).id == "sup-ding"  # type: ignore[union-attr]
     people = select(func.count()).select_from(PersonRow).where(PersonRow.name == "丁一")
     assert await world.scalar(people) == 0  # no stray customer was made for the known staff id

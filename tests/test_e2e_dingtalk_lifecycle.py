@@ -27,6 +27,7 @@ from storage.tables import AuditEventRow, PhotoRow
 from tests.fakes.dingtalk_gateway import FakeDingTalkGateway, RobotOut
 from tests.test_e2e_dingtalk import CREATED, TECHNICIANS, World, dingtalk_settings, number_in
 from tests.test_e2e_dingtalk import gateway as gateway  # the fixture
+from tests.test_lifecycle_support import photo
 
 S = TicketStatus
 START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # a Monday, 10:00 in Shanghai
@@ -53,7 +54,7 @@ async def clocked(database_url: str, tmp_path: Path, gateway: FakeDingTalkGatewa
 
 
 def jpeg(tag: str) -> bytes:
-    return b"\xff\xd8\xff\xe0" + tag.encode() + b"\xff\xd9"
+    return photo(tag, kind="JPEG")  # a real image: the photo store decodes it
 
 
 async def test_lifecycle_on_dingtalk_offer_accept_reminder_photos_signoff_closed(clocked: ClockedWorld):

@@ -46,6 +46,7 @@ from tests.fakes.feishu_server import (
     push_event,
     signed_event,
 )
+from tests.test_lifecycle_support import png
 
 KEY = "e2e-encrypt-key"
 TOKEN = "e2e-verification-token"
@@ -300,7 +301,7 @@ async def test_duplicate_event_id_makes_one_ticket(feishu: FeishuEnv) -> None:
 async def test_image_message_is_downloaded_with_fetch_media_and_attached(feishu: FeishuEnv) -> None:
     await feishu.say(CUSTOMER, "中控黑屏")
     reply = await feishu.message_to(CUSTOMER, lambda m: CREATED in m.text)
-    photo = b"\x89PNG\r\n\x1a\n" + b"dashboard"
+    photo = png("dashboard")  # a real image: the photo store decodes it
     await feishu.send_image(CUSTOMER, photo)
     attached = await feishu.message_to(CUSTOMER, lambda m: "照片已附在工单" in m.text)
     [ticket] = await feishu.tickets()

@@ -22,6 +22,7 @@ from core.model import TicketStatus
 from storage.tables import PhotoRow
 from tests.fakes.feishu_server import Sent
 from tests.test_e2e_feishu import CREATED, CUSTOMER, FeishuEnv, feishu_env
+from tests.test_lifecycle_support import photo
 
 S = TicketStatus
 START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # a Monday, 10:00 in Shanghai
@@ -45,7 +46,7 @@ def open_id_of(person_id: str) -> str:
 
 
 def png(tag: str) -> bytes:
-    return b"\x89PNG\r\n\x1a\n" + tag.encode()
+    return photo(tag)  # a real image: the photo store decodes it
 
 
 def is_card(title_part: str) -> Callable[[Sent], bool]:
@@ -228,8 +229,8 @@ async def test_sign_off_card_on_a_ticket_that_moved_on_is_refused(world: FeishuE
     tech = await accept_the_offer(env, number)
     signoff = await work_until_signoff(env, number, tech)
 
-    # The customer says it is still broken in chat: the ticket goes back to work; the card on
-    # their screen still has its buttons.
+    # The customer says it is still broken in chat: the ticket goes back to work and the card closes
+    # as its 仍未修好 button would; a press on a copy that still shows buttons is refused.
     await env.say(CUSTOMER, "仍未修好")
     await env.settled()
     assert (await env.ticket(number)).status is S.IN_PROGRESS
@@ -238,7 +239,7 @@ async def test_sign_off_card_on_a_ticket_that_moved_on_is_refused(world: FeishuE
     answer = await env.press(CUSTOMER, signoff, "sign", {"cause_told": True, "parts_confirmed": True, "rating": "5"})
     assert answer == (200, TOAST)
     refusal = await env.message_to(CUSTOMER, lambda m: m.msg_type == "text", after=seen)
-    assert refusal.text == "这张签字卡片已经失效（工单状态已变化），请以最新的卡片为准。"
+    assert refusal.text == "这张卡片已经处理过了。"
     await env.settled()
     assert (await env.ticket(number)).status is S.IN_PROGRESS and await env.trail(number) == trail
 

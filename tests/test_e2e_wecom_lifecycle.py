@@ -23,6 +23,7 @@ from core.model import TicketStatus
 from storage.tables import PhotoRow
 from tests.fakes.wecom_server import FakeWeCom, WeComMember
 from tests.test_e2e_wecom import NUMBER, WeComWorld, eventually, start_world
+from tests.test_lifecycle_support import photo
 
 S = TicketStatus
 START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # a Monday, 10:00 in Shanghai
@@ -62,7 +63,7 @@ async def world(database_url: str, tmp_path: Path, fake: FakeWeCom) -> AsyncIter
 
 
 def png(tag: str) -> bytes:
-    return b"\x89PNG\r\n\x1a\n" + tag.encode()
+    return photo(tag)  # a real image: the photo store decodes it
 
 
 def titled(member: WeComMember, part: str) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ INNER_LEVELS: dict[str, list[tuple[str, ...]]] = {
     ],
     "bot": [
         ("bot.settings",),
-        ("bot.service_config", "bot.token_cache", "bot.photo_store", "bot.demo"),
+        ("bot.service_config", "bot.token_cache", "bot.photo_store", "bot.demo", "bot.audit_key"),
         ("bot.rules",),
         ("bot.chat",),
         ("bot.jobs",),
@@ -63,7 +63,7 @@ FORBIDDEN_IN_DOMAIN = {
 }
 # Distributions whose import name differs, or that are loaded by name rather than imported.
 IMPORT_NAMES = {"dingtalk-stream": "dingtalk_stream", "lark-oapi": "lark_oapi",
-                "pydantic-settings": "pydantic_settings", "pyyaml": "yaml"}
+                "pydantic-settings": "pydantic_settings", "pyyaml": "yaml", "pillow": "PIL"}
 LOADED_BY_URL = {"asyncpg"}  # SQLAlchemy loads the driver named in `postgresql+asyncpg://`
 
 

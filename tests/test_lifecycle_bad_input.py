@@ -12,7 +12,7 @@ from core.lifecycle.work import StartWork
 from core.model import TicketStatus
 from storage.tables import PhotoRow
 from tests.conftest import runtime_of
-from tests.test_lifecycle_support import Person, accept, in_progress, report, snapshot, ticket
+from tests.test_lifecycle_support import Person, accept, in_progress, png, report, snapshot, ticket
 
 S = TicketStatus
 
@@ -59,7 +59,7 @@ async def test_the_same_photo_twice_counts_once(app_client: TestClient) -> None:
     number = await in_progress(app_client, "cust-photo-dup", "tech-wang")
     tech = Person(app_client, "tech-wang")
     for _ in range(3):
-        await tech.image(b"\x89PNG\r\n\x1a\nsame")
+        await tech.image(png("same"))
     assert "1/3" in await tech.last_text()
     await tech.say("完工")
     assert "至少 3 张" in await tech.last_text()

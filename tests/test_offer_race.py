@@ -61,7 +61,10 @@ async def test_double_press_on_two_devices_one_wins(pg_url: str, tmp_path: Path)
             t = await ticket(rt, number)
             assert t.status is S.ACCEPTED and t.assignee_id == tech
             assert len(await events(rt, number, "offer_accepted")) == 1
-            await rt.service.handle(_cancel(number), await person(rt, f"cust-race-{i}"))
+            await rt.service.handle(_cancel(number), await person(rt, STAFF))
+
+
+STAFF = "sup-li"  # once a technician accepted, only staff may cancel (issue 19 item 28)
 
 
 def _cancel(number: str) -> Transition:
@@ -83,7 +86,7 @@ async def test_card_and_chat_accept_race_one_wins(pg_url: str, tmp_path: Path) -
             t = await ticket(rt, number)
             assert t.status is S.ACCEPTED and t.assignee_id == tech
             assert len(await events(rt, number, "offer_accepted")) == 1
-            await rt.service.handle(_cancel(number), await person(rt, f"cust-chat-{i}"))
+            await rt.service.handle(_cancel(number), await person(rt, STAFF))
 
 
 async def test_accept_racing_the_expiry_one_outcome(pg_url: str, tmp_path: Path) -> None:
@@ -119,5 +122,5 @@ async def test_accept_racing_the_expiry_one_outcome(pg_url: str, tmp_path: Path)
                 assert accepted == [] and len(expired) == 1 and expired[0]["person_id"] == tech
                 assert isinstance(results[0], Conflict)  # the press found its card closed
                 outcomes.add("expired")
-            await rt.service.handle(_cancel(number), await person(rt, customer))
+            await rt.service.handle(_cancel(number), await person(rt, STAFF))
         assert outcomes  # at least one round ran to a definite outcome

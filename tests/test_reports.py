@@ -68,7 +68,7 @@ async def test_report_in_chat(database_url: str, tmp_path: Path) -> None:
         await sup.say("报表 7天")
         text = await sup.last_text()
         assert "【工单报表】近7天" in text and "报修 3 张" in text
-        assert "中位数 95秒｜P90 150秒｜≤90秒占比 50.0%（2 张，1 张尚无派单记录未计入）" in text
+        assert "中位数 95秒｜P90 150秒｜≤90秒占比 50.0%（2 张，1 张尚未送达派单未计入）" in text
         assert "常规：响应 33.3%（达成 1/超时 2）｜解决 —（达成 0/超时 0/进行中 3）" in text
         assert "紧急：无工单" in text
         assert "三、未关闭的超时 2 项" in text and slow in text

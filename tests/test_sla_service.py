@@ -22,6 +22,7 @@ from tests.sla_support import (
     ticket,
     timers,
 )
+from tests.test_lifecycle_support import photo
 
 WED_0900 = at(2026, 11, 18, 9, 0)  # a Wednesday, working time
 
@@ -196,7 +197,7 @@ async def test_a_photo_confirms_an_urgent_report(database_url: str, tmp_path: Pa
         rt = runtime(client)
         number = await report(client, "cust-urgent-3", "加急 中控黑屏")
         assert (await ticket(rt, number)).priority == "常规"
-        png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64).decode()
+        png = base64.b64encode(photo("urgent-evidence")).decode()  # a real image: the photo store decodes it
         resp = await client.post("/playground/api/messages", json={"user": "cust-urgent-3", "image": png})
         assert resp.status == 200
         t = await ticket(rt, number)

@@ -115,11 +115,11 @@ async def test_bad_sla_commands_get_a_clear_answer_and_change_nothing(
 @pytest.mark.parametrize(
     ("user", "text", "expected"),
     [
-        ("tech-wang", "SLA 设置 紧急 全厂 工作时间 响应 10", "只有管理人员"),
-        ("cust-demo", "SLA", "只有管理人员"),
-        ("tech-wang", "节假日", "只有管理人员"),
+        ("tech-wang", "SLA 设置 紧急 全厂 工作时间 响应 10", "只有主管和管理员可以使用"),
+        ("cust-demo", "SLA", "只有主管和管理员可以使用"),
+        ("tech-wang", "节假日", "只有主管和管理员可以使用"),
         ("sup-li", "节假日 设置 2027-02-05 休息", "没有权限"),
-        ("qa-sun", "报表", "只有管理人员"),
+        ("qa-sun", "报表", "只有主管和管理员可以使用"),
     ],
 )
 async def test_sla_commands_are_for_staff(database_url: str, tmp_path: Path, clock: FixedClock, user: str, text: str,

@@ -12,6 +12,12 @@ rating). Free-text fields are asked for as an ordinary reply. The server validat
 
 Template mode (`DINGTALK_CARD_TEMPLATE_ID` set): `template_params` fills the cardParamMap of a
 card-platform template built to the contract in docs/platforms/dingtalk.md (all values strings, as DingTalk requires).
+
+Markdown: every text of the card (title, facts, body, closing note, field labels, button labels in
+links, and the notification text above the card) goes into the markdown through
+`adapters.markdown.dingtalk`, so what a customer typed shows as typed and can carry no link or image
+(a `[点此](dtmd://…sendMessage…)` in a fault description would otherwise be a button that speaks for
+whoever presses it). Message titles and button titles are plain text on DingTalk and stay as they are.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from adapters import markdown
 from adapters.dingtalk.commands import button_url, command_text
 from core.cards import ActionStyle, Card, CardAction, CardField, FieldKind
 
@@ -80,28 +87,32 @@ def buttons_for(card: Card) -> list[Button]:
     return buttons
 
 
+_md = markdown.dingtalk
+
+
 def _field_hint(field: CardField) -> str:
+    label = _md(field.label)
     if field.kind is FieldKind.CHECKBOX:
-        return f"- [x] {field.label}"
+        return f"- [x] {label}"
     if field.kind is FieldKind.SELECT:
-        return f"- {field.label}：请点击下方对应按钮"
-    return f"- {field.label}：请按下一条消息的提示回复{('（' + field.placeholder + '）') if field.placeholder else ''}"
+        return f"- {label}：请点击下方对应按钮"
+    return f"- {label}：请按下一条消息的提示回复{('（' + _md(field.placeholder) + '）') if field.placeholder else ''}"
 
 
 def card_markdown(card: Card, *, prefix_text: str | None = None, urgent: bool = False) -> str:
     lines: list[str] = []
     if prefix_text:
-        lines += [prefix_text, ""]
-    heading = f"{_URGENT_MARK}{card.title}" if (urgent or card.urgent) else card.title
+        lines += [_md(prefix_text), ""]
+    heading = f"{_URGENT_MARK}{_md(card.title)}" if (urgent or card.urgent) else _md(card.title)
     lines += [f"#### {heading}", ""]
     if card.ticket_number:
-        lines += [f"**工单号**：{card.ticket_number}", ""]
+        lines += [f"**工单号**：{_md(card.ticket_number)}", ""]
     for label, value in card.facts:
-        lines += [f"**{label}**：{value}", ""]
+        lines += [f"**{_md(label)}**：{_md(value)}", ""]
     if card.body:
-        lines += [card.body, ""]
+        lines += [_md(card.body), ""]
     if card.closed_note is not None:
-        lines += [f"> {card.closed_note}", ""]
+        lines += [f"> {_md(card.closed_note)}", ""]
     elif card.fields:
         checkboxes = [f for f in card.fields if f.kind is FieldKind.CHECKBOX]
         if checkboxes:
@@ -134,7 +145,7 @@ def robot_card_message(card: Card, *, prefix_text: str | None = None, urgent: bo
             param[f"actionURL{i}"] = button.url
         return RobotMessage(f"sampleActionCard{len(buttons)}", param)
     # Too many choices for an action card: markdown with one link per choice (dtmd links work there too).
-    links = "\n".join(f"- [{b.label}]({b.url})" for b in buttons)
+    links = "\n".join(f"- [{_md(b.label)}]({b.url})" for b in buttons)
     return RobotMessage("sampleMarkdown", {"title": title, "text": f"{text}\n{links}\n"})
 
 
@@ -157,7 +168,8 @@ def text_reply_prompt(card: Card) -> RobotMessage | None:
 
 def text_message(text: str, *, urgent: bool = False) -> RobotMessage:
     if urgent:
-        return RobotMessage("sampleMarkdown", {"title": "【紧急】提醒", "text": f"#### {_URGENT_MARK}提醒\n\n{text}\n"})
+        text = f"#### {_URGENT_MARK}提醒\n\n{_md(text)}\n"
+        return RobotMessage("sampleMarkdown", {"title": "【紧急】提醒", "text": text})
     return RobotMessage("sampleText", {"content": text})
 
 

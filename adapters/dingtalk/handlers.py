@@ -8,7 +8,6 @@ event loop; the inbox lives on the application's loop, so the hand-over goes thr
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from dingtalk_stream import (
     EventMessage,
 )
 
+from adapters.base import adapter_logger
 from adapters.dingtalk.config import DingTalkConfig
 from adapters.dingtalk.inbound import (
     MalformedPayload,
@@ -33,7 +33,7 @@ from adapters.dingtalk.inbound import (
 from core.inbound import InboundMessage
 from core.ports import InboxPort
 
-log = logging.getLogger(__name__)
+log = adapter_logger(__name__)
 
 Ack = tuple[int, str]
 OK: Ack = (AckMessage.STATUS_OK, "OK")
@@ -57,13 +57,13 @@ class InboxBridge:
             # DingTalk does not redeliver robot messages, and a redelivery is deduped anyway.
             is_new = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), self._timeout_s)
         except TimeoutError:
-            log.warning("dingtalk: inbox commit of %s still running after %.1fs, answered retry",
+            log.warning("dingtalk: inbox commit of %r still running after %.1fs, answered retry",
                         message.event_key, self._timeout_s)
             return NOT_STORED
         except Exception:  # any failure of the inbox means "not committed": never ack it as taken
-            log.exception("dingtalk: inbox did not accept %s", message.event_key)
+            log.exception("dingtalk: inbox did not accept %r", message.event_key)
             return NOT_STORED
-        log.info("dingtalk: %s %s", "stored" if is_new else "duplicate", message.event_key)
+        log.info("dingtalk: %s %r", "stored" if is_new else "duplicate", message.event_key)
         return OK
 
 
@@ -86,10 +86,10 @@ class TranslatingCallbackHandler(CallbackHandler):
         try:
             inbound = self._translate(message.data)
         except MalformedPayload as exc:
-            log.warning("dingtalk: malformed %s %s ignored: %s", self._what, message.headers.message_id, exc)
+            log.warning("dingtalk: malformed %s %r ignored: %r", self._what, message.headers.message_id, str(exc))
             return IGNORED
         if inbound is None:
-            log.info("dingtalk: %s type not handled, ignored: %s", self._what, message.headers.message_id)
+            log.info("dingtalk: %s type not handled, ignored: %r", self._what, message.headers.message_id)
             return IGNORED
         return await self._bridge.deliver(inbound)
 
@@ -105,10 +105,10 @@ class AllEventsHandler(EventHandler):
         try:
             inbound = event_to_inbound(headers.event_id, headers.event_type, event.data)
         except MalformedPayload as exc:
-            log.warning("dingtalk: malformed event %s ignored: %s", headers.message_id, exc)
+            log.warning("dingtalk: malformed event %r ignored: %r", headers.message_id, str(exc))
             return IGNORED
         if inbound is None:
-            log.info("dingtalk: event %s (%s) not handled, acked", headers.event_type, headers.event_id)
+            log.info("dingtalk: event %r (%r) not handled, acked", headers.event_type, headers.event_id)
             return IGNORED
         return await self._bridge.deliver(inbound)
 

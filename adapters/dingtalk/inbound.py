@@ -19,10 +19,12 @@ from typing import Any
 from dingtalk_stream import CardCallbackMessage, ChatbotMessage
 
 from adapters.dingtalk.commands import parse_command
+from adapters.wire import UnsafePayload, loads_bounded, unix_millis
 from core.inbound import InboundKind, InboundMessage
 
 PLATFORM = "dingtalk"
 GROUP_CHAT = "2"
+_MILLIS_FIELDS = ("sessionWebhookExpiredTime", "createAt")
 _LEADING_MENTION = re.compile(r"^\s*@\S+\s*")
 # DingTalk robots receive no location messages; a typed "位置 31.2041,121.5901" stands in for one.
 _TYPED_LOCATION = re.compile(r"^(?:位置|定位)\s*[:：]?\s*(-?\d{1,3}(?:\.\d+)?)\s*[,，\s]\s*(-?\d{1,3}(?:\.\d+)?)$")
@@ -49,6 +51,12 @@ def strip_mentions(text: str, mention_count: int) -> str:
 
 def robot_message_to_inbound(data: dict[str, Any]) -> InboundMessage | None:
     """None for message types we do not handle (audio, file, ...): acked and ignored."""
+    for name in _MILLIS_FIELDS:  # the SDK reads some with int(): integers only, bounded
+        if name in data:
+            try:
+                unix_millis(data[name])
+            except ValueError as exc:
+                raise MalformedPayload(f"{name} is not an integer time") from exc
     try:
         msg = ChatbotMessage.from_dict(data)
     except (KeyError, TypeError, AttributeError) as exc:
@@ -113,6 +121,12 @@ def _as_str(value: Any) -> str:
 
 
 def card_callback_to_inbound(data: dict[str, Any]) -> InboundMessage:
+    for name in ("content", "extension"):  # JSON strings the SDK reads with an unbounded json.loads
+        if isinstance(data.get(name), str):
+            try:
+                loads_bounded(data[name])
+            except UnsafePayload as exc:
+                raise MalformedPayload(f"card callback {name}: {exc}") from exc
     try:
         callback = CardCallbackMessage.from_dict(data)
     except (TypeError, ValueError) as exc:

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from typing import Any
 
 import aiohttp
 
+from adapters.base import adapter_logger
 from adapters.dingtalk import cards
 from adapters.dingtalk.config import DingTalkConfig
+from adapters.media import read_capped
 from core.cards import Notification
 from core.errors import DeliveryRejected, DeliveryRetryLater
 from core.ports import DeliveryReceipt, OutboundDelivery, TokenCache
 
-log = logging.getLogger(__name__)
+log = adapter_logger(__name__)
 
 PLATFORM = "dingtalk"
 TOKEN_PATH = "/v1.0/oauth2/accessToken"
@@ -106,7 +107,7 @@ class DingTalkSender:
         try:
             async with self._http().get(url) as response:
                 if response.status == 200:
-                    return await response.read()
+                    return await read_capped(response)  # streamed: past the cap it stops reading
                 self._raise_for(response.status, "media", await response.text(), response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryRetryLater(f"media download failed: {exc!r}") from exc
@@ -218,7 +219,7 @@ class DingTalkSender:
         try:
             answer = await self._call("POST", DING_SEND_PATH, body)
         except (DeliveryRetryLater, DeliveryRejected) as exc:
-            log.warning("dingtalk: DING not sent to %s (urgent message was delivered): %s", user_id, exc.reason)
+            log.warning("dingtalk: DING not sent to %r (urgent message was delivered): %r", user_id, exc.reason)
             return None
         return answer.get("openDingId")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import random
 import threading
 from typing import TYPE_CHECKING, Any
@@ -21,16 +20,20 @@ from urllib.parse import quote_plus
 
 import aiohttp
 
+from adapters.base import adapter_logger
 from adapters.dingtalk.config import DingTalkConfig
+from adapters.wire import UnsafePayload, loads_bounded, unix_millis
 from core.ports import InboxPort
 
 if TYPE_CHECKING:
     from dingtalk_stream import DingTalkStreamClient
 
-log = logging.getLogger(__name__)
+log = adapter_logger(__name__)
 
 OPEN_CONNECTION_PATH = "/v1.0/gateway/connections/open"
 _ROUTED_TYPES = {"SYSTEM", "EVENT"}
+# Header fields the SDK reads with int(): milliseconds since the epoch.
+_INTEGER_HEADERS = ("time", "eventBornTime")
 
 
 class StreamOpenFailed(Exception):
@@ -138,7 +141,7 @@ class DingTalkStream:
             text = await response.text()
             if response.status != 200:
                 raise StreamOpenFailed(f"open connection: HTTP {response.status} {text[:200]}", status=response.status)
-        connection = json.loads(text)
+        connection = loads_bounded(text)
         if not isinstance(connection, dict) or not connection.get("endpoint") or not connection.get("ticket"):
             raise StreamOpenFailed(f"open connection: unexpected answer {text[:200]}")
         return connection
@@ -176,13 +179,17 @@ class DingTalkStream:
         from dingtalk_stream import DingTalkStreamClient
 
         try:
-            frame = json.loads(raw)
-        except ValueError:
+            frame = loads_bounded(raw)
+        except UnsafePayload as exc:
             # Without JSON there is no messageId to ack: log and drop.
-            log.warning("dingtalk: malformed frame (not JSON) ignored: %.200r", raw)
+            log.warning("dingtalk: malformed frame (not JSON) ignored (%r): %.200r", exc, raw)
             return
         if not isinstance(frame, dict):
             log.warning("dingtalk: malformed frame (not an object) ignored: %.200r", raw)
+            return
+        if (problem := frame_problem(frame)) is not None:
+            log.warning("dingtalk: malformed frame acked and ignored: %r", problem)
+            await self._ack_ignored(ws, frame)
             return
         try:
             if self._routable(client, frame):
@@ -226,3 +233,25 @@ class DingTalkStream:
         }
         with contextlib.suppress(Exception):  # closed socket: nothing more to do
             await ws.send(json.dumps(ack))
+
+
+def frame_problem(frame: dict[str, Any]) -> str | None:
+    """Why a decoded frame must not reach the SDK, or None. The SDK reads `data` with an unbounded
+    json.loads and the header times with int() (which takes "nan" as an error and inf as a crash),
+    so both are checked here with the bounded readers first."""
+    headers = frame.get("headers", {})
+    if not isinstance(headers, dict):
+        return "headers is not an object"
+    for name in _INTEGER_HEADERS:
+        if name in headers:
+            try:
+                unix_millis(headers[name])
+            except ValueError:
+                return f"headers.{name} is not an integer time"
+    data = frame.get("data")
+    if isinstance(data, str) and data:
+        try:
+            loads_bounded(data)
+        except UnsafePayload as exc:
+            return f"data: {exc}"
+    return None

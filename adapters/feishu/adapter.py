@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING
 
+from adapters.base import adapter_logger
 from adapters.feishu.api import FeishuApi
 from adapters.feishu.config import FeishuConfig
 from adapters.feishu.ratelimit import PerKeyRateLimiter
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from adapters.feishu.longconn import FeishuLongConnection
 
-log = logging.getLogger(__name__)
+log = adapter_logger(__name__)
 
 EVENTS_PATH = "/feishu/events"
 
@@ -62,6 +62,6 @@ class FeishuAdapter:
         try:
             data = await self.api.call("GET", "/bot/v3/info")
         except DeliveryError as exc:
-            log.warning("无法获取飞书机器人信息（群聊中任何 @ 都视为 @机器人）：%s", exc.reason)
+            log.warning("无法获取飞书机器人信息（群聊中任何 @ 都视为 @机器人）：%r", exc.reason)
             return
         self.bot_open_id = str((data.get("bot") or {}).get("open_id") or "")

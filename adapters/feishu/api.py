@@ -12,16 +12,17 @@ rate-limit codes → DeliveryRetryLater; anything else Feishu refuses → Delive
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import aiohttp
 
+from adapters.base import adapter_logger
 from adapters.feishu.config import FeishuConfig
+from adapters.media import read_capped
 from core.errors import DeliveryRejected, DeliveryRetryLater
 from core.ports import TokenCache
 
-log = logging.getLogger(__name__)
+log = adapter_logger(__name__)
 
 TOKEN_REFRESH_MARGIN_S = 300  # refresh 5 min before Feishu's expiry (tokens live 2 h)
 _TOKEN_INVALID_CODES = {99991661, 99991663, 99991668}
@@ -87,7 +88,7 @@ class FeishuApi:
         try:
             async with self._http().get(self._url(path), params=params, headers=_bearer(token)) as resp:
                 if resp.status == 200 and not resp.content_type.startswith("application/json"):
-                    return await resp.read()
+                    return await read_capped(resp)  # streamed: past the cap it stops reading
                 await _raise_for(resp, await _json_or_empty(resp))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeliveryRetryLater(f"下载飞书资源失败：{exc!r}") from exc

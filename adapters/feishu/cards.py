@@ -3,7 +3,8 @@
 Mapping:
 - title → header.title (template red when urgent, grey once closed, blue otherwise);
   ticket number → header.subtitle.
-- facts → one markdown element, "**label**：value" per line (values escaped).
+- facts → one markdown element, "**label**：value" per line (labels and values escaped by
+  adapters.markdown.feishu, like every text this module puts into markdown).
 - body → a plain_text `div` (no markup: customer text cannot inject <at> or links).
 - actions without fields → buttons in a column_set, each with a callback behaviour whose
   value is {card_id, action} (the callback carries it back in action.value).
@@ -20,11 +21,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from adapters import markdown
 from core.cards import ActionStyle, Card, CardAction, CardField, FieldKind
 
 MAX_CARD_BYTES = 30 * 1024
+_md = markdown.feishu  # every text that goes into a `markdown` element
 _BUTTON_TYPES = {ActionStyle.PRIMARY: "primary_filled", ActionStyle.DANGER: "danger", ActionStyle.DEFAULT: "default"}
-_MD_ESCAPES = str.maketrans({"<": "&lt;", ">": "&gt;", "*": "&#42;", "~": "&#126;", "`": "&#96;", "[": "&#91;"})
 
 
 class CardTooLarge(ValueError):
@@ -149,8 +151,6 @@ def _plain(text: str) -> dict[str, str]:
     return {"tag": "plain_text", "content": text}
 
 
-def _md(text: str) -> str:
-    return text.translate(_MD_ESCAPES)
 
 
 def _dumps(data: dict[str, Any]) -> str:

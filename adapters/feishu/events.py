@@ -2,6 +2,8 @@
 
 Pure functions shared by the HTTP endpoint and the long connection, so both paths
 store identical inbox rows (same event keys: a platform retry over either path dedupes).
+Each event is validated against the models in schema.py first: a wrong shape is one
+MalformedEvent naming the field, never an exception from deep inside translation.
 
 Dedupe keys:
 - messages, p2p-entered events: `header.event_id` (Feishu's documented dedupe key; a
@@ -13,11 +15,12 @@ Dedupe keys:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.feishu import schema
 from adapters.feishu.errors import MalformedEvent
+from adapters.wire import UnsafePayload, loads_bounded
 from core.inbound import InboundKind, InboundMessage
 
 PLATFORM = "feishu"
@@ -38,9 +41,8 @@ def event_type(payload: dict[str, Any]) -> str | None:
     if payload.get("type") == URL_VERIFICATION:
         return URL_VERIFICATION
     header = payload.get("header")
-    if isinstance(header, dict):
-        return header.get("event_type")
-    return None
+    kind = header.get("event_type") if isinstance(header, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def event_token(payload: dict[str, Any]) -> str | None:
@@ -53,156 +55,158 @@ def event_token(payload: dict[str, Any]) -> str | None:
 
 
 def translate(payload: dict[str, Any], bot_open_id: str = "") -> InboundMessage | Ignored:
+    """One decoded event → an inbox message, Ignored, or MalformedEvent (the event's shape is
+    checked by the models in schema.py before anything is read from it)."""
+    header = payload.get("header")
+    if header is not None:
+        schema.parse(schema.Header, header, "header")
     kind = event_type(payload)
     if kind == MESSAGE_RECEIVED:
-        return _message(payload, bot_open_id)
+        return _message(schema.parse(schema.MessageEnvelope, payload), bot_open_id)
     if kind == CARD_ACTION:
-        return _card_action(payload)
+        return _card_action(schema.parse(schema.CardEnvelope, payload))
     if kind == P2P_ENTERED:
-        return _p2p_entered(payload)
+        return _p2p_entered(schema.parse(schema.P2pEnvelope, payload))
     return Ignored(f"未处理的事件类型 {kind!r}")
 
 
-def _obj(parent: dict[str, Any], key: str) -> dict[str, Any]:
-    value = parent.get(key)
-    if not isinstance(value, dict):
-        raise MalformedEvent(f"缺少字段 {key}", field=key)
-    return value
-
-
-def _event_id(payload: dict[str, Any]) -> str:
-    event_id = _obj(payload, "header").get("event_id")
-    if not event_id:
+def _event_id(header: schema.Header | None) -> str:
+    if header is None or not header.event_id:
         raise MalformedEvent("缺少 header.event_id")
-    return str(event_id)
+    return header.event_id
 
 
-def _message(payload: dict[str, Any], bot_open_id: str) -> InboundMessage | Ignored:
-    event = _obj(payload, "event")
-    message = _obj(event, "message")
-    sender = _obj(event, "sender")
-    if sender.get("sender_type", "user") != "user":
+def _content(message: schema.Message) -> Any:
+    try:
+        return loads_bounded(message.content or "{}")
+    except UnsafePayload as exc:
+        raise MalformedEvent("message.content 不是 JSON") from exc
+
+
+def _message(envelope: schema.MessageEnvelope, bot_open_id: str) -> InboundMessage | Ignored:
+    sender, message = envelope.event.sender, envelope.event.message
+    if sender.sender_type != "user":
         return Ignored("机器人或应用发出的消息")  # never answer bots: no loops
-    open_id = (sender.get("sender_id") or {}).get("open_id")
+    open_id = sender.sender_id.open_id if sender.sender_id else None
     if not open_id:
         raise MalformedEvent("缺少 sender.sender_id.open_id")
-    mentions = message.get("mentions") or []
-    is_group = message.get("chat_type") == "group"
+    mentions = message.mentions or []
+    is_group = message.chat_type == "group"
     bot_keys = _bot_mention_keys(mentions, bot_open_id)
     if is_group and not bot_keys:
         return Ignored("群消息未 @ 机器人")
-    try:
-        content = json.loads(message.get("content") or "{}")
-    except json.JSONDecodeError as exc:
-        raise MalformedEvent("message.content 不是 JSON") from exc
+    content = _content(message)
     if not isinstance(content, dict):
         raise MalformedEvent("message.content 不是对象")
-    message_id = str(message.get("message_id") or "")
-    chat_id = message.get("chat_id")
     common: dict[str, Any] = {
         "platform": PLATFORM,
-        "event_key": _event_id(payload),
-        "sender": str(open_id),
-        "chat_id": chat_id if is_group else None,
-        "reply_context": {"message_id": message_id, "chat_id": chat_id, "chat_type": message.get("chat_type")},
+        "event_key": _event_id(envelope.header),
+        "sender": open_id,
+        "chat_id": message.chat_id if is_group else None,
+        "reply_context": {"message_id": message.message_id, "chat_id": message.chat_id,
+                          "chat_type": message.chat_type},
     }
-    msg_type = message.get("message_type")
+    msg_type = message.message_type
     if msg_type == "text":
-        text = _replace_mentions(str(content.get("text", "")), mentions, bot_keys)
-        return InboundMessage(kind=InboundKind.TEXT, text=text, **common)
+        text = schema.parse(schema.TextContent, content, "message.content").text
+        return InboundMessage(kind=InboundKind.TEXT, text=_replace_mentions(text, mentions, bot_keys), **common)
     if msg_type == "post":
-        text = _replace_mentions(_post_text(content), mentions, bot_keys)
-        return InboundMessage(kind=InboundKind.TEXT, text=text, **common)
+        post = schema.parse(schema.PostContent, content, "message.content")
+        return InboundMessage(kind=InboundKind.TEXT, text=_replace_mentions(_post_text(post), mentions, bot_keys),
+                              **common)
     if msg_type == "image":
-        image_key = content.get("image_key")
-        if not image_key or not message_id:
-            raise MalformedEvent("图片消息缺少 image_key")
-        return InboundMessage(kind=InboundKind.IMAGE, media_ref=f"{message_id}:{image_key}", **common)
+        image = schema.parse(schema.ImageContent, content, "message.content")
+        if not message.message_id:
+            raise MalformedEvent("图片消息缺少 message_id")
+        return InboundMessage(kind=InboundKind.IMAGE, media_ref=f"{message.message_id}:{image.image_key}", **common)
     if msg_type == "location":
-        try:
-            lat, lng = float(content["latitude"]), float(content["longitude"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedEvent("位置消息缺少经纬度") from exc
-        return InboundMessage(kind=InboundKind.LOCATION, lat=lat, lng=lng, text=content.get("name") or None, **common)
+        place = schema.parse(schema.LocationContent, content, "message.content")
+        return InboundMessage(kind=InboundKind.LOCATION, lat=place.latitude, lng=place.longitude,
+                              text=place.name or None, **common)
     return Ignored(f"不支持的消息类型 {msg_type!r}")
 
 
-def _bot_mention_keys(mentions: list[dict[str, Any]], bot_open_id: str) -> set[str]:
+def _bot_mention_keys(mentions: list[schema.Mention], bot_open_id: str) -> set[str]:
     """Keys like "@_user_1" that mention the bot.
 
     Without a known bot open_id every mention counts: by default Feishu delivers a group
     message to a bot only when that bot is mentioned.
     """
-    return {
-        str(m.get("key", "")) for m in mentions if not bot_open_id or (m.get("id") or {}).get("open_id") == bot_open_id
-    }
+    return {m.key for m in mentions if not bot_open_id or (m.id is not None and m.id.open_id == bot_open_id)}
 
 
-def _replace_mentions(text: str, mentions: list[dict[str, Any]], bot_keys: set[str]) -> str:
+def _replace_mentions(text: str, mentions: list[schema.Mention], bot_keys: set[str]) -> str:
     for mention in mentions:
-        key = str(mention.get("key", ""))
-        if key:
-            text = text.replace(key, "" if key in bot_keys else f"@{mention.get('name', '')}")
+        if mention.key:
+            text = text.replace(mention.key, "" if mention.key in bot_keys else f"@{mention.name}")
     lines = (" ".join(line.split()) for line in text.splitlines())
     return "\n".join(line for line in lines if line)
 
 
-def _post_text(content: dict[str, Any]) -> str:
-    lines = [str(content.get("title") or "")]
-    for paragraph in content.get("content") or []:
+def _post_text(post: schema.PostContent) -> str:
+    lines = [post.title or ""]
+    for paragraph in post.content or []:
         parts = []
         for node in paragraph or []:
-            tag = node.get("tag")
-            if tag in ("text", "a"):
-                parts.append(str(node.get("text", "")))
-            elif tag == "at":
-                parts.append(str(node.get("user_id", "")))
+            if node.tag in ("text", "a"):
+                parts.append(node.text or "")
+            elif node.tag == "at":
+                parts.append(node.user_id or "")
         lines.append("".join(parts))
     return "\n".join(line for line in lines if line)
 
 
-def _card_action(payload: dict[str, Any]) -> InboundMessage | Ignored:
-    event = _obj(payload, "event")
-    action = _obj(event, "action")
-    value = action.get("value")
-    if isinstance(value, str):  # a value may be a JSON string on older cards
+def _card_value(raw: dict[str, Any] | str | None) -> schema.OurCardValue | None:
+    """The value of one of our buttons, None for a card that is not ours; MalformedEvent when it
+    names a card and an action of the wrong type."""
+    value: Any = raw
+    if isinstance(raw, str):  # a value may be a JSON string on older cards
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            value = None
+            value = loads_bounded(raw)
+        except UnsafePayload:
+            return None
     if not isinstance(value, dict) or not value.get("card_id") or not value.get("action"):
+        return None
+    return schema.parse(schema.OurCardValue, value, "event.action.value")
+
+
+def _card_action(envelope: schema.CardEnvelope) -> InboundMessage | Ignored:
+    event = envelope.event
+    action = event.action
+    value = _card_value(action.value)
+    if value is None:
         return Ignored("卡片回调缺少 card_id/action（不是本应用的卡片）")
-    open_id = (event.get("operator") or {}).get("open_id")
+    open_id = event.operator.open_id if event.operator else None
     if not open_id:
         raise MalformedEvent("缺少 operator.open_id")
-    callback_token = str(event.get("token") or "")
-    header = payload.get("header") or {}
-    event_key = str(header.get("event_id") or "") or (f"card:{callback_token}" if callback_token else "")
+    callback_token = event.token or ""
+    event_id = envelope.header.event_id if envelope.header else None
+    event_key = event_id or (f"card:{callback_token}" if callback_token else "")
     if not event_key:
         raise MalformedEvent("卡片回调既无 event_id 也无 token")
-    context = event.get("context") or {}
-    values = _form_values(action.get("form_value") or {})
-    if action.get("option") is not None and action.get("name"):
-        values.setdefault(str(action["name"]), str(action["option"]))
+    context = event.context or schema.CardContext()
+    values = _form_values(action.form_value or {})
+    if action.option is not None and action.name:
+        values.setdefault(action.name, action.option)
     return InboundMessage(
         platform=PLATFORM,
         event_key=event_key,
-        sender=str(open_id),
+        sender=open_id,
         kind=InboundKind.CARD_ACTION,
-        card_id=str(value["card_id"]),
-        action=str(value["action"]),
+        card_id=value.card_id,
+        action=value.action,
         values=values,
-        chat_id=context.get("open_chat_id"),
+        chat_id=context.open_chat_id,
         reply_context={
-            "card_id": str(value["card_id"]),
-            "open_message_id": context.get("open_message_id"),
-            "open_chat_id": context.get("open_chat_id"),
+            "card_id": value.card_id,
+            "open_message_id": context.open_message_id,
+            "open_chat_id": context.open_chat_id,
             "callback_token": callback_token,
         },
     )
 
 
-def _form_values(form_value: dict[str, Any]) -> dict[str, str]:
+def _form_values(form_value: dict[str, schema.FormValue]) -> dict[str, str]:
     values: dict[str, str] = {}
     for name, raw in form_value.items():
         if raw is None:
@@ -210,21 +214,21 @@ def _form_values(form_value: dict[str, Any]) -> dict[str, str]:
         if isinstance(raw, bool):  # checker → "true"/"false" (FieldKind.CHECKBOX contract)
             values[name] = "true" if raw else "false"
         elif isinstance(raw, list):
-            values[name] = ",".join(str(item) for item in raw)
+            values[name] = ",".join(raw)
         else:
-            values[name] = str(raw)
+            values[name] = raw
     return values
 
 
-def _p2p_entered(payload: dict[str, Any]) -> InboundMessage:
-    event = _obj(payload, "event")
-    open_id = (event.get("operator_id") or {}).get("open_id")
+def _p2p_entered(envelope: schema.P2pEnvelope) -> InboundMessage:
+    event = envelope.event
+    open_id = event.operator_id.open_id if event.operator_id else None
     if not open_id:
         raise MalformedEvent("缺少 operator_id.open_id")
     return InboundMessage(
         platform=PLATFORM,
-        event_key=_event_id(payload),
-        sender=str(open_id),
+        event_key=_event_id(envelope.header),
+        sender=open_id,
         kind=InboundKind.ENTER,
-        reply_context={"chat_id": event.get("chat_id"), "chat_type": "p2p"},
+        reply_context={"chat_id": event.chat_id, "chat_type": "p2p"},
     )

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from adapters.base import adapter_logger
 from adapters.feishu.config import FeishuConfig
+from adapters.feishu.errors import MalformedEvent
 from adapters.feishu.events import MESSAGE_RECEIVED, P2P_ENTERED, Ignored, translate
 from adapters.feishu.webhook import CARD_TOAST
 from core.ports import InboxPort
 
-log = logging.getLogger(__name__)
+log = adapter_logger(__name__)
 
 
 class FeishuLongConnection:
@@ -85,10 +86,15 @@ class FeishuLongConnection:
         )
 
     def deliver(self, payload: dict[str, Any], app_loop: asyncio.AbstractEventLoop) -> Any:
-        """Translate and store one event; runs in the websocket thread."""
-        result = translate(payload, self._bot_open_id())
+        """Translate and store one event; runs in the websocket thread. A malformed event is
+        logged and acknowledged: delivered again it would be just as malformed."""
+        try:
+            result = translate(payload, self._bot_open_id())
+        except MalformedEvent as exc:
+            log.warning("飞书长连接事件格式不正确，已确认并忽略：%r %r", exc.reason, exc.data)
+            return Ignored(exc.reason)
         if isinstance(result, Ignored):
-            log.info("飞书长连接事件已确认但忽略：%s", result.reason)
+            log.info("飞书长连接事件已确认但忽略：%r", result.reason)
             return result
         future = asyncio.run_coroutine_threadsafe(self._inbox.accept(result), app_loop)
         future.result(timeout=self._accept_timeout_s)
@@ -114,7 +120,7 @@ class FeishuLongConnection:
             )
             client.start()
         except RuntimeError as exc:  # loop.stop() from stop(): "Event loop stopped before Future completed"
-            log.info("飞书长连接已停止：%s", exc)
+            log.info("飞书长连接已停止：%r", exc)
         except Exception:  # the thread must not die silently
             log.exception("飞书长连接异常退出")
         finally:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
+from adapters.base import adapter_logger
 from adapters.feishu.api import FeishuApi
 from adapters.feishu.cards import CardTooLarge, card_content, text_content
 from adapters.feishu.ratelimit import PerKeyRateLimiter
 from core.errors import DeliveryRejected
 from core.ports import DeliveryReceipt, OutboundDelivery
 
-log = logging.getLogger(__name__)
+log = adapter_logger(__name__)
 
 PLATFORM = "feishu"
 
@@ -85,7 +84,7 @@ class FeishuSender:
 
     async def _urgent(self, message_id: str, target: str) -> None:
         if receive_id_type(target) != "open_id":
-            log.info("加急只能发给个人，跳过 %s", target)
+            log.info("加急只能发给个人，跳过 %r", target)
             return
         await self._api.call(
             "PATCH",

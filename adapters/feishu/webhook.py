@@ -4,29 +4,36 @@ Status codes: 413 oversized body; 400 bad JSON / undecryptable / malformed event
 (nothing stored); 401 bad signature, stale timestamp or wrong verification token;
 200 for everything accepted, duplicated or deliberately ignored (unknown types are
 logged, not retried by Feishu). An inbox failure is a 500 so Feishu pushes again.
+
+Order: the signature is checked on the raw bytes before anything is parsed; with an encrypt
+key set, an unsigned body (only url_verification may be one) is parsed only when it is small.
+Every parse is bounded (adapters/wire.py: depth, numbers), and the timestamp is an integer.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from adapters.base import adapter_logger
 from adapters.feishu import crypto
 from adapters.feishu.config import FeishuConfig
 from adapters.feishu.errors import EventRejected, FeishuError, MalformedEvent
 from adapters.feishu.events import CARD_ACTION, URL_VERIFICATION, Ignored, event_token, event_type, translate
+from adapters.wire import UnsafePayload, loads_bounded, unix_seconds
 from core.ports import InboxPort
 
-log = logging.getLogger(__name__)
+log = adapter_logger(__name__)
 
 CARD_TOAST = {"toast": {"type": "info", "content": "已收到，处理中"}}
 _SUCCESS = {"msg": "success"}
+# A url_verification (the one event Feishu may send unsigned when an encrypt key is set) is a
+# few hundred bytes; an unsigned body larger than this is refused without being parsed.
+UNSIGNED_MAX_BYTES = 4096
 
 
 class BodyTooLarge(FeishuError):
@@ -67,7 +74,7 @@ class FeishuWebhook:
         except MalformedEvent as exc:
             return _refuse(400, exc)
         if isinstance(result, Ignored):
-            log.info("飞书事件已确认但忽略：%s (event_type=%s)", result.reason, kind)
+            log.info("飞书事件已确认但忽略：%r (event_type=%r)", result.reason, kind)
             return web.json_response({} if kind == CARD_ACTION else _SUCCESS)
         # Stored (and committed) before we answer; a redelivery returns False and changes nothing.
         await self._inbox.accept(result)
@@ -86,6 +93,8 @@ class FeishuWebhook:
             if not crypto.signature_ok(timestamp, nonce, key, body, signature):
                 raise EventRejected("签名不正确")
             signed = True
+        elif key and len(body) > UNSIGNED_MAX_BYTES:
+            raise EventRejected("缺少签名")
         payload = _decode(body, key)
         kind = event_type(payload)
         # Feishu signs every event when an encrypt key is set; url_verification may come
@@ -97,7 +106,8 @@ class FeishuWebhook:
 
     def _check_fresh(self, timestamp: str) -> None:
         try:
-            age = abs(self._clock() - float(timestamp))
+            # Integers only: float("nan") would make every age comparison false, i.e. "fresh".
+            age = abs(self._clock() - unix_seconds(timestamp))
         except ValueError as exc:
             raise EventRejected("时间戳无效") from exc
         if age > self._config.freshness_window_s:
@@ -116,9 +126,9 @@ class FeishuWebhook:
 
 def _decode(body: bytes, key: str) -> dict[str, Any]:
     try:
-        outer = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedEvent("请求体不是 JSON") from exc
+        outer = loads_bounded(body)
+    except UnsafePayload as exc:
+        raise MalformedEvent("请求体不是 JSON", detail=str(exc)[:200]) from exc
     if not isinstance(outer, dict):
         raise MalformedEvent("请求体不是 JSON 对象")
     if "encrypt" not in outer:
@@ -126,11 +136,11 @@ def _decode(body: bytes, key: str) -> dict[str, Any]:
     if not key:
         raise MalformedEvent("收到加密事件，但未配置 encrypt key")
     try:
-        payload = json.loads(crypto.decrypt(str(outer["encrypt"]), key))
+        payload = loads_bounded(crypto.decrypt(str(outer["encrypt"]), key))
     except crypto.DecryptError as exc:
         raise MalformedEvent("无法解密") from exc
-    except json.JSONDecodeError as exc:
-        raise MalformedEvent("解密后不是 JSON") from exc
+    except UnsafePayload as exc:
+        raise MalformedEvent("解密后不是 JSON", detail=str(exc)[:200]) from exc
     if not isinstance(payload, dict):
         raise MalformedEvent("解密后不是 JSON 对象")
     return payload
@@ -150,5 +160,6 @@ async def _read_capped(request: web.Request, limit: int) -> bytes:
 
 
 def _refuse(status: int, exc: FeishuError) -> web.Response:
-    log.warning("拒绝飞书事件 (%s)：%s %s", status, exc.reason, exc.data or "")
+    # %r: reasons and data may carry what the sender wrote (field names, event types).
+    log.warning("拒绝飞书事件 (%s)：%r %r", status, exc.reason, exc.data or {})
     return web.json_response({"msg": exc.reason}, status=status)

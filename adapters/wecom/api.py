@@ -13,18 +13,19 @@ directly.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
+from adapters.base import adapter_logger
+from adapters.media import read_capped
 from adapters.wecom.config import WeComConfig
+from adapters.wire import UnsafePayload, loads_bounded
 from core.errors import DeliveryRejected, DeliveryRetryLater
 from core.ports import TokenCache
 
-log = logging.getLogger(__name__)
+log = adapter_logger(__name__)
 
 TOKEN_LIFETIME_S = 7200
 TOKEN_REFRESH_MARGIN_S = 300  # refresh well before WeCom expires it
@@ -137,12 +138,13 @@ class WeComApi:
         try:
             async with self._http().get(url, params={"access_token": token, "media_id": media_id}) as resp:
                 _raise_for_http(resp.status, "media/get")
-                body = await resp.read()
+                body = await read_capped(resp)  # streamed: past the cap it stops reading
                 # Errors come back as JSON; the media itself as its own content type.
                 if resp.content_type in ("application/json", "text/plain") and body.lstrip().startswith(b"{"):
-                    _raise_for_errcode(json.loads(body), "media/get")
+                    answer = loads_bounded(body)
+                    _raise_for_errcode(answer if isinstance(answer, dict) else {}, "media/get")
                 return body
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError, UnsafePayload) as exc:
             raise WeComUnavailable(f"media/get: {exc!r}") from exc
 
     async def _request(

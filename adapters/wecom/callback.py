@@ -1,6 +1,7 @@
 """`GET/POST /wecom/callback`: verify, decrypt, store in the inbox, answer at once.
 
-Order of checks on POST, cheapest first: size cap (413), query + timestamp window (400/403),
+Order of checks on POST, cheapest first: size cap (413), query + timestamp window (400/403;
+the timestamp is read as an integer of ASCII digits only),
 XML safety (400), signature compared in constant time (403), decrypt + corp id (403),
 parse. Nothing reaches the inbox before all of them passed. The answer is an empty 200
 (no passive reply): replies go out through the outbox, never inside WeCom's 5 s budget.
@@ -11,7 +12,6 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
-import logging
 import struct
 import time
 from collections.abc import Callable
@@ -19,11 +19,13 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.base import adapter_logger
 from adapters.wecom.config import WeComConfig
 from adapters.wecom.inbound import parse_xml, to_inbound
+from adapters.wire import unix_seconds
 from core.ports import InboxPort
 
-log = logging.getLogger(__name__)
+log = adapter_logger(__name__)
 
 CALLBACK_PATH = "/wecom/callback"
 
@@ -64,7 +66,7 @@ class WeComCallback:
         try:
             plain = self.verify_url(dict(request.query))
         except CallbackRejected as exc:
-            log.warning("wecom: URL verification refused (%s): %s", exc.status, exc.reason)
+            log.warning("wecom: URL verification refused (%s): %r", exc.status, exc.reason)
             return web.Response(status=exc.status)
         # The raw echostr: no quotes, no newline, no JSON.
         return web.Response(text=plain, content_type="text/plain")
@@ -74,7 +76,7 @@ class WeComCallback:
             body = await _read_capped(request, self._config.max_body_bytes)
             message = self.decode(dict(request.query), body)
         except CallbackRejected as exc:
-            log.warning("wecom: callback refused (%s): %s", exc.status, exc.reason)
+            log.warning("wecom: callback refused (%s): %r", exc.status, exc.reason)
             return web.Response(status=exc.status)
         inbound = to_inbound(message)
         if inbound is None:
@@ -118,7 +120,9 @@ class WeComCallback:
 
     def _check_fresh(self, timestamp: str) -> None:
         try:
-            sent_at = int(timestamp)
+            # ASCII digits only, bounded: int() would take " 1", "+1", "1_0", other scripts'
+            # digits, and 4,000 nines that overflow when compared with the float clock.
+            sent_at = unix_seconds(timestamp)
         except ValueError as exc:
             raise CallbackRejected(400, "timestamp is not an integer") from exc
         if abs(self._clock() - sent_at) > self._config.timestamp_window_s:

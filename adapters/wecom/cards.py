@@ -17,23 +17,30 @@ message (the client enforces nothing). multiple_interaction has one submit butto
 actions (the sign-off's 仍未修好) are named in the text as a reply ("也可直接回复「仍未修好」"),
 which the chat commands understand. Template cards have no free-text input: TEXT fields are
 not rendered (their card handlers need a text-command path on WeCom).
+
+Template cards show plain text (no markdown to escape), but urgent cards are sent with
+enable_id_trans, which turns `$userName=ID$` anywhere in the card into a person's name: every text
+of the card goes through `adapters.markdown.wecom` (invisible, stops the translation) except the
+call-out this module writes itself.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
+from adapters import markdown
+from adapters.base import adapter_logger
 from adapters.wecom import limits as lim
 from adapters.wecom.inbound import UNSET_OPTION_ID
 from core.cards import ActionStyle, Card, CardField, CardKind, FieldKind
 
-log = logging.getLogger(__name__)
+log = adapter_logger(__name__)
 
 UNSET_LABEL = "请选择"
 CHECKBOX_YES_ID = "true"  # the neutral CHECKBOX value when ticked
 URGENT_TAG = "【紧急】"
 
+_t = markdown.wecom  # every text of the card that came from the neutral card
 # button_list.style is 1..4 (1 default). Colours are client-defined.
 _BUTTON_STYLE = {ActionStyle.PRIMARY: 1, ActionStyle.DEFAULT: 2, ActionStyle.DANGER: 3}
 
@@ -71,12 +78,12 @@ def render_urgent_text(text: str, *, card_url: str, recipient_id: str, source_de
 
 def closed_button_update(card: Card) -> dict[str, Any]:
     """update_template_card body part that greys out the buttons and shows the closing note."""
-    note = card.closed_note or "已处理"
+    note = _t(card.closed_note or "已处理")
     return {"button": {"replace_name": lim.cut_chars(note, lim.REPLACE_NAME_CHARS)}}
 
 
 def _common(card: Card, task_id: str, source_desc: str, urgent: bool, recipient_id: str | None) -> dict[str, Any]:
-    title = (URGENT_TAG if urgent and not card.title.startswith(URGENT_TAG) else "") + card.title
+    title = (URGENT_TAG if urgent and not card.title.startswith(URGENT_TAG) else "") + _t(card.title)
     main_title: dict[str, str] = {"title": lim.cut_chars(title, lim.MAIN_TITLE_CHARS)}
     if card.ticket_number:
         main_title["desc"] = lim.cut_chars(f"工单 {card.ticket_number}", lim.MAIN_DESC_CHARS)
@@ -90,12 +97,12 @@ def _common(card: Card, task_id: str, source_desc: str, urgent: bool, recipient_
     shown, overflow = facts[: lim.HORIZONTAL_CONTENT_MAX], facts[lim.HORIZONTAL_CONTENT_MAX :]
     if shown:
         out["horizontal_content_list"] = [
-            {"keyname": lim.cut_chars(k, lim.KEYNAME_CHARS), "value": lim.cut_chars(v, lim.VALUE_CHARS)}
+            {"keyname": lim.cut_chars(_t(k), lim.KEYNAME_CHARS), "value": lim.cut_chars(_t(v), lim.VALUE_CHARS)}
             for k, v in shown
         ]
-    body = card.body
+    body = _t(card.body)
     if overflow:
-        body = "\n".join([body, *(f"{k}：{v}" for k, v in overflow)]).strip()
+        body = "\n".join([body, *(f"{_t(k)}：{_t(v)}" for k, v in overflow)]).strip()
     if urgent and recipient_id:
         # "$userName=ID$" is translated to the person's name (enable_id_trans=1): an @-style call-out.
         body = f"$userName={recipient_id}$，请立即处理。" + (f"\n{body}" if body else "")
@@ -120,7 +127,7 @@ def _text_notice(card: Card, base: dict[str, Any], card_url: str, urgent: bool) 
 
 
 def _closed_notice(card: Card, base: dict[str, Any], card_url: str) -> dict[str, Any]:
-    note = card.closed_note or "已处理"
+    note = _t(card.closed_note or "已处理")
     out = _notice(base, card_url)
     out["emphasis_content"] = {"title": lim.cut_chars(note, lim.EMPHASIS_TITLE_CHARS)}
     if len(note) > lim.EMPHASIS_TITLE_CHARS:
@@ -131,11 +138,11 @@ def _closed_notice(card: Card, base: dict[str, Any], card_url: str) -> dict[str,
 
 def _button_interaction(card: Card, base: dict[str, Any], selection: CardField | None) -> dict[str, Any]:
     if len(card.actions) > lim.BUTTON_LIST_MAX:
-        log.warning("wecom: card %s has %d buttons, WeCom shows %d", card.id, len(card.actions), lim.BUTTON_LIST_MAX)
+        log.warning("wecom: card %r has %d buttons, WeCom shows %d", card.id, len(card.actions), lim.BUTTON_LIST_MAX)
     buttons = [
         {
             "type": 0,  # 0 = callback (template_card_event), not a link
-            "text": lim.cut_chars(a.label, lim.BUTTON_TEXT_CHARS),
+            "text": lim.cut_chars(_t(a.label), lim.BUTTON_TEXT_CHARS),
             "style": _BUTTON_STYLE.get(a.style, 1),
             "key": a.id,
         }
@@ -153,10 +160,10 @@ def _button_interaction(card: Card, base: dict[str, Any], selection: CardField |
 def _multiple_interaction(card: Card, base: dict[str, Any]) -> dict[str, Any]:
     selectable = [f for f in card.fields if f.kind in (FieldKind.CHECKBOX, FieldKind.SELECT)]
     if len(selectable) != len(card.fields) or len(selectable) > lim.SELECT_LIST_MAX:
-        log.warning("wecom: card %s: only %d checkbox/select fields fit a WeCom form", card.id, lim.SELECT_LIST_MAX)
+        log.warning("wecom: card %r: only %d checkbox/select fields fit a WeCom form", card.id, lim.SELECT_LIST_MAX)
     submit, others = card.actions[0], card.actions[1:]
     if others:
-        hint = "".join(f"如需「{a.label}」，请直接回复「{a.label}」。" for a in others)
+        hint = "".join(f"如需「{_t(a.label)}」，请直接回复「{_t(a.label)}」。" for a in others)
         # The hint must survive the cut: shorten the text before it instead.
         text = lim.cut_chars(base.get("sub_title_text", ""), max(lim.SUB_TITLE_CHARS - len(hint) - 1, 0))
         base = {**base, "sub_title_text": "\n".join(filter(None, [text, hint]))[: lim.SUB_TITLE_CHARS]}
@@ -164,7 +171,7 @@ def _multiple_interaction(card: Card, base: dict[str, Any]) -> dict[str, Any]:
         "card_type": "multiple_interaction",
         **base,
         "select_list": [_select(f) for f in selectable[: lim.SELECT_LIST_MAX]],
-        "submit_button": {"text": lim.cut_chars(submit.label, lim.BUTTON_TEXT_CHARS), "key": submit.id},
+        "submit_button": {"text": lim.cut_chars(_t(submit.label), lim.BUTTON_TEXT_CHARS), "key": submit.id},
     }
 
 
@@ -174,12 +181,12 @@ def _select(field: CardField) -> dict[str, Any]:
         options.append({"id": CHECKBOX_YES_ID, "text": "是"})
     else:
         options += [
-            {"id": o.value, "text": lim.cut_chars(o.label, lim.OPTION_TEXT_CHARS)}
+            {"id": o.value, "text": lim.cut_chars(_t(o.label), lim.OPTION_TEXT_CHARS)}
             for o in field.options[: lim.SELECT_OPTIONS_MAX - 1]
         ]
     return {
         "question_key": field.id,
-        "title": lim.cut_chars(field.label, lim.SELECT_TITLE_CHARS),
+        "title": lim.cut_chars(_t(field.label), lim.SELECT_TITLE_CHARS),
         "selected_id": UNSET_OPTION_ID,
         "option_list": options,
     }

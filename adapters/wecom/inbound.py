@@ -7,17 +7,19 @@ dict and several as a list.
 
 from __future__ import annotations
 
-import logging
+import math
 import re
 from typing import Any
 from xml.parsers.expat import ExpatError
 
 import xmltodict
 
+from adapters.base import adapter_logger
 from adapters.wecom.task_id import decode_task_id
+from adapters.wire import unix_seconds
 from core.inbound import InboundKind, InboundMessage
 
-log = logging.getLogger(__name__)
+log = adapter_logger(__name__)
 
 PLATFORM = "wecom"
 # The first option of every WeCom dropdown we render: "请选择" means "nothing chosen".
@@ -69,7 +71,7 @@ def to_inbound(msg: dict[str, Any]) -> InboundMessage | None:
             lng=_float(msg, "Location_Y"),
             text=_text(msg, "Label") or None,
         )
-    log.info("wecom: ignoring message type %r from %s", msg_type, sender)
+    log.info("wecom: ignoring message type %r from %r", msg_type, sender)
     return None
 
 
@@ -87,7 +89,7 @@ def _event(msg: dict[str, Any], sender: str) -> InboundMessage | None:
             return InboundMessage(
                 PLATFORM, key, sender, InboundKind.LOCATION, lat=_float(msg, "Latitude"), lng=_float(msg, "Longitude")
             )
-    log.info("wecom: ignoring event %r from %s", event, sender)
+    log.info("wecom: ignoring event %r from %r", event, sender)
     return None
 
 
@@ -142,13 +144,14 @@ def _text(msg: dict[str, Any], name: str) -> str:
 
 def _float(msg: dict[str, Any], name: str) -> float | None:
     try:
-        return float(_text(msg, name))
+        value = float(_text(msg, name))
     except ValueError:
         return None
+    return value if math.isfinite(value) else None  # "nan", "inf", 1e999 are no coordinates
 
 
 def _int(value: str) -> int | None:
     try:
-        return int(value)
+        return unix_seconds(value)
     except ValueError:
         return None

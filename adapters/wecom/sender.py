@@ -15,11 +15,11 @@ being dropped by WeCom. Plain texts to one person that queue up are merged into 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+from adapters.base import adapter_logger
 from adapters.wecom.api import SessionFactory, WeComApi, WeComRejected
 from adapters.wecom.budget import MemoryRecipientBudget, RecipientBudget, RecipientBusy
 from adapters.wecom.cards import closed_button_update, render_card, render_urgent_text
@@ -31,7 +31,7 @@ from core.cards import Card, Notification
 from core.errors import DeliveryRejected
 from core.ports import DeliveryReceipt, OutboundDelivery, TokenCache
 
-log = logging.getLogger(__name__)
+log = adapter_logger(__name__)
 
 PLATFORM = "wecom"
 RESPONSE_CODE_TTL_S = 72 * 3600
@@ -142,7 +142,7 @@ class WeComSender:
             data = await self._message_send(delivery.recipient_external_id, body, id_trans=urgent)
         except WeComRejected as exc:
             if exc.errcode == TASK_ID_EXISTS and delivery.attempt > 1:
-                log.info("wecom: card %s already delivered by an earlier attempt", card.id)
+                log.info("wecom: card %r already delivered by an earlier attempt", card.id)
                 return DeliveryReceipt(card_ref={"task_id": task_id, "card_type": template["card_type"]})
             raise
         ref: dict[str, Any] = {"task_id": template.get("task_id"), "card_type": template["card_type"]}
@@ -155,7 +155,7 @@ class WeComSender:
         ref = dict(delivery.card_ref or {})
         code, source = self._usable_code(delivery, card.id)
         if code is None:
-            log.info("wecom: no usable response_code for card %s, sending a fresh card", card.id)
+            log.info("wecom: no usable response_code for card %r, sending a fresh card", card.id)
             await self._book(delivery.recipient_external_id, 1)
             return await self._send_card(delivery, card)
         task_id = str((delivery.reply_context if source == "reply" else ref).get("task_id") or ref.get("task_id") or "")

@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from bot.chat.conversation import _TEXT_COMMANDS, Conversation, Incoming, text_command
+from bot.chat.conversation import _TEXT_COMMANDS, Conversation, HelpLine, Incoming, text_command
 from core.errors import InvalidInput, NotFound
-from core.model import Person
+from core.model import Person, Role
 
 CONFIRM_WORDS = ("确认", "确定", "confirm")
 CANCEL_WORDS = ("取消", "放弃", "cancel")
@@ -77,11 +77,14 @@ async def _hand_over(conv: Conversation, inc: Incoming) -> bool:
     return False
 
 
-@text_command(*CONFIRM_WORDS, summary="确认待执行的高风险修改")
+# Anyone may say 确认/取消 (someone with nothing pending hears so); only admins have changes that wait
+# for one (rules, templates, reopening unsigned tickets), so 帮助 lists them for admins.
+@text_command(*CONFIRM_WORDS, help=(HelpLine("确认｜取消", "执行或放弃待确认的高风险修改（15 分钟内有效）",
+                                             frozenset({Role.ADMIN})),))
 async def _confirm(conv: Conversation, inc: Incoming) -> None:
     await _answer(conv, inc, confirm=True)
 
 
-@text_command(*CANCEL_WORDS, summary="放弃待执行的高风险修改")
+@text_command(*CANCEL_WORDS)
 async def _cancel(conv: Conversation, inc: Incoming) -> None:
     await _answer(conv, inc, confirm=False)

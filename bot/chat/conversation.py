@@ -1,23 +1,32 @@
 """Conversation flows: an inbound message (any platform) becomes a command or a reply.
 
 Order of precedence for text: registered bot commands (规则…, 派单规则, 签到, 完工 …) by
-their leading word, then "my tickets"/"ticket N" questions, then the classifier's intent:
-a fault becomes a ticket, anything else gets a helpful conversational answer.
+their leading word, then "ticket N" questions, then the classifier's intent: a fault becomes
+a ticket, anything else gets a helpful conversational answer (customers and staff get
+different ones).
+
+The command registry (`@text_command`) is the one place that says who may use a command: the
+runner refuses everyone else, and `帮助` lists, per role, exactly what the registry allows.
+Every refusal by role or ownership — the registry's, a handler's, the core's — is a
+`NotAllowed`; `Conversation.handle` answers it and audits it (`RefuseCommand`) in a small
+transaction of its own.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from core.audit.refusals import RefuseCommand
 from core.commands import ListMyTickets, PressCardAction, ReportFault, ShowTicket
-from core.errors import TicketbotError
+from core.errors import NotAllowed, TicketbotError
 from core.inbound import InboundKind, InboundMessage
-from core.model import Person, Role
+from core.model import ROLE_LABELS, Person, Role
 from core.replies import Reply
 from core.repository import UnitOfWork
 from core.service import NewActor, TicketService
@@ -26,6 +35,8 @@ log = logging.getLogger(__name__)
 
 TICKET_NUMBER = re.compile(r"\b([A-Za-z]{2}-\d{8}-\d{4})\b")
 MAX_TEXT = 2000
+HELP_WORDS = frozenset({"帮助", "help", "菜单", "?", "？"})
+KIND_WORDS = {InboundKind.IMAGE: "图片", InboundKind.LOCATION: "位置"}  # what a refused non-text message was
 
 HELP_TEXT = (
     "您好，我是工单助手。\n"
@@ -43,6 +54,12 @@ CONVERSATIONAL_REPLIES = {
     "smalltalk": HELP_TEXT,
     "empty": "没有收到内容哦。" + HELP_TEXT,
 }
+# Staff are not asked to describe a fault: they get their own commands.
+STAFF_THANKS = "不客气。"
+CLOSING_FOR_STAFF = ("工单只能由客户签字结案：完工后客户会收到签字卡片，确认并评分后工单自动结案；"
+                     "客户迟迟不签字时，主管会收到回访任务。")
+CLOSING_FOR_CUSTOMERS = ("工单在您签字确认后结案：技师完工后您会收到签字卡片，勾选确认并评分即可。"
+                         "如问题仍未解决，请发送「仍未修好」。")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +76,27 @@ TextHandler = Callable[["Conversation", Incoming], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
+class HelpLine:
+    """One line of `帮助`: shown to whoever may run the command and, when `roles` is set, has one of them."""
+
+    usage: str  # e.g. "质检不通过 工单号 原因"
+    summary: str
+    roles: frozenset[Role] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TextCommand:
     words: tuple[str, ...]  # leading words that select it (first match wins; longest first)
     handler: TextHandler
     roles: frozenset[Role] | None = None  # None: everyone
-    summary: str = ""
+    summary: str = ""  # "" and no help lines: not listed in 帮助
+    help: tuple[HelpLine, ...] = ()  # the lines 帮助 shows (default: the first word and the summary)
+    refusal: str = ""  # the answer to someone whose role is not in `roles` (default: generated)
+    seq: int = 0  # registration order: the order of 帮助
 
 
 _TEXT_COMMANDS: list[TextCommand] = []
+_SEQ = itertools.count()
 # Handlers for non-text kinds (image → photo for the current job, location → position ...).
 InboundHandler = Callable[["Conversation", Person, InboundMessage], Awaitable[None]]
 _INBOUND_HANDLERS: dict[InboundKind, InboundHandler] = {}
@@ -80,40 +110,76 @@ def inbound_handler(kind: InboundKind) -> Callable[[InboundHandler], InboundHand
     return register
 
 
-def text_command(*words: str, roles: set[Role] | None = None, summary: str = "") -> Callable[[TextHandler],
-                                                                                           TextHandler]:
+def text_command(*words: str, roles: Iterable[Role] | None = None, summary: str = "", usage: str = "",
+                 help: Iterable[HelpLine] = (), refusal: str = "") -> Callable[[TextHandler], TextHandler]:
+    """Register a chat command. `roles`: who may use it (None: everyone) — the runner refuses and
+    audits anyone else, and 帮助 lists it for exactly these roles. `usage`/`summary`: its 帮助 line;
+    `help`: more lines, each for some of the roles (e.g. sub-commands only admins may use)."""
+    lines = tuple(help)
+    if summary:
+        lines = (HelpLine(usage or words[0], summary), *lines)
+
     def register(fn: TextHandler) -> TextHandler:
-        _TEXT_COMMANDS.append(TextCommand(tuple(words), fn, frozenset(roles) if roles else None, summary))
+        _TEXT_COMMANDS.append(TextCommand(tuple(words), fn, frozenset(roles) if roles else None, summary, lines,
+                                          refusal, next(_SEQ)))
         _TEXT_COMMANDS.sort(key=lambda c: -max(len(w) for w in c.words))
         return fn
 
     return register
 
 
-CUSTOMER_COMMANDS = ("我的工单", "同意方案", "仍未修好", "设备编号")
-# Commands registered for everyone that check the role themselves: listed for staff only.
-STAFF_COMMANDS = ("模板", "重开未签字工单", "规则", "SOP", "确认", "取消", "放弃", "test dispatch")
+def may_use(person: Person, command: TextCommand) -> bool:
+    return command.roles is None or person.role in command.roles
+
+
+def role_names(roles: Iterable[Role]) -> str:
+    """「主管和管理员」: the roles' labels in the directory's order."""
+    labels = [ROLE_LABELS[r] for r in Role if r in set(roles)]
+    return labels[0] if len(labels) == 1 else "、".join(labels[:-1]) + "和" + labels[-1]
+
+
+def refusal_for(person: Person, command: TextCommand, word: str) -> str:
+    if command.refusal:
+        return command.refusal
+    text = f"抱歉，您没有权限：「{word}」只有{role_names(command.roles or ())}可以使用。"
+    if person.role is Role.CUSTOMER:
+        text += "如需报修，请直接描述故障；查询进度请发送「进度」。"
+    return text
+
+
+def help_lines(person: Person) -> list[str]:
+    """The 帮助 lines for this person's role, from the registry, in registration order."""
+    seen: set[str] = set()
+    lines = []
+    for cmd in sorted(_TEXT_COMMANDS, key=lambda c: c.seq):
+        if not may_use(person, cmd):
+            continue
+        for line in cmd.help:
+            if (line.roles is None or person.role in line.roles) and line.usage not in seen:
+                seen.add(line.usage)
+                lines.append(f"· {line.usage}：{line.summary}")
+    return lines
 
 
 def help_for(person: Person) -> str:
-    """The help text plus the commands this person's role can use (from their registrations)."""
-    seen: set[str] = set()
-    lines = []
-    for cmd in sorted(_TEXT_COMMANDS, key=lambda c: c.words[0]):
-        word = cmd.words[0]
-        if not cmd.summary or word in seen:
-            continue
-        if person.role == Role.CUSTOMER:
-            allowed = word in CUSTOMER_COMMANDS
-        elif person.role not in {Role.ADMIN, Role.SUPERVISOR}:
-            allowed = (cmd.roles is None or person.role in cmd.roles) and word not in STAFF_COMMANDS \
-                and "管理员" not in cmd.summary and "主管" not in cmd.summary
-        else:
-            allowed = cmd.roles is None or person.role in cmd.roles
-        if allowed:
-            seen.add(word)
-            lines.append(f"· {word}：{cmd.summary}")
-    return HELP_TEXT + ("\n可用命令：\n" + "\n".join(lines) if lines else "")
+    """What 帮助 answers: the customer's guide, or a staff greeting, then the commands of the role."""
+    lines = help_lines(person)
+    if person.role is Role.CUSTOMER:
+        return HELP_TEXT + ("\n可用命令：\n" + "\n".join(lines) if lines else "")
+    return f"您好，{person.name}。以下是{ROLE_LABELS[person.role]}可以使用的命令：\n" + "\n".join(lines)
+
+
+def welcome(person: Person) -> str:
+    """The first answer to someone who opens the chat (or says something we have no answer for)."""
+    return HELP_TEXT if person.role is Role.CUSTOMER else help_for(person)
+
+
+def conversational_reply(person: Person, intent: str) -> str:
+    if person.role is Role.CUSTOMER:
+        return CONVERSATIONAL_REPLIES.get(intent, HELP_TEXT)
+    if intent == "thanks":
+        return STAFF_THANKS
+    return ("没有收到内容哦。" if intent == "empty" else "") + help_for(person)
 
 
 def normalise_text(text: str) -> str:
@@ -137,10 +203,31 @@ class Conversation:
         person = await self.resolve_sender(message)
         try:
             await self._route(person, message)
+        except NotAllowed as refusal:
+            await self.refuse(person, message, refusal)
         except TicketbotError as error:
             await self.reply(person, message, error.user_message)
         finally:
             self._unstored.pop((message.platform, message.event_key), None)
+
+    async def refuse(self, person: Person, message: InboundMessage, refusal: NotAllowed) -> None:
+        """The one place a refusal is answered and audited (the refused command's work rolled back)."""
+        number = str(refusal.data["number"]) if refusal.data.get("number") else None
+        reason = str(refusal.data.get("reason") or "")
+        if message.kind == InboundKind.CARD_ACTION:
+            command = RefuseCommand("卡片操作", "", refusal.user_message, number, message.card_id or "",
+                                    message.action or "", reason)
+        elif message.kind == InboundKind.TEXT:
+            text = normalise_text(message.text or "")
+            matched = self.match_command(text)
+            word = matched[0].words[0] if matched else text.split(" ", 1)[0]
+            if number is None and (mentioned := TICKET_NUMBER.search(text)):
+                number = mentioned.group(1).upper()
+            command = RefuseCommand(word, text, refusal.user_message, number, reason=reason)
+        else:
+            command = RefuseCommand(KIND_WORDS.get(message.kind, str(message.kind)), "", refusal.user_message,
+                                    number, reason=reason)
+        await self.run(command, person, message)
 
     async def reply(self, person: Person, message: InboundMessage | None, text: str) -> None:
         if message is None:
@@ -187,11 +274,11 @@ class Conversation:
         elif kind == InboundKind.TEXT:
             await self.on_text(person, message)
         elif kind == InboundKind.ENTER:
-            await self.reply(person, message, HELP_TEXT)
+            await self.reply(person, message, welcome(person))
         else:
             handler = _INBOUND_HANDLERS.get(kind)
             if handler is None:
-                await self.reply(person, message, "暂不支持这种消息。" + HELP_TEXT)
+                await self.reply(person, message, "暂不支持这种消息。" + welcome(person))
             else:
                 await self.store_sender(person, message)
                 await handler(self, person, message)
@@ -199,7 +286,7 @@ class Conversation:
     async def on_text(self, person: Person, message: InboundMessage) -> None:
         text = normalise_text(message.text or "")
         if not text:
-            await self.reply(person, message, CONVERSATIONAL_REPLIES["empty"])
+            await self.reply(person, message, conversational_reply(person, "empty"))
             return
         if len(text) > MAX_TEXT:
             await self.reply(person, message, f"消息太长了（{len(text)} 字），请精简到 {MAX_TEXT} 字以内再发送。")
@@ -212,13 +299,17 @@ class Conversation:
         command = self.match_command(text)
         if command is not None:
             cmd, args = command
-            if cmd.roles is not None and person.role not in cmd.roles:
-                await self.reply(person, message, "抱歉，这个命令只有管理人员可以使用。")
-                return
+            if not may_use(person, cmd):
+                typed = next(w for w in cmd.words if text == w or text.startswith(w + " "))
+                raise NotAllowed(refusal_for(person, cmd, typed), role=person.role.value)
             await self.store_sender(person, message)
             await cmd.handler(self, Incoming(person, text, args, message))
             return
-        if text in {"帮助", "help", "菜单", "?", "？"}:
+        await self.understand(person, message, text)
+
+    async def understand(self, person: Person, message: InboundMessage, text: str) -> None:
+        """Text that is no command: help, a ticket number, else what the classifier makes of it."""
+        if text in HELP_WORDS:
             await self.reply(person, message, help_for(person))
             return
         number = TICKET_NUMBER.search(text)
@@ -231,7 +322,7 @@ class Conversation:
         elif analysis.intent == "status":
             await self.run(ListMyTickets(), person, message)
         else:
-            await self.reply(person, message, CONVERSATIONAL_REPLIES.get(analysis.intent, HELP_TEXT))
+            await self.reply(person, message, conversational_reply(person, analysis.intent))
 
     @staticmethod
     def match_command(text: str) -> tuple[TextCommand, list[str]] | None:
@@ -256,6 +347,22 @@ def _commands_starting_with(first: str) -> list[tuple[TextCommand, str, str]]:
     return _BY_FIRST.get(first, [])
 
 
-@text_command("我的工单", "进度", "查进度", "查询进度", summary="查看我的工单")
+@text_command("我的工单", "进度", "查进度", "查询进度", usage="进度｜我的工单", summary="查看工单进度")
 async def _my_tickets(conv: Conversation, inc: Incoming) -> None:
     await conv.run(ListMyTickets(), inc.person, inc.message)
+
+
+@text_command("工单", "查工单", usage="工单 工单号", summary="查看一张工单的状态与处理记录")
+async def _show_ticket(conv: Conversation, inc: Incoming) -> None:
+    number = TICKET_NUMBER.search(inc.text)
+    if number is None:  # "工单 …" without a number is an ordinary message (a report, a question)
+        await conv.understand(inc.person, inc.message, inc.text)
+        return
+    await conv.run(ShowTicket(number.group(1).upper()), inc.person, inc.message)
+
+
+@text_command("结案", "结单", "关单", "关闭工单")
+async def _close(conv: Conversation, inc: Incoming) -> None:
+    # Nobody closes a ticket by a command: only the customer's signature does (core/lifecycle/signoff.py).
+    answer = CLOSING_FOR_CUSTOMERS if inc.person.role is Role.CUSTOMER else CLOSING_FOR_STAFF
+    await conv.reply(inc.person, inc.message, answer)

@@ -2,7 +2,7 @@
 
 Grammar (工号 = person id; fields are 字段=值, lists separated by 、 , ， ; ；):
 
-  supervisors and admins (others are refused, and the refusal is audited)
+  supervisors and admins (the registry refuses others; the conversation audits every refusal)
     技师 | 技师 列表                         the directory with duty and open load
     技师 查看 <工号>
     技师 添加 <工号> <姓名> [字段=值 …]
@@ -14,7 +14,7 @@ Grammar (工号 = person id; fields are 字段=值, lists separated by 、 , ，
     派单规则 权重 资质=0.5 距离=0.2 负载=0.2 评分=0.1   (any subset; the four must sum to 1; 50% also works)
     派单规则 超时 20分钟                      offer timeout (秒/分钟/小时; a bare number is minutes)
     派单规则 历史 | 派单规则 回滚 <版本>        versions of config kind "dispatch" (0 = shipped defaults)
-    test dispatch <工单号> | 测试派单 <工单号> | 派单试算 <工单号>     dry run: candidates and exclusions
+    测试派单 <工单号> | 派单试算 <工单号> | test dispatch <工单号>     dry run: candidates and exclusions
     转派 <工单号> <工号> [原因]                manual reassignment (offer to that technician)
   technicians
     上班 | 下班 | 在岗 | 离岗                  one's own duty
@@ -28,7 +28,6 @@ import re
 from dataclasses import replace
 
 from bot.chat.conversation import TICKET_NUMBER, Conversation, Incoming, text_command
-from core.audit.refusals import RefuseCommand
 from core.dispatch.admin import (
     AddTechnician,
     DryRunDispatch,
@@ -49,6 +48,7 @@ from core.errors import InvalidInput
 from core.model import Role
 
 STAFF = frozenset({Role.SUPERVISOR, Role.ADMIN})
+TECHNICIANS = frozenset({Role.TECHNICIAN})
 LIST_SEPARATORS = re.compile(r"[、,，;；|]")
 ASSIGNMENT = re.compile(r"^([^=＝:：]+)[=＝:：](.*)$")
 TRUE_WORDS = {"是", "在岗", "y", "yes", "true", "1", "on"}
@@ -68,17 +68,6 @@ TECHNICIAN_USAGE = ("用法：技师｜技师 查看 工号｜"
                     "技师 修改 工号 字段=值｜技师 停用/启用 工号｜技师 在岗/离岗 工号")
 RULES_USAGE = ("用法：派单规则｜派单规则 权重 资质=0.4 距离=0.3 负载=0.2 评分=0.1｜派单规则 超时 15分钟｜"
                "派单规则 历史｜派单规则 回滚 版本号")
-
-
-async def _staff_only(conv: Conversation, inc: Incoming, command: str) -> bool:
-    """True when the sender may run a staff command; otherwise the refusal is audited and answered."""
-    if inc.person.role in STAFF:
-        return True
-    reply = f"抱歉，「{command}」只有主管和管理员可以使用。"
-    if command == "技师":
-        reply += "如需报修，请直接描述故障；查询进度请发送「进度」。"
-    await conv.run(RefuseCommand(command, inc.text, reply), inc.person, inc.message)
-    return False
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -194,13 +183,14 @@ def split_number(args: list[str]) -> tuple[str | None, str]:
 
 # --- commands --------------------------------------------------------------------------------
 
-@text_command("技师", summary="技师名单与管理（主管/管理员）")
+@text_command("技师", roles=STAFF, usage="技师｜技师 查看/添加/修改/停用/启用/在岗/离岗 工号",
+              summary="技师名单与管理")
 async def _technicians(conv: Conversation, inc: Incoming) -> None:
-    if await _staff_only(conv, inc, "技师"):
-        await conv.run(parse_technician_command(inc.args), inc.person, inc.message)
+    await conv.run(parse_technician_command(inc.args), inc.person, inc.message)
 
 
-@text_command("上班", "下班", "在岗", "离岗", summary="技师设置自己的在岗状态")
+@text_command("上班", "下班", "在岗", "离岗", roles=TECHNICIANS, usage="上班｜下班",
+              summary="设置自己的在岗状态（下班后不再派新单）")
 async def _own_duty(conv: Conversation, inc: Incoming) -> None:
     word = inc.text.split(" ", 1)[0]
     if inc.args:
@@ -208,32 +198,28 @@ async def _own_duty(conv: Conversation, inc: Incoming) -> None:
     await conv.run(SetDuty(word in {"上班", "在岗"}), inc.person, inc.message)
 
 
-@text_command("派单规则", summary="查看/修改派单规则（主管/管理员）")
+@text_command("派单规则", roles=STAFF, usage="派单规则｜派单规则 权重/超时/历史/回滚", summary="查看/修改派单规则")
 async def _rules(conv: Conversation, inc: Incoming) -> None:
-    if await _staff_only(conv, inc, "派单规则"):
-        await conv.run(parse_rules_command(inc.args), inc.person, inc.message)
+    await conv.run(parse_rules_command(inc.args), inc.person, inc.message)
 
 
-@text_command("test dispatch", "Test dispatch", "TEST DISPATCH", "测试派单", "派单试算",
-              summary="派单试算（不改变工单）")
+@text_command("测试派单", "派单试算", "test dispatch", "Test dispatch", "TEST DISPATCH", roles=STAFF,
+              usage="测试派单 工单号", summary="派单试算：候选技师与排除原因（不改变工单）")
 async def _dry_run(conv: Conversation, inc: Incoming) -> None:
-    if not await _staff_only(conv, inc, "测试派单"):
-        return
     if len(inc.args) != 1 or not TICKET_NUMBER.fullmatch(inc.args[0]):
         raise InvalidInput("请写明工单号，例如：测试派单 GD-20260101-0001")
     await conv.run(DryRunDispatch(inc.args[0].upper()), inc.person, inc.message)
 
 
-@text_command("转派", summary="把工单转派给指定技师（主管/管理员）")
+@text_command("转派", roles=STAFF, usage="转派 工单号 技师工号 [原因]", summary="把工单转派给指定技师")
 async def _reassign(conv: Conversation, inc: Incoming) -> None:
-    if not await _staff_only(conv, inc, "转派"):
-        return
     if len(inc.args) < 2 or not TICKET_NUMBER.fullmatch(inc.args[0]):
         raise InvalidInput("用法：转派 工单号 技师工号 [原因]，例如：转派 GD-20260101-0001 tech-wang 客户指定")
     await conv.run(ReassignTicket(inc.args[0].upper(), inc.args[1], " ".join(inc.args[2:])), inc.person, inc.message)
 
 
-@text_command("接单", summary="接受派单")
+@text_command("接单", roles=TECHNICIANS, usage="接单 [工单号]", summary="接受派单",
+              refusal="只有被派单的技师可以接单或拒单。")
 async def _accept(conv: Conversation, inc: Incoming) -> None:
     number, rest = split_number(inc.args)
     if rest:
@@ -241,7 +227,8 @@ async def _accept(conv: Conversation, inc: Incoming) -> None:
     await conv.run(AcceptOffer(number), inc.person, inc.message)
 
 
-@text_command("拒单", summary="拒绝派单（需写原因）")
+@text_command("拒单", roles=TECHNICIANS, usage="拒单 [工单号] 原因", summary="拒绝派单（需写原因）",
+              refusal="只有被派单的技师可以接单或拒单。")
 async def _decline(conv: Conversation, inc: Incoming) -> None:
     number, reason = split_number(inc.args)
     await conv.run(DeclineOffer(reason, number), inc.person, inc.message)

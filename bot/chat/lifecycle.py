@@ -27,16 +27,16 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlmodel import col
 
-from bot.chat.conversation import TICKET_NUMBER, Conversation, Incoming, inbound_handler, text_command
+from bot.chat.conversation import TICKET_NUMBER, Conversation, HelpLine, Incoming, inbound_handler, text_command
 from bot.chat.reports import report_section
 from bot.photo_store import PhotoStore, decode_base64_image
 from core.commands import AddPhoto, ReportPosition
-from core.errors import DeliveryError, InvalidInput, NotAllowed
+from core.errors import DeliveryError, InvalidInput
 from core.inbound import InboundKind, InboundMessage
 from core.lifecycle.parts import PartsProgress, PartsReady, RequestParts
 from core.lifecycle.rework import REPEAT_WINDOW_DAYS, ReportStillBroken, first_time_fix
 from core.lifecycle.work import CheckIn, Complete, PlanDecision, ProposePlan, QcDecision, SelectTicket, StartWork
-from core.model import ROLE_LABELS, Person, Role, Ticket
+from core.model import Person, Role, Ticket
 from core.reports.metrics import Period
 from storage.tables import TicketRow
 from storage.unit_of_work import ticket_from_row
@@ -45,12 +45,6 @@ log = logging.getLogger(__name__)
 TECH = {Role.TECHNICIAN}
 PARTS_PEOPLE = {Role.TECHNICIAN, Role.WAREHOUSE, Role.SUPERVISOR, Role.ADMIN}
 QC_PEOPLE = {Role.QUALITY, Role.SUPERVISOR, Role.ADMIN}
-
-
-def _require(person: Person, roles: set[Role], command: str) -> None:
-    if person.role not in roles:
-        who = "、".join(ROLE_LABELS[r] for r in sorted(roles))
-        raise NotAllowed(f"「{command}」只有{who}可以使用。", role=person.role.value)
 
 
 def split_number(args: list[str]) -> tuple[str | None, str]:
@@ -88,7 +82,8 @@ async def on_image(conv: Conversation, person: Person, message: InboundMessage) 
     store = photo_store(conv)
     staged = await store.stage(await _image_bytes(conv, message))
     try:
-        await conv.run(AddPhoto(staged.sha256, staged.relative_path, staged.size), person, message)
+        await conv.run(AddPhoto(staged.sha256, staged.relative_path, staged.size, width=staged.width,
+                                height=staged.height), person, message)
     except BaseException:
         await store.discard(staged)
         raise
@@ -102,84 +97,77 @@ async def on_location(conv: Conversation, person: Person, message: InboundMessag
     await conv.run(ReportPosition(message.lat, message.lng), person, message)
 
 
-@text_command("签到", summary="签到（位置 + 现场照片）")
+@text_command("签到", roles=TECH, usage="签到 [工单号]", summary="到场签到（共享位置 + 一张现场照片，顺序不限）")
 async def _check_in(conv: Conversation, inc: Incoming) -> None:
-    _require(inc.person, TECH, "签到")
     number, _rest = split_number(inc.args)
     await conv.run(CheckIn(number), inc.person, inc.message)
 
 
-@text_command("开始", "开始检修", "开工", summary="开始检修（推送 SOP）")
+@text_command("开始", "开始检修", "开工", roles=TECH, usage="开始 [工单号]", summary="开始检修（推送 SOP）")
 async def _start(conv: Conversation, inc: Incoming) -> None:
-    _require(inc.person, TECH, "开始检修")
     number, _rest = split_number(inc.args)
     await conv.run(StartWork(number), inc.person, inc.message)
 
 
-@text_command("完工", summary="完工，请客户签字")
+@text_command("完工", roles=TECH, usage="完工 [工单号]", summary="完工（需检修照片），请客户签字",
+              help=(HelpLine("<图片>", "上传现场照片或检修照片（记到当前工单）"),))
 async def _complete(conv: Conversation, inc: Incoming) -> None:
-    _require(inc.person, TECH, "完工")
     number, _rest = split_number(inc.args)
     await conv.run(Complete(number), inc.person, inc.message)
 
 
-@text_command("选择", summary="选择当前工单")
+@text_command("选择", roles=TECH, usage="选择 工单号", summary="选择照片和位置记到哪张工单")
 async def _select(conv: Conversation, inc: Incoming) -> None:
-    _require(inc.person, TECH, "选择")
     number, _rest = split_number(inc.args)
     if number is None:
         raise InvalidInput("请写上工单号，例如「选择 GD-20260101-0001」。")
     await conv.run(SelectTicket(number), inc.person, inc.message)
 
 
-@text_command("等待备件", summary="等待备件（冻结工单，通知仓库）")
+@text_command("等待备件", roles=TECH, usage="等待备件 [工单号] 配件说明", summary="等待备件（冻结工单，通知仓库）")
 async def _wait_parts(conv: Conversation, inc: Incoming) -> None:
-    _require(inc.person, TECH, "等待备件")
     number, note = split_number(inc.args)
     await conv.run(RequestParts(note, number), inc.person, inc.message)
 
 
-@text_command("备件进度", summary="更新备件进度")
+@text_command("备件进度", roles=PARTS_PEOPLE, usage="备件进度 [工单号] 说明", summary="更新备件进度")
 async def _parts_progress(conv: Conversation, inc: Incoming) -> None:
-    _require(inc.person, PARTS_PEOPLE, "备件进度")
     number, note = split_number(inc.args)
     await conv.run(PartsProgress(note, number), inc.person, inc.message)
 
 
-@text_command("备件到位", summary="备件到位，恢复检修")
+@text_command("备件到位", roles=PARTS_PEOPLE, usage="备件到位 [工单号]", summary="备件到位，恢复检修")
 async def _parts_ready(conv: Conversation, inc: Incoming) -> None:
-    _require(inc.person, PARTS_PEOPLE, "备件到位")
     number, _rest = split_number(inc.args)
     await conv.run(PartsReady(number), inc.person, inc.message)
 
 
-@text_command("方案", summary="提交维修方案给客户确认")
+@text_command("方案", roles=TECH, usage="方案 [工单号] 内容", summary="提交维修方案给客户确认")
 async def _plan(conv: Conversation, inc: Incoming) -> None:
-    _require(inc.person, TECH, "方案")
     number, text = split_number(inc.args)
     await conv.run(ProposePlan(text, number), inc.person, inc.message)
 
 
-@text_command("同意方案", "不同意方案", summary="客户确认维修方案")
+@text_command("同意方案", "不同意方案", roles={Role.CUSTOMER}, usage="同意方案｜不同意方案 [原因]",
+              summary="答复技师提交的维修方案")
 async def _plan_answer(conv: Conversation, inc: Incoming) -> None:
-    _require(inc.person, {Role.CUSTOMER}, "同意方案")
     number, reason = split_number(inc.args)
     approve = inc.text.startswith("同意方案")
     await conv.run(PlanDecision(approve, number, reason), inc.person, inc.message)
 
 
-@text_command("质检通过", "质检不通过", summary="质检结论")
+@text_command("质检通过", "质检不通过", roles=QC_PEOPLE, usage="质检通过 工单号｜质检不通过 工单号 原因",
+              summary="质检结论")
 async def _qc(conv: Conversation, inc: Incoming) -> None:
-    _require(inc.person, QC_PEOPLE, "质检")
     number, reason = split_number(inc.args)
     if number is None:
         raise InvalidInput("请写上工单号，例如「质检通过 GD-20260101-0001」。")
     await conv.run(QcDecision(number, inc.text.startswith("质检通过"), reason), inc.person, inc.message)
 
 
-@text_command("仍未修好", "没修好", "还没修好", summary="反馈仍未修好（返修）")
+@text_command("仍未修好", "没修好", "还没修好", roles={Role.CUSTOMER}, usage="仍未修好 [工单号] [说明]",
+              summary="问题仍未解决：退回技师返修（结案后在返修期内可重开）")
 async def _still_broken(conv: Conversation, inc: Incoming) -> None:
-    _require(inc.person, {Role.CUSTOMER}, "仍未修好")
     number, reason = split_number(inc.args)
     await conv.run(ReportStillBroken(number, reason), inc.person, inc.message)
 

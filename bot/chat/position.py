@@ -11,12 +11,14 @@ from dataclasses import replace
 
 from bot.chat.conversation import _INBOUND_HANDLERS, Conversation, Incoming, text_command
 from core.inbound import InboundKind
+from core.model import Role
 
 POSITION = re.compile(r"^\s*(-?\d{1,2}(?:\.\d+)?)\s*[,，\s]\s*(-?\d{1,3}(?:\.\d+)?)\s*$")
 USAGE = "用法：位置 纬度,经度，例如：位置 31.2041,121.5901"
 
 
-@text_command("位置", summary="发送当前位置（纬度,经度）")
+@text_command("位置", roles={Role.TECHNICIAN, Role.CUSTOMER}, usage="位置 纬度,经度",
+              summary="无法共享位置时，手动发送当前位置")
 async def _typed_position(conv: Conversation, inc: Incoming) -> None:
     match = POSITION.match(" ".join(inc.args))
     if match is None:

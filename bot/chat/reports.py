@@ -121,7 +121,8 @@ async def load_report_data(runtime: Any, period: Period, now: datetime
     return tickets, open_tickets, history
 
 
-@text_command("报表", roles={Role.SUPERVISOR, Role.ADMIN}, summary="首响、SLA 达成率、超时与阻塞时长")
+@text_command("报表", roles={Role.SUPERVISOR, Role.ADMIN}, usage="报表 [7天/30天/今天/本月/起止日期]",
+              summary="首响、SLA 达成率、超时与阻塞时长")
 async def _report(conv: Conversation, inc: Incoming) -> None:
     runtime = conv.extra["runtime"]
     zone: ZoneInfo = conv.service.config.timezone

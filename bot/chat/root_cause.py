@@ -14,7 +14,8 @@ from core.sla.tracking import TRACKS
 USAGE = "用法：根因 <工单号> <超时根本原因>，例如：根因 GD-20261121-0001 夜班无指定接单人"
 
 
-@text_command("根因", "超时根因", roles={Role.SUPERVISOR, Role.ADMIN}, summary="提交超时根因分析")
+@text_command("根因", "超时根因", roles={Role.SUPERVISOR, Role.ADMIN}, usage="根因 工单号 原因",
+              summary="提交超时根因分析")
 async def _root_cause(conv: Conversation, inc: Incoming) -> None:
     if len(inc.args) < 2:
         await conv.reply(inc.person, inc.message, USAGE)

@@ -1,7 +1,8 @@
 """Chat commands for the classification rules (admins): `规则 …` and 确认/取消 of a risky rule change.
 
 The grammar is `nlp.rule_commands.RULE_HELP` (also the reply to `规则 帮助`). Anyone else
-who sends `规则 …` gets a polite refusal and the attempt is audited ("command_refused").
+who sends `规则 …` is refused by the command registry, politely, and the conversation audits
+the attempt ("command_refused").
 After a change commits, this process installs the new rules at once; the others pick the
 new version up in their refresh sweep (every 2 s), without a restart.
 """
@@ -13,7 +14,6 @@ from bot.chat.conversation import Conversation, Incoming, text_command
 from bot.rules.admin import Installed, RunRuleCommand, pending_change
 from bot.rules.dry_run import DryRunPlan, render_dry_run
 from bot.rules.rulebook import RuleBook
-from core.audit.refusals import RefuseCommand
 from core.errors import InvalidInput
 from core.model import Person, Role
 from core.service import Context
@@ -23,11 +23,9 @@ from nlp.rule_commands import Cancel, Confirm, DryRun, RuleCommand, parse_rule_c
 REFUSAL = "抱歉，规则管理命令只有系统管理员可以使用。如需调整故障分类规则，请联系系统管理员。"
 
 
-@text_command("规则", "rule", "rules", "/规则", roles=None, summary="故障分类规则管理（管理员）")
+@text_command("规则", "rule", "rules", "/规则", roles={Role.ADMIN}, usage="规则｜规则 帮助",
+              summary="故障分类规则管理", refusal=REFUSAL)
 async def _rules(conv: Conversation, inc: Incoming) -> None:
-    if inc.person.role is not Role.ADMIN:
-        await conv.run(RefuseCommand("规则", inc.text, REFUSAL), inc.person, inc.message)
-        return
     try:
         # The raw text: `规则 测试` keeps the message exactly as typed.
         command = parse_rule_command(inc.message.text or inc.text)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
-from bot.chat.conversation import _INBOUND_HANDLERS, Conversation, Incoming, inbound_handler, text_command
+from bot.chat.conversation import _INBOUND_HANDLERS, Conversation, HelpLine, Incoming, inbound_handler, text_command
 from core.commands import ReportFault
 from core.errors import InvalidInput
 from core.inbound import InboundKind, InboundMessage
@@ -135,20 +135,23 @@ def parse_calendar_command(args: list[str]) -> object:
     raise InvalidInput(f"看不懂这条节假日命令。{CALENDAR_USAGE}")
 
 
-@text_command("SLA", "sla", roles=STAFF, summary="查看/修改 SLA 矩阵")
+@text_command("SLA", "sla", roles=STAFF, usage="SLA｜SLA 查看/设置/历史/回滚/解释", summary="查看/修改 SLA 矩阵")
 async def _sla(conv: Conversation, inc: Incoming) -> None:
     await conv.run(parse_sla_command(inc.args, conv), inc.person, inc.message)
 
 
-@text_command("节假日", roles=STAFF, summary="节假日与调休覆盖")
+@text_command("节假日", roles=STAFF, summary="查看节假日与调休安排", help=(
+    HelpLine("节假日 设置/删除/确认", "录入国务院节假日与调休安排", frozenset({Role.ADMIN})),))
 async def _calendar(conv: Conversation, inc: Incoming) -> None:
     await conv.run(parse_calendar_command(inc.args), inc.person, inc.message)
 
 
-@text_command("设备编号", "设备号", summary="补充紧急报修的设备编号")
+@text_command("设备编号", "设备号", roles={Role.CUSTOMER}, usage="设备编号 编号",
+              summary="报修时写明设备编号（紧急报修的凭证，拍照也可以）",
+              refusal="抱歉，只有报修客户可以补充紧急工单的材料（设备编号）。")
 async def _device_number(conv: Conversation, inc: Incoming) -> None:
     value = " ".join(inc.args)
-    if inc.person.role is Role.CUSTOMER and value:
+    if value:
         upgraded = await conv.run(SupplyUrgentEvidence("device", value, quiet=True), inc.person, inc.message)
         if upgraded is None:  # nothing waits for evidence: a report that starts with the device number
             await conv.run(ReportFault(inc.text, subject=value.split()[0][:64]), inc.person, inc.message)

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import re
 
-from bot.chat.conversation import Conversation, Incoming, text_command
+from bot.chat.conversation import Conversation, HelpLine, Incoming, text_command
 from bot.chat.lifecycle import split_number
 from core.errors import InvalidInput
-from core.lifecycle.sop_handlers import EditSop, ExportSop, ImportSops, ListSops, ShowSop
+from core.lifecycle.sop_handlers import EDITORS, EditSop, ExportSop, ImportSops, ListSops, ShowSop
 from core.model import Role
 
 SOP_HELP = ("SOP 命令：SOP 列表｜SOP 查看 <键>｜SOP 导出 <键>｜SOP 导入（换行后附 Markdown/YAML）｜"
             "SOP 加步骤 <键> <内容>｜SOP 改步骤 <键> <序号> <内容>｜SOP 删步骤 <键> <序号>｜SOP 删除 <键>。"
             "键为「分类」或「分类/故障类型」，例如 机械类/空调不制冷。")
+STAFF = frozenset(Role) - {Role.CUSTOMER}
 _IMPORT = re.compile(r"^\s*(?:SOP|sop|作业指导)\s*导入[ \t]*\n?", re.IGNORECASE)
 
 
@@ -33,7 +34,12 @@ def _index(text: str) -> int:
     return int(text)
 
 
-@text_command("SOP", "sop", "作业指导", summary="查看/维护 SOP")
+# Reading is open to everyone (editing is checked by the core); 帮助 shows it to the staff only.
+@text_command("SOP", "sop", "作业指导", help=(
+    HelpLine("SOP [工单号]", "当前工单的标准作业流程", frozenset({Role.TECHNICIAN})),
+    HelpLine("SOP 列表｜SOP 查看 键｜SOP 导出 键", "查看 SOP 知识库", STAFF),
+    HelpLine("SOP 导入｜SOP 加步骤/改步骤/删步骤/删除", "维护 SOP 知识库", frozenset(EDITORS)),
+))
 async def _sop(conv: Conversation, inc: Incoming) -> None:
     args, person = inc.args, inc.person
     verb = args[0] if args else ""

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-from bot.chat.conversation import _TEXT_COMMANDS, Conversation, Incoming, text_command
-from core.errors import InvalidInput, NotAllowed, NotFound
+from bot.chat.conversation import _TEXT_COMMANDS, Conversation, HelpLine, Incoming, text_command
+from core.errors import InvalidInput, NotFound
 from core.lifecycle.template import (
     Abandon,
     Confirm,
@@ -42,10 +42,11 @@ ABANDON_WORDS = ("放弃",)
 _delegating: ContextVar[bool] = ContextVar("delegating", default=False)
 
 
-@text_command("模板", "流程模板", summary="流程模板管理")
+@text_command("模板", "流程模板", roles={Role.ADMIN, Role.SUPERVISOR}, usage="模板｜模板 历史｜模板 试运行 工单号",
+              summary="查看流程模板", help=(
+                  HelpLine("模板 设置/添加检查/去掉检查/切换/回滚/导入", "修改流程模板（发送「模板 帮助」查看用法）",
+                           frozenset({Role.ADMIN})),))
 async def _template(conv: Conversation, inc: Incoming) -> None:
-    if inc.person.role not in {Role.ADMIN, Role.SUPERVISOR}:
-        raise NotAllowed("「模板」命令只有管理员和主管可以使用。")
     args = inc.args
     if not args:
         await conv.run(ShowTemplate(), inc.person, inc.message)
@@ -67,7 +68,7 @@ async def _template(conv: Conversation, inc: Incoming) -> None:
         raise InvalidInput("看不懂这条模板命令。\n" + TEMPLATE_HELP)
 
 
-@text_command("重开未签字工单", summary="重开所有缺少客户签字的已结案工单")
+@text_command("重开未签字工单", roles={Role.ADMIN}, summary="重开所有缺少客户签字的已结案工单（需确认）")
 async def _reopen_unsigned(conv: Conversation, inc: Incoming) -> None:
     await conv.run(ProposeReopenUnsigned(), inc.person, inc.message)
 
@@ -94,7 +95,7 @@ async def _other_handler(conv: Conversation, inc: Incoming, mine: object) -> boo
     return False
 
 
-@text_command(*CONFIRM_WORDS, summary="确认待执行的高风险修改")
+@text_command(*CONFIRM_WORDS)  # listed in 帮助 by bot.chat.confirmations
 async def _confirm(conv: Conversation, inc: Incoming) -> None:
     if inc.args:
         raise InvalidInput("只需回复「确认」两个字。")
@@ -104,7 +105,7 @@ async def _confirm(conv: Conversation, inc: Incoming) -> None:
         raise NotFound("没有待确认的操作（或已超过 15 分钟）。")
 
 
-@text_command(*ABANDON_WORDS, summary="放弃待执行的高风险修改")
+@text_command(*ABANDON_WORDS)
 async def _abandon(conv: Conversation, inc: Incoming) -> None:
     if inc.person.role == Role.ADMIN and await _has_pending(conv, inc):
         await conv.run(Abandon(), inc.person, inc.message)

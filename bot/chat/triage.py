@@ -3,14 +3,14 @@
     分诊                       the tickets waiting in 待分诊, oldest first, and the categories to choose from
     分诊 <工单号> <分类>         classify one: category set, 待分诊 → 待派单 (dispatch follows as for any new job)
 
-Anyone else gets a polite refusal and the attempt is audited ("command_refused").
+Anyone else is refused by the command registry, politely, and the conversation audits the
+attempt ("command_refused").
 """
 
 from __future__ import annotations
 
 from bot.chat.conversation import TICKET_NUMBER, Conversation, Incoming, text_command
 from bot.rules.rulebook import RuleBook
-from core.audit.refusals import RefuseCommand
 from core.errors import InvalidInput
 from core.intake.triage import ClassifyTicket, ListTriage
 from core.model import Role
@@ -29,11 +29,9 @@ def live_categories(conv: Conversation) -> tuple[str, ...]:
     return ()
 
 
-@text_command("分诊", "分诊队列", roles=None, summary="分诊队列（主管）")
+@text_command("分诊", "分诊队列", roles=STAFF, usage="分诊｜分诊 工单号 分类", summary="待分诊工单：查看与人工分类",
+              refusal=REFUSAL)
 async def _triage(conv: Conversation, inc: Incoming) -> None:
-    if inc.person.role not in STAFF:
-        await conv.run(RefuseCommand("分诊", inc.text, REFUSAL), inc.person, inc.message)
-        return
     categories = live_categories(conv)
     if not inc.args:
         await conv.run(ListTriage(categories), inc.person, inc.message)

@@ -7,8 +7,12 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from core.audit.chain import AuditKey
 
 
 def _settings() -> Settings:
@@ -60,29 +64,6 @@ def cmd_demo(_args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit_verify(_args: argparse.Namespace) -> int:
-    from storage.audit_verify import verify_audit
-    from storage.database import create_engine, session_factory
-
-    settings = _settings()
-
-    async def run() -> tuple[int, list]:
-        engine = create_engine(settings.resolved_database_url())
-        try:
-            return await verify_audit(session_factory(engine))
-        finally:
-            await engine.dispose()
-
-    count, problems = asyncio.run(run())
-    if problems:
-        for problem in problems:
-            print(f"#{problem.seq}: {problem.reason}")
-        print(f"audit chain BROKEN: {len(problems)} problem(s) in {count} events")
-        return 1
-    print(f"audit chain OK: {count} events")
-    return 0
-
-
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ticketbot",
@@ -104,11 +85,6 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="load the demo directory (stores, technicians, supervisor, admin)")
     demo.set_defaults(func=cmd_demo)
 
-    audit = sub.add_parser("audit", help="audit trail tools")
-    audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION")
-    verify = audit_sub.add_parser("verify", help="check the audit hash chain; exit 1 when tampered")
-    verify.set_defaults(func=cmd_audit_verify)
-
     from bot.cli import subcommands as cli_extra
 
     for register in cli_extra.registrars(argv):
@@ -128,7 +104,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    return int(func(args) or 0)
+    from storage.audit_keys import audit_key_provider
+
+    # Commands that build their own engine append to the audit chain with the deployment's key,
+    # loaded (and on a first start generated) only if one of them does.
+    with audit_key_provider(_audit_key):
+        return int(func(args) or 0)
+
+
+def _audit_key() -> AuditKey:
+    from bot.audit_key import load_audit_key
+
+    return load_audit_key(_settings())
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ CLI_MODULES: dict[str, str] = {
     "worker": "bot.cli.worker",
     "classify": "bot.cli.classify",
     "import": "bot.cli.imports",
+    "audit": "bot.cli.audit",
 }
 
 
@@ -26,6 +27,6 @@ def registrars(argv: Sequence[str] | None = None) -> list[Registrar]:
     words = [w for w in (argv or []) if not w.startswith("-")]
     wanted = words[0] if words else None
     if wanted is not None and wanted not in CLI_MODULES:
-        return []  # a built-in command (serve, db, demo, audit)
+        return []  # a built-in command (serve, db, demo)
     modules = [CLI_MODULES[wanted]] if wanted is not None else list(CLI_MODULES.values())
     return [importlib.import_module(name).register for name in modules]

@@ -12,7 +12,7 @@ from core.errors import DeliveryRejected, DeliveryRetryLater
 from core.inbound import InboundMessage
 from core.ports import ChannelSender, OutboundDelivery
 from storage.inbox import SqlInbox
-from storage.outbox import ClaimedDelivery, SqlOutbox
+from storage.outbox import ClaimedDelivery, SqlOutbox, offer_ticket
 from storage.sqlite.session import let_others_run
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,8 @@ class OutboxDispatcher:
         card_id = card.id if card else item.notification.replaces_card_id
         if card_id and receipt.card_ref:
             await self.outbox.remember_card_ref(card_id, item.channel, receipt.card_ref)
-        await self.outbox.mark_sent(item.outbox_id, receipt.external_message_id)
+        await self.outbox.mark_sent(item.outbox_id, receipt.external_message_id,
+                                    offer_of=offer_ticket(item.notification))
 
     async def _external_id(self, item: ClaimedDelivery) -> str | None:
         return await self.outbox.external_id(item.recipient_id, item.channel)

@@ -25,11 +25,20 @@ async def api_token_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     token = request.app[RUNTIME].settings.api_token
-    if token and request.path.startswith("/api/"):
-        supplied = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
-            return json_error(401, "unauthorized: send Authorization: Bearer <API_TOKEN>")
+    supplied = request.headers.get("Authorization", "")
+    if token and request.path.startswith("/api/") and not bearer_matches(supplied, token):
+        return json_error(401, "unauthorized: send Authorization: Bearer <API_TOKEN>")
     return await handler(request)
+
+
+def bearer_matches(header: str, token: str) -> bool:
+    """`Authorization: Bearer <token>`: the scheme is case-insensitive (RFC 9110 §11.1), the token
+    is compared exactly and in constant time."""
+    scheme, _, credentials = header.strip().partition(" ")
+    supplied = credentials.strip()
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        supplied.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
-import logging
-
 from aiohttp import web
 
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.web import api as http_api
-from bot.web import playground
+from bot.web import exposure, icons, playground
 from bot.web.api import RUNTIME
-
-log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings, *, host: str = "127.0.0.1", runtime: Runtime | None = None,
               prepare: bool = True) -> web.Application:
-    """`prepare` migrates the database and loads the demo directory on start-up."""
+    """`host`: the bind address, which decides what is exposed (bot/web/exposure.py) and whether the
+    demo directory is loaded. `prepare` migrates the database and loads the demo on start-up."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[http_api.api_token_middleware])
     rt = runtime or Runtime(settings)
     app[RUNTIME] = rt
     http_api.add_routes(app)
+    icons.add_routes(app)
     for adapter in rt.adapters:
         adapter.add_routes(app)
-    if settings.playground_enabled(host):
+    exposure.warn_open_api(settings, host)
+    if exposure.playground_served(settings, host):
         playground.add_routes(app)
-    else:
-        log.info("playground disabled (bound to %s; set PLAYGROUND=on to force it)", host)
 
     async def on_startup(_app: web.Application) -> None:
         if prepare:
-            await rt.prepare_database()
+            await rt.prepare_database(bind=host)
         await rt.start()
 
     async def on_cleanup(_app: web.Application) -> None:

@@ -15,14 +15,18 @@ from importlib import resources
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import bindparam, exists, select
+from sqlmodel import col
 
 from bot.web.api import RUNTIME, json_error
 from core.inbound import InboundKind, InboundMessage
+from core.model import ROLE_LABELS, Role
 from storage.database import compact_json, parse_json
+from storage.sqlite.prepared import hot
 from storage.tables import IdentityRow, PersonRow, TechnicianRow
 
 PLATFORM = "local"
-USER_ID = re.compile(r"^[\w.@:\-\u4e00-\u9fff]{1,64}$")
+USER_ID = re.compile(r"[\w.@:\-\u4e00-\u9fff]{1,64}")  # always fullmatch: `$` would let "abc\n" through
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 RECENT_ITEMS = 10  # what a POST answers with: the person's latest messages
 RECENT_ROWS = 40
@@ -39,9 +43,6 @@ async def to_playground(_request: web.Request) -> web.Response:
 
 async def people(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    from sqlalchemy import select
-    from sqlmodel import col
-
     async with runtime.sessions() as session:
         rows = (await session.execute(
             select(PersonRow, TechnicianRow).join(IdentityRow, col(IdentityRow.person_id) == PersonRow.id)
@@ -53,6 +54,7 @@ async def people(request: web.Request) -> web.Response:
     for person, tech in rows:
         body.append({
             "id": person.id, "name": person.name, "role": person.role, "store_id": person.store_id,
+            "role_label": ROLE_LABELS.get(Role(person.role), person.role),  # the page shows Chinese
             "skills": list(tech.skills) if tech else [],
             "certifications": list(tech.certifications) if tech else [],
             "on_duty": tech.on_duty if tech else None,
@@ -68,7 +70,7 @@ async def _read_json(request: web.Request) -> dict[str, Any] | web.Response:
     if not isinstance(data, dict):
         return json_error(400, "the body must be a JSON object")
     user = data.get("user")
-    if not isinstance(user, str) or not USER_ID.match(user):
+    if not isinstance(user, str) or not USER_ID.fullmatch(user):
         return json_error(400, "user must be an id of 1–64 letters, digits, '_', '-', '.', '@', ':' or Chinese")
     return data
 
@@ -103,6 +105,20 @@ def _message_from(data: dict[str, Any]) -> InboundMessage | web.Response:
     return json_error(400, "send one of: text, image (base64), location {lat, lng}")
 
 
+# A person whose id is the sender's but who is not the playground identity of that id: a playground
+# sender's person id is their user id, so storing them would collide with that person. Built once
+# and hot: it runs for every playground message.
+_ID_TAKEN_ELSEWHERE = hot(select(col(PersonRow.id)).where(
+    col(PersonRow.id) == bindparam("user"),
+    ~exists(select(col(IdentityRow.person_id)).where(
+        col(IdentityRow.platform) == PLATFORM, col(IdentityRow.external_id) == bindparam("user")))))
+
+
+def _taken_answer(user: str) -> web.Response:
+    return json_error(409, f"用户 ID「{user}」已属于其他平台的人员，请换一个 ID。"
+                           f" / user id {user!r} belongs to a person of another platform; choose another id.")
+
+
 async def _accept_and_process(request: web.Request, message: InboundMessage) -> web.Response:
     runtime = request.app[RUNTIME]
     # The playground answers only once the message is handled (a GET right after sees the answer),
@@ -110,6 +126,12 @@ async def _accept_and_process(request: web.Request, message: InboundMessage) -> 
     # answer back share one transaction, and each unit of work inside it is a savepoint. A handling
     # that fails is undone alone and its row stays pending with the error, for the sweep to retry.
     async with runtime.sessions.shared_transaction():
+        # Checked in the transaction that would store the sender: refused, nothing is stored (no
+        # inbox row for the sweep to retry, no half-made person).
+        async with runtime.sessions.transaction(savepoint=False) as conn:
+            taken = (await conn.execute(_ID_TAKEN_ELSEWHERE, {"user": message.sender})).first() is not None
+        if taken:
+            return _taken_answer(message.sender)
         row_id = await runtime.inbox.accept_row(message, schedule=False)
         handled = row_id is not None and await runtime.processor.handle_claimed(row_id, message)
         # The newest few rows are enough for the last 10 items (in-place card updates are folded
@@ -133,7 +155,7 @@ async def post_message(request: web.Request) -> web.Response:
 
 async def get_messages(request: web.Request) -> web.Response:
     user = request.query.get("user", "")
-    if not USER_ID.match(user):
+    if not USER_ID.fullmatch(user):
         return json_error(400, "query parameter user is required")
     runtime = request.app[RUNTIME]
     async with runtime.uow() as uow:

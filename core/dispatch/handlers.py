@@ -120,8 +120,10 @@ async def _accepted(ctx: Context, ticket: Ticket, offer: dict[str, Any] | None) 
         offer = None
     by_card = bool(offer and offer.get("answered_by_card"))
     closed = close_offer(ticket, "accepted", ctx.now)
+    first = ticket.accepted_at  # read before this acceptance replaces the last one
     state = dispatch_state(ticket)
     state["accepted"] = {"person_id": technician, "at": iso(ctx.now)}
+    ticket.data["accepted_at"] = iso(first or ctx.now)  # the first acceptance: the human response
     state.pop("stalled_at", None)
     await ctx.uow.save_ticket(ticket)
     if closed is not None and not by_card:
@@ -178,8 +180,9 @@ async def _withdraw(ctx: Context, ticket: Ticket, offer: dict[str, Any], *, note
     await ctx.uow.save_ticket(ticket)
     if await ctx.uow.dispatch_store().card_is_free(offer["card_id"]):
         await _close_card(ctx, offer["card_id"], note)
-    await ctx.audit("offer_withdrawn", {"person_id": offer["person_id"], "card_id": offer["card_id"], "note": note,
-                                        "candidate": offer.get("candidate")}, ticket)
+    with ctx.as_system():  # a consequence of the actor's move, not their act
+        await ctx.audit("offer_withdrawn", {"person_id": offer["person_id"], "card_id": offer["card_id"],
+                                            "note": note, "candidate": offer.get("candidate")}, ticket)
     if offer["person_id"] != ctx.actor.id:
         await ctx.tell(offer["person_id"], f"工单 {ticket.number} 的派单已撤回：{note}。", ticket=ticket)
 
@@ -278,15 +281,14 @@ async def _offered_ticket(ctx: Context, number: str | None) -> Ticket:
 
 
 async def _lock_for_answer(ctx: Context, number: str, card_id: str | None = None) -> Ticket:
-    """Lock the offer's card, then its expiry timer, then the ticket. A card press locks the card
-    first (core) and the expiry holds timer then ticket; with this order an answer never waits for
-    something the expiry holds while the expiry waits for it (the expiry skips a held card)."""
+    """Lock the offer's card, then the ticket (its expiry timer after, when cancelled): the one lock
+    order of core/timers.py. A card press locks the card first (core); the expiry holds the ticket
+    and skips a held card, so an answer and its expiry never wait for each other in a cycle."""
     if card_id is None:
         offer = open_offer(await ctx.ticket(number, lock=False))
         card_id = offer["card_id"] if offer else None
     if card_id is not None:
         await ctx.uow.get_card(card_id, lock=True)
-    await ctx.uow.get_timer(OFFER_TIMER, number, lock=True)
     return await ctx.ticket(number)
 
 
@@ -314,6 +316,11 @@ async def decline_offer(ctx: Context, cmd: DeclineOffer) -> Ticket:
 
 @timer_handler(OFFER_TIMER)
 async def _offer_expired(ctx: Context, ticket: Ticket | None, payload: dict[str, Any]) -> None:
+    with ctx.as_system(cause=f"timer:{OFFER_TIMER}"):
+        await _expire_offer(ctx, ticket, payload)
+
+
+async def _expire_offer(ctx: Context, ticket: Ticket | None, payload: dict[str, Any]) -> None:
     if ticket is None or ticket.status is not S.DISPATCHED:
         return
     offer = open_offer(ticket)

@@ -21,6 +21,7 @@ from core.dispatch.engine import DispatchPolicy, DispatchRequest, GeoPoint, Rank
 from core.dispatch.live import live_index
 from core.dispatch.store import DispatchStore
 from core.errors import InvalidInput
+from core.lifecycle.rework import REWORK_OFFER_NOTE, returned_for_rework
 from core.model import Person, Role, Ticket, TicketStatus
 from core.service import Context
 
@@ -190,7 +191,13 @@ async def supervisors_of(ctx: Context, person_id: str | None) -> list[Person]:
 
 
 async def offer_next(ctx: Context, ticket: Ticket, *, trigger: str) -> RankedCandidate | None:
-    """Offer the ticket to the best eligible technician; nobody left → the manual-dispatch queue."""
+    """Offer the ticket to the best eligible technician; nobody left → the manual-dispatch queue.
+    Automatic dispatch is the system's step, caused by whoever's move (or timer) triggered it."""
+    with ctx.as_system():
+        return await _offer_next(ctx, ticket, trigger=trigger)
+
+
+async def _offer_next(ctx: Context, ticket: Ticket, *, trigger: str) -> RankedCandidate | None:
     directory = ctx.uow.dispatch_store()
     place = await place_of(ctx, ticket, directory)
     request = request_for(ticket, place)
@@ -217,8 +224,8 @@ async def send_offer(ctx: Context, ticket: Ticket, candidate: RankedCandidate, *
     }
     state.pop("stalled_at", None)
     ticket.assignee_id = candidate.person_id
-    if ticket.first_response_at is None:
-        ticket.first_response_at = ctx.now  # first response = the technician's notification is queued
+    # first_response_at is not set here: queued is not received. Storage records it when the OFFER
+    # card is delivered to the technician's chat (storage/outbox.py).
     ticket.updated_at = ctx.now
     if ticket.status is S.DISPATCHED:
         await ctx.uow.save_ticket(ticket)  # a manual reassignment already moved it
@@ -226,7 +233,8 @@ async def send_offer(ctx: Context, ticket: Ticket, candidate: RankedCandidate, *
         await ctx.move(ticket, "dispatch", as_system=True, payload={"assignee": candidate.person_id,
                                                                    "trigger": trigger})
     expires_local = expires.astimezone(ctx.config.timezone).strftime("%H:%M")
-    note = f"主管转派：{manual.get('reason') or '人工指定'}" if manual else ""
+    rework = returned_for_rework(ticket, candidate.person_id, ctx.now)  # back to who did it: not a reassignment
+    note = REWORK_OFFER_NOTE if rework else f"主管转派：{manual.get('reason') or '人工指定'}" if manual else ""
     card = offer_card(card_id, ticket, candidate, place, expires_local, note)
     minutes = policy.offer_timeout_s / 60
     await ctx.send_card(candidate.person_id, card,
@@ -244,7 +252,9 @@ async def send_offer(ctx: Context, ticket: Ticket, candidate: RankedCandidate, *
     await ctx.audit("offer_reassigned" if manual is not None else "offer_sent", payload, ticket)
     distance = distance_text(candidate)
     who = tech_label(candidate.name) + (f"（{distance}）" if distance else "")
-    if trigger in {"declined", "expired"} or manual is not None:
+    if rework:
+        text = f"您的工单 {ticket.number} 已退回给上次检修的{who}返修，正在等待技师确认接单。"
+    elif trigger in {"declined", "expired"} or manual is not None:
         text = f"您的工单 {ticket.number} 已改派给{who}，正在等待技师确认接单。"
     else:
         text = f"已为您的工单 {ticket.number} 安排{who}，正在等待技师确认接单。"

@@ -9,6 +9,7 @@ from typing import Any
 from core.cards import Card, CardKind, Notification
 from core.commands import ListMyTickets, PressCardAction, ReportFault, ShowTicket
 from core.errors import Conflict, InvalidInput, NotAllowed, NotFound
+from core.intake.urgency import detect_urgency, intake_priority
 from core.model import Role, Ticket, TicketStatus
 from core.repository import StoredCard
 from core.service import DEFAULT_STAGE, Context, add_staged, handles
@@ -52,6 +53,7 @@ async def report_fault(ctx: Context, cmd: ReportFault) -> Ticket:
     seq = await ctx.uow.next_ticket_sequence(local_day)
     number = format_number(ctx.config.number_prefix, local_day.strftime("%Y%m%d"), seq)
     status = TicketStatus.PENDING_DISPATCH if analysis.category else TicketStatus.TRIAGE
+    said = detect_urgency(text)  # priority and impact as the customer states them, unless given
     ticket = Ticket(
         number=number,
         customer_id=ctx.actor.id,
@@ -61,8 +63,8 @@ async def report_fault(ctx: Context, cmd: ReportFault) -> Ticket:
         updated_at=ctx.now,
         category=analysis.category,
         subject=cmd.subject,
-        priority=cmd.priority or "常规",
-        impact=cmd.impact or "单用户",
+        priority=cmd.priority or intake_priority(said, symptom=bool(analysis.keywords)),
+        impact=cmd.impact or said.impact or "单用户",
         site_lat=cmd.lat,
         site_lng=cmd.lng,
         data={
@@ -107,19 +109,37 @@ def status_line(ticket: Ticket) -> str:
     return f"{ticket.number}｜{ticket.status.label}{flag}｜{category}｜{ticket.description[:30]}"
 
 
+# 进度 per role: (what to list, its heading, the answer when there is nothing). Staff are never
+# asked to describe a fault: they see their own work.
+_MY_WORK: dict[Role, tuple[str, str]] = {
+    Role.TECHNICIAN: ("派给您的工单", "您目前没有派给您的工单，有新的派单会第一时间通知您。"),
+    Role.WAREHOUSE: ("等待备件的工单", "目前没有等待备件的工单。"),
+    Role.QUALITY: ("待质检的工单", "目前没有待质检的工单。"),
+    Role.SUPERVISOR: ("最近的工单", "目前没有工单。"),
+    Role.ADMIN: ("最近的工单", "目前没有工单。"),
+}
+
+
 @handles(ListMyTickets)
 async def list_my_tickets(ctx: Context, cmd: ListMyTickets) -> list[Ticket]:
-    if ctx.actor.role == Role.TECHNICIAN:
+    role = ctx.actor.role
+    if role == Role.TECHNICIAN:
         tickets = await ctx.uow.list_tickets(assignee_id=ctx.actor.id, limit=cmd.limit)
-    elif ctx.actor.role in {Role.SUPERVISOR, Role.ADMIN}:
+    elif role == Role.WAREHOUSE:
+        tickets = await ctx.uow.list_tickets(statuses={TicketStatus.WAITING_PARTS}, limit=cmd.limit)
+    elif role == Role.QUALITY:
+        tickets = await ctx.uow.list_tickets(statuses={TicketStatus.PENDING_QC}, limit=cmd.limit)
+    elif role in {Role.SUPERVISOR, Role.ADMIN}:
         tickets = await ctx.uow.list_tickets(limit=cmd.limit)
     else:
         tickets = await ctx.uow.list_tickets(customer_id=ctx.actor.id, limit=cmd.limit)
+    heading, nothing = _MY_WORK.get(role, ("您的工单", "您目前没有工单。描述一下遇到的故障（例如「底盘有异响」），"
+                                                    "我会为您创建工单。"))
     if not tickets:
-        await ctx.tell(ctx.actor.id, "您目前没有工单。描述一下遇到的故障（例如「底盘有异响」），我会为您创建工单。")
+        await ctx.tell(ctx.actor.id, nothing)
     else:
         lines = "\n".join(status_line(t) for t in tickets)
-        await ctx.tell(ctx.actor.id, f"您的工单（最近 {len(tickets)} 张）：\n{lines}\n发送「工单 编号」查看详情。")
+        await ctx.tell(ctx.actor.id, f"{heading}（最近 {len(tickets)} 张）：\n{lines}\n发送「工单 编号」查看详情。")
     return tickets
 
 
@@ -191,10 +211,9 @@ async def press_card_action(ctx: Context, cmd: PressCardAction) -> str:
     if stored is None:
         raise NotFound("这张卡片不存在或已失效。", card_id=cmd.card_id)
     if stored.recipient_id != ctx.actor.id:
-        await ctx.audit("card_action_refused", {"card_id": cmd.card_id, "action": cmd.action,
-                                               "reason": "not_recipient"})
-        await ctx.uow.commit()  # the refusal stays on record although the command fails (nothing else changed)
-        raise NotAllowed("这张卡片不是发给您的，无法操作。", card_id=cmd.card_id)
+        # Audited with the card's ticket by the conversation, like every refusal (core/audit/refusals.py).
+        raise NotAllowed("这张卡片不是发给您的，无法操作。", card_id=cmd.card_id, number=stored.ticket_number,
+                         reason="not_recipient")
     if stored.state != "open":
         raise Conflict("这张卡片已经处理过了。", card_id=cmd.card_id, used_action=stored.used_action)
     if cmd.action not in {a.id for a in stored.card.actions}:
@@ -202,7 +221,11 @@ async def press_card_action(ctx: Context, cmd: PressCardAction) -> str:
     handler = _CARD_HANDLERS.get(stored.card.kind)
     if handler is None:
         raise InvalidInput("这张卡片不需要操作。", card_id=cmd.card_id)
-    note = await handler(ctx, stored, cmd.action, dict(cmd.values))
+    try:
+        note = await handler(ctx, stored, cmd.action, dict(cmd.values))
+    except NotAllowed as refusal:
+        refusal.data.setdefault("number", stored.ticket_number)  # the refusal belongs on the card's ticket
+        raise
     closed = _closed(stored.card, note)
     if not await ctx.uow.close_card(cmd.card_id, card=closed, by=ctx.actor.id, action=cmd.action, at=ctx.now):
         raise Conflict("这张卡片已经处理过了。", card_id=cmd.card_id)

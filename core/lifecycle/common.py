@@ -4,9 +4,11 @@ waiting for parts, the live workflow template, and who to tell."""
 from __future__ import annotations
 
 import weakref
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from core.cards import Notification
 from core.errors import InvalidInput, NotAllowed, NotFound
 from core.model import Person, Role, Ticket, TicketStatus
 from core.service import Context, TicketService
@@ -110,6 +112,40 @@ async def supervisors_for(ctx: Context, ticket: Ticket) -> list[Person]:
             if boss and boss.active:
                 return [boss]
     return await people_with_role(ctx, Role.SUPERVISOR)
+
+
+TECHNICIAN_TITLE = "技师"
+
+
+def technician_label(name: str) -> str:
+    """How customers see a technician in a sentence: 技师 王强 — the directory's names may carry the
+    title already (the demo's 技师 黄师傅), and it is never said twice."""
+    return name if name.startswith(TECHNICIAN_TITLE) else f"{TECHNICIAN_TITLE} {name}"
+
+
+def technician_name(name: str) -> str:
+    """The name under a card fact already labelled 技师: without the title."""
+    return name.removeprefix(TECHNICIAN_TITLE).strip() or name
+
+
+async def lock_card(ctx: Context, card_id: str | None) -> None:
+    """Lock a ticket's card before the ticket, in the order a card press takes them (no deadlock)."""
+    if card_id:
+        await ctx.uow.get_card(card_id, lock=True)
+
+
+async def close_answered_card(ctx: Context, ticket: Ticket, card_id: str | None, note: str, action: str) -> None:
+    """A card whose question was answered by a typed command closes as if its button had been pressed:
+    it shows the outcome and takes no more presses. Lock it before the ticket (`lock_card`)."""
+    stored = await ctx.uow.get_card(card_id, lock=True) if card_id else None
+    if stored is None or stored.state != "open":
+        return
+    closed = replace(stored.card, closed_note=note)
+    if await ctx.uow.close_card(stored.card.id, card=closed, by=ctx.actor.id, action=action, at=ctx.now):
+        await ctx.audit("card_closed_by_text", {"card_id": stored.card.id, "kind": stored.card.kind.value,
+                                                "action": action}, ticket)
+        await ctx.notify(Notification(recipient_id=stored.recipient_id, card=closed, replaces_card_id=stored.card.id,
+                                      ticket_number=stored.ticket_number))
 
 
 async def person_name(ctx: Context, person_id: str | None) -> str:

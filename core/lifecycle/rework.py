@@ -15,12 +15,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.errors import InvalidInput, NotFound
-from core.lifecycle.common import iso, opt, section, supervisors_for, sync_workflow
+from core.lifecycle.common import (
+    close_answered_card,
+    iso,
+    lock_card,
+    opt,
+    section,
+    supervisors_for,
+    sync_workflow,
+    technician_label,
+)
 from core.model import Role, Ticket, TicketStatus
 from core.service import Context, handles
 
 S = TicketStatus
 REPEAT_WINDOW_DAYS = 30
+# What dispatch's OFFER card says when a reopened ticket goes back to the technician who did it.
+REWORK_OFFER_NOTE = "返修：客户反馈您上次检修的工单仍未修好，工单已重开并退回给您，请接单后尽快返修。"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +84,21 @@ async def offer_same_technician(ctx: Context, ticket: Ticket) -> None:
                            f"请转派：转派 {ticket.number} 技师工号", ticket=ticket)
         return
     ticket.assignee_id = tech.id
+    # Dispatch words the offer this move makes as a rework (returned_for_rework), not a reassignment.
+    section(ticket, "rework")["returned"] = {"person_id": tech.id, "at": iso(ctx.now)}
     await ctx.move(ticket, "dispatch", payload={"assignee": tech.id, "reason": "返修：原技师优先"}, as_system=True)
     await ctx.tell(tech.id, f"返修：客户反馈工单 {ticket.number} 仍未修好，已重开并优先派给您，请接单。", ticket=ticket,
                    urgent=True)
     for boss in bosses:
         await ctx.tell(boss.id, f"工单 {ticket.number} 结案后客户反馈仍未修好，已重开（返修），"
-                       f"已优先派给原技师 {tech.name}。", ticket=ticket)
+                       f"已优先派给上次检修的{technician_label(tech.name)}。", ticket=ticket)
+
+
+def returned_for_rework(ticket: Ticket, person_id: str, now: datetime) -> bool:
+    """Whether the offer being made now hands a reopened ticket back to the technician who did it
+    (the move `offer_same_technician` makes, in the same command)."""
+    returned = (ticket.data.get("rework") or {}).get("returned") or {}
+    return returned.get("person_id") == person_id and returned.get("at") == iso(now)
 
 
 @handles(ReportStillBroken)
@@ -87,16 +107,22 @@ async def report_still_broken(ctx: Context, cmd: ReportStillBroken) -> Ticket:
     if ctx.actor.role != Role.CUSTOMER:
         raise InvalidInput("「仍未修好」由报修客户发送。")
     if cmd.number:
-        ticket = await ctx.ticket(cmd.number)
-        if ticket.customer_id != ctx.actor.id:
-            raise NotFound(f"没有找到工单 {cmd.number}。", number=cmd.number)
+        number = cmd.number
     else:
         mine = await ctx.uow.list_tickets(customer_id=ctx.actor.id, statuses={S.PENDING_SIGNOFF, S.CLOSED}, limit=1)
         if not mine:
             raise NotFound("没有找到待签字或已结案的工单。如有新故障，请直接描述。")
-        ticket = await ctx.ticket(mine[0].number)
+        number = mine[0].number
+    seen = await ctx.ticket(number, lock=False)
+    if seen.customer_id != ctx.actor.id:
+        raise NotFound(f"没有找到工单 {number}。", number=number)
+    # Typed at sign-off, it answers the SIGNOFF card: that card closes as its 仍未修好 button would.
+    card_id = section(seen, "signoff").get("card_id")
+    await lock_card(ctx, card_id)
+    ticket = await ctx.ticket(number)
     if ticket.status == S.PENDING_SIGNOFF:
-        await still_broken_at_signoff(ctx, ticket, cmd.reason)
+        note = await still_broken_at_signoff(ctx, ticket, cmd.reason)
+        await close_answered_card(ctx, ticket, card_id, note, "not_fixed")
         return ticket
     if ticket.status != S.CLOSED:
         raise InvalidInput(f"工单 {ticket.number} 还在处理中（{ticket.status.label}），技师会继续跟进。")

@@ -22,7 +22,16 @@ from typing import Any
 from core.cards import ActionStyle, Card, CardAction, CardField, CardKind, FieldKind, FieldOption
 from core.errors import Conflict, InvalidInput, NotAllowed
 from core.intake.tickets import card_handler
-from core.lifecycle.common import iso, opt, parse_iso, person_name, section, supervisors_for, sync_workflow
+from core.lifecycle.common import (
+    iso,
+    opt,
+    parse_iso,
+    person_name,
+    section,
+    supervisors_for,
+    sync_workflow,
+    technician_name,
+)
 from core.model import Ticket, TicketStatus
 from core.repository import StoredCard
 from core.service import Context, after_move, guard
@@ -97,7 +106,8 @@ async def _ask_for_signature(ctx: Context, ticket: Ticket, name: str) -> None:
         return
     await sync_workflow(ctx)
     data = section(ticket, "signoff")
-    card = signoff_card(ctx.new_card_id("signoff"), ticket, await person_name(ctx, ticket.assignee_id))
+    technician = technician_name(await person_name(ctx, ticket.assignee_id))
+    card = signoff_card(ctx.new_card_id("signoff"), ticket, technician)
     data.update({"round": int(data.get("round", 0)) + 1, "card_id": card.id, "delivered_at": iso(ctx.now),
                  "signed": None})
     await ctx.uow.save_ticket(ticket)
@@ -137,7 +147,8 @@ async def _signoff_card(ctx: Context, stored: StoredCard, action: str, values: d
                        ticket=ticket)
     await ctx.tell(ctx.actor.id, f"感谢您的确认！工单 {ticket.number} 已结案。如 {opt(ctx, 'rework_window_days')} 天内"
                    "问题复发，发送「仍未修好」即可重开。", ticket=ticket)
-    return f"已签字 · 评分 {rating} 分 · 用时 {seconds:g} 秒"
+    # What the customer sees on the closed card; the time to sign is an internal measure (audit, reports).
+    return f"已签字 · 评分 {rating} 分"
 
 
 @timer_handler(CALLBACK_TIMER)

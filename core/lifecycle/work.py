@@ -19,8 +19,10 @@ from core.lifecycle import sop_handlers as lifecycle_sop
 from core.lifecycle.common import (
     ACTIVE_STATES,
     assigned_ticket,
+    close_answered_card,
     ensure_not_frozen,
     iso,
+    lock_card,
     opt,
     parse_iso,
     people_with_role,
@@ -28,6 +30,8 @@ from core.lifecycle.common import (
     section,
     supervisors_for,
     sync_workflow,
+    technician_label,
+    technician_name,
 )
 from core.lifecycle.photos import CHECKIN, CUSTOMER, WORK, PhotoRecord, distinct_photos
 from core.lifecycle.tasks import task_action
@@ -136,7 +140,7 @@ async def _try_check_in(ctx: Context, ticket: Ticket) -> bool:
     await ctx.move(ticket, "check_in", payload={"lat": location.get("lat"), "lng": location.get("lng")})
     await ctx.tell(ctx.actor.id, f"工单 {ticket.number} 已签到 ✓\n发送「开始」开始检修，"
                    "我会推送该故障的标准作业流程（SOP）。", ticket=ticket)
-    await ctx.tell(ticket.customer_id, f"您的工单 {ticket.number}：技师 {ctx.actor.name} 已到达现场签到。",
+    await ctx.tell(ticket.customer_id, f"您的工单 {ticket.number}：{technician_label(ctx.actor.name)} 已到达现场签到。",
                    ticket=ticket)
     return True
 
@@ -224,11 +228,12 @@ async def add_photo(ctx: Context, cmd: AddPhoto) -> PhotoRecord:
         ticket, purpose = found, CUSTOMER
     else:
         raise NotAllowed("只有负责该工单的技师或报修客户可以上传照片。", actor=ctx.actor.id)
+    repeated = purpose == WORK and await _already_counted(ctx, ticket, cmd.sha256)
     record = PhotoRecord(ticket_number=ticket.number, uploader_id=ctx.actor.id, sha256=cmd.sha256, path=cmd.path,
                          size=cmd.size, purpose=purpose, created_at=ctx.now)
     await ctx.uow.add_photo(record)
-    await ctx.audit("photo_added", {"sha256": cmd.sha256, "size": cmd.size, "purpose": purpose, "path": cmd.path},
-                    ticket)
+    await ctx.audit("photo_added", {"sha256": cmd.sha256, "size": cmd.size, "purpose": purpose, "path": cmd.path,
+                                    "width": cmd.width, "height": cmd.height, "repeated": repeated}, ticket)
     if purpose == CHECKIN:
         section(ticket, "checkin")["photo"] = {"sha256": cmd.sha256, "at": iso(ctx.now)}
         await ctx.uow.save_ticket(ticket)
@@ -240,12 +245,23 @@ async def add_photo(ctx: Context, cmd: AddPhoto) -> PhotoRecord:
             hint = "照片已齐，检修完成后发送「完工」。"
         else:
             hint = f"还需要 {needed - have} 张（{'、'.join(PHOTO_SHOTS[min(have, len(PHOTO_SHOTS) - 1):])}）。"
-        await ctx.tell(ctx.actor.id, f"工单 {ticket.number} 已收到检修照片 {have}/{needed}。{hint}", ticket=ticket)
+        if repeated:  # the same image again: kept on record, but it is not another photo of the work
+            text = f"工单 {ticket.number}：这张照片与已上传的重复，没有计入，检修照片仍为 {have}/{needed}。{hint}"
+        else:
+            text = f"工单 {ticket.number} 已收到检修照片 {have}/{needed}。{hint}"
+        await ctx.tell(ctx.actor.id, text, ticket=ticket)
     else:
         await ctx.tell(ctx.actor.id, f"照片已附在工单 {ticket.number}。", ticket=ticket)
         if ticket.assignee_id:
             await ctx.tell(ticket.assignee_id, f"客户为工单 {ticket.number} 补充了一张照片。", ticket=ticket)
     return record
+
+
+async def _already_counted(ctx: Context, ticket: Ticket, sha256: str) -> bool:
+    """This image is already one of the work photos of the current round."""
+    since = parse_iso(section(ticket, "work").get("started_at"))
+    return any(p.sha256 == sha256 and p.purpose == WORK and (since is None or p.created_at >= since)
+               for p in await ctx.uow.list_photos(ticket.number))
 
 
 @handles(SelectTicket)
@@ -274,7 +290,8 @@ async def start_work(ctx: Context, cmd: StartWork) -> Ticket:
     await ctx.tell(ctx.actor.id, f"工单 {ticket.number} 开始检修。请按 SOP 作业，并拍照上传：{'、'.join(PHOTO_SHOTS)}。"
                    "完成后发送「完工」。", ticket=ticket)
     await lifecycle_sop.send_sop_card(ctx, ticket, ctx.actor.id)
-    await ctx.tell(ticket.customer_id, f"您的工单 {ticket.number}：技师 {ctx.actor.name} 已开始检修。", ticket=ticket)
+    await ctx.tell(ticket.customer_id, f"您的工单 {ticket.number}：{technician_label(ctx.actor.name)} 已开始检修。",
+                   ticket=ticket)
     return ticket
 
 
@@ -315,7 +332,7 @@ async def propose_plan(ctx: Context, cmd: ProposePlan) -> Ticket:
     ctx.config.workflow.check(ticket.status, "propose_plan", ctx.actor.role)
     card = Card(
         id=ctx.new_card_id("plan"), kind=CardKind.TASK, title="请确认维修方案", ticket_number=ticket.number,
-        facts=(("工单", ticket.number), ("技师", ctx.actor.name)), body=text,
+        facts=(("工单", ticket.number), ("技师", technician_name(ctx.actor.name))), body=text,
         actions=(CardAction("approve", "同意方案", ActionStyle.PRIMARY),
                  CardAction("reject", "不同意", ActionStyle.DANGER)),
     )
@@ -352,13 +369,18 @@ async def _plan_card(ctx: Context, stored: StoredCard, action: str, values: dict
 async def plan_decision(ctx: Context, cmd: PlanDecision) -> str:
     await sync_workflow(ctx)
     if cmd.number:
-        ticket = await ctx.ticket(cmd.number)
+        number = cmd.number
     else:
         waiting = await ctx.uow.list_tickets(customer_id=ctx.actor.id, statuses={S.WAITING_CUSTOMER_PLAN}, limit=2)
         if not waiting:
             raise NotFound("您目前没有待确认的维修方案。")
-        ticket = await ctx.ticket(waiting[0].number)
+        number = waiting[0].number
+    # The plan card answers the same question: it is closed as its button would close it.
+    card_id = section(await ctx.ticket(number, lock=False), "plan").get("card_id")
+    await lock_card(ctx, card_id)
+    ticket = await ctx.ticket(number)
     note = await _decide_plan(ctx, ticket, cmd.approve, cmd.reason)
+    await close_answered_card(ctx, ticket, card_id, note, "approve" if cmd.approve else "reject")
     await ctx.tell(ctx.actor.id, f"工单 {ticket.number}：{note}", ticket=ticket)
     return note
 

@@ -1,22 +1,27 @@
 """Supervisor reports (`报表`): pure computation over tickets and their status history.
 
 Definitions:
-  * first response = `ticket.first_response_at - ticket.created_at`: from the report to the first
-    technician notification (the dispatch offer). Tickets without it are skipped (and counted).
-    Median, p90 (nearest rank) and the share ≤ 90 s (seed 1's promise).
+  * first response = `ticket.first_response_at - ticket.created_at`: from the report to the moment
+    the first dispatch offer reached a technician's chat (its outbox delivery was accepted by the
+    platform; in the playground, when it became readable there). Tickets without it are skipped
+    (and counted). Median, p90 (nearest rank) and the share ≤ 90 s (seed 1's promise).
+  * acceptance = `ticket.accepted_at - ticket.created_at`: from the report to the first 接单, the
+    human response; median and p90 likewise.
   * SLA compliance per priority, per track (response / resolution), over tickets reported in the
     period: met / (met + breached). A track is breached when the breach fired, it was met late, or
-    its deadline has passed while it is still open; tracks still running are left out.
+    its deadline has passed while it is still open; tracks still running are left out, and so are
+    cancelled tickets altogether (a cancelled job is neither met nor missed).
   * open breaches: open tickets (reported any time) with a track past its deadline and not met.
-  * blocked duration: each stay of a ticket in a non-final state (from the status_changed trail),
-    longest first; a stay still going counts until now.
+  * blocked duration: each stay of a ticket in a non-final state (from the status_changed trail)
+    of at least MIN_WAIT, longest first; a stay still going counts until now. Shorter stays are
+    the service's own steps (dispatch in the same second) or an instant answer, not waits.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 
@@ -24,6 +29,7 @@ from core.model import Ticket, TicketStatus
 from core.sla.matrix import Priority, format_duration
 
 FIRST_RESPONSE_TARGET = timedelta(seconds=90)
+MIN_WAIT = timedelta(minutes=1)  # a shorter stay in a state is no wait (see blocked duration)
 TRACKS = ("response", "resolution")
 TRACK_LABELS = {"response": "响应", "resolution": "解决"}
 
@@ -52,13 +58,25 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def first_response_stats(tickets: Iterable[Ticket]) -> FirstResponseStats:
+    """From the report to the first offer reaching a technician's chat."""
+    return wait_stats(tickets, lambda t: t.first_response_at)
+
+
+def acceptance_stats(tickets: Iterable[Ticket]) -> FirstResponseStats:
+    """From the report to the first 接单 (`share_within_target`: within the same 90 s)."""
+    return wait_stats(tickets, lambda t: t.accepted_at)
+
+
+def wait_stats(tickets: Iterable[Ticket], moment: Callable[[Ticket], datetime | None]) -> FirstResponseStats:
+    """How long after its report each ticket reached `moment`; tickets without it are skipped."""
     seconds: list[float] = []
     skipped = 0
     for t in tickets:
-        if t.first_response_at is None:
+        at = moment(t)
+        if at is None:
             skipped += 1
             continue
-        seconds.append(max(0.0, (t.first_response_at - t.created_at).total_seconds()))
+        seconds.append(max(0.0, (at - t.created_at).total_seconds()))
     if not seconds:
         return FirstResponseStats(0, skipped, None, None, None)
     within = sum(1 for s in seconds if s <= FIRST_RESPONSE_TARGET.total_seconds())
@@ -72,16 +90,14 @@ def _track(ticket: Ticket, track: str) -> dict | None:  # type: ignore[type-arg]
 
 
 def track_outcome(ticket: Ticket, track: str, now: datetime) -> str | None:
-    """"met", "breached", "running" or None (no SLA on the ticket)."""
+    """"met", "breached", "running" or None (no SLA on the ticket, or cancelled: out of the figures)."""
     state = _track(ticket, track)
-    if state is None:
+    if state is None or ticket.status is TicketStatus.CANCELLED:
         return None
     if state.get("met") is True:
         return "met"
     if state.get("breached_at") or state.get("met") is False:
         return "breached"
-    if ticket.status is TicketStatus.CANCELLED:
-        return None
     due = datetime.fromisoformat(state["due"]) if state.get("due") else None
     paused = track == "resolution" and (ticket.data.get("sla") or {}).get("stopped_since")
     if due is not None and due < now and not paused:
@@ -176,9 +192,14 @@ def stays(history: Mapping[str, Sequence[tuple[datetime, TicketStatus]]], now: d
     return out
 
 
+def waits(history: Mapping[str, Sequence[tuple[datetime, TicketStatus]]], now: datetime) -> list[Stay]:
+    """The stays that are real waits: at least MIN_WAIT long."""
+    return [s for s in stays(history, now) if s.duration >= MIN_WAIT]
+
+
 def blocked_top(history: Mapping[str, Sequence[tuple[datetime, TicketStatus]]], now: datetime, *,
                 state: TicketStatus | None = None, limit: int = 10) -> list[Stay]:
-    found = [s for s in stays(history, now) if (state is None or s.state is state) and s.duration]
+    found = [s for s in waits(history, now) if state is None or s.state is state]
     found.sort(key=lambda s: (s.duration, s.number), reverse=True)
     return found[:limit]
 
@@ -187,7 +208,7 @@ def blocked_totals(history: Mapping[str, Sequence[tuple[datetime, TicketStatus]]
                    ) -> list[tuple[TicketStatus, timedelta, int]]:
     """(state, total time, stays) per non-final state, largest total first."""
     totals: dict[TicketStatus, tuple[timedelta, int]] = {}
-    for s in stays(history, now):
+    for s in waits(history, now):
         total, count = totals.get(s.state, (timedelta(0), 0))
         totals[s.state] = (total + s.duration, count + 1)
     return sorted(((k, v[0], v[1]) for k, v in totals.items()), key=lambda item: item[1], reverse=True)
@@ -219,15 +240,21 @@ def render_report(
     extra_sections: Sequence[str] = (),
 ) -> str:
     fr = first_response_stats(tickets)
+    accepted = acceptance_stats(tickets)
     last_day = (period.end - timedelta(seconds=1)).astimezone(zone)
     span = "" if "至" in period.label else f"（{period.start.astimezone(zone):%m-%d} 至 {last_day:%m-%d}）"
     lines = [f"【工单报表】{period.label}{span}，报修 {len(tickets)} 张"]
-    lines.append("一、首次响应（报修→首次派单通知）")
+    lines.append("一、首次响应（报修→派单送达技师）")
     if fr.count:
         lines.append(f"  中位数 {_seconds(fr.median)}｜P90 {_seconds(fr.p90)}｜≤90秒占比 {_pct(fr.share_within_target)}"
-                     f"（{fr.count} 张{f'，{fr.skipped} 张尚无派单记录未计入' if fr.skipped else ''}）")
+                     f"（{fr.count} 张{f'，{fr.skipped} 张尚未送达派单未计入' if fr.skipped else ''}）")
     else:
-        lines.append(f"  暂无数据（{fr.skipped} 张尚无派单记录）")
+        lines.append(f"  暂无数据（{fr.skipped} 张尚未送达派单）")
+    if accepted.count:
+        lines.append(f"  接单 中位数 {_seconds(accepted.median)}｜P90 {_seconds(accepted.p90)}"
+                     f"（{accepted.count} 张{f'，{accepted.skipped} 张尚未接单未计入' if accepted.skipped else ''}）")
+    else:
+        lines.append(f"  接单 暂无数据（{accepted.skipped} 张尚未接单）")
     lines.append("二、SLA 达成率（按优先级；响应｜解决）")
     for priority, c in compliance_by_priority(tickets, now).items():
         counted = sum(c.met.values()) + sum(c.breached.values()) + sum(c.running.values())

@@ -13,7 +13,10 @@ Definitions (also in docs/user-guide.md, SLA section):
   * The resolution clock stands still in the pausing states (SlaSettings.pause_states, default
     等待备件 / 等待客户确认方案); on resume the deadline moves by the paused running time
     (business or wall, per the cell) and the timers are rescheduled. The response clock never pauses.
-  * Cancelling or closing cancels the clock timers; root-cause tasks stay tracked.
+  * Cancelling or closing cancels the clock timers; root-cause tasks stay tracked. A cancelled
+    ticket leaves the compliance figures (core/reports/metrics.py).
+  * Staff re-prioritise (优先级 / 影响): the open tracks get the new cell's targets from the same
+    clock start (core/sla/replan.py).
 
 Timers per ticket and track (response / resolution): "sla.<track>.reminder" (strong reminder,
 SlaSettings.reminder_lead before the deadline), "sla.<track>.breach" (escalation at the
@@ -197,6 +200,11 @@ async def plan_deadlines(ctx: Context, ticket: Ticket, calendar: BusinessCalenda
 
 @after_create(SLA_STAGE)
 async def start_sla(ctx: Context, ticket: Ticket) -> None:
+    with ctx.as_system():  # the clock starts itself; the report caused it
+        await _start_sla(ctx, ticket)
+
+
+async def _start_sla(ctx: Context, ticket: Ticket) -> None:
     await _intake_guard(ctx, ticket)
     env = await sla_env(ctx)
     d = deadline_for(ticket.priority, ticket.impact, ticket.created_at, env.calendar, env.matrix)
@@ -212,9 +220,7 @@ async def start_sla(ctx: Context, ticket: Ticket) -> None:
 
 async def _intake_guard(ctx: Context, ticket: Ticket) -> None:
     """Seed 2: 紧急 without production impact needs a photo or the device number first."""
-    said = detect_urgency(ticket.description)
-    if said.production:
-        ticket.impact = Impact.PLANT.value
+    said = detect_urgency(ticket.description)  # intake set the impact the text states
     if said.device_number and not ticket.subject:
         ticket.subject = said.device_number
     claims_urgent = said.urgent or Priority.parse(ticket.priority) is Priority.URGENT
@@ -243,6 +249,11 @@ async def _intake_guard(ctx: Context, ticket: Ticket) -> None:
 
 @after_move(SLA_STAGE)
 async def follow_sla(ctx: Context, ticket: Ticket, _transition: str) -> None:
+    with ctx.as_system():  # met, paused, resumed: the clock's own steps, caused by the move
+        await _follow_sla(ctx, ticket)
+
+
+async def _follow_sla(ctx: Context, ticket: Ticket) -> None:
     state = sla_state(ticket)
     if state is None:
         return

@@ -33,6 +33,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.huge_body import HugeBody
+
 TOPIC_ROBOT = "/v1.0/im/bot/messages/get"
 TOPIC_CARD = "/v1.0/card/instances/callback"
 
@@ -214,6 +216,7 @@ class FakeDingTalkGateway:
         self.token_failures = 0
         self.ding_available = True
         self.files: dict[str, bytes] = {}
+        self.huge_files: dict[str, HugeBody] = {}  # download code → a body streamed far past any cap
         # Robot messages DingTalk accepted (1:1 and group), in order; DINGs accepted.
         self.delivered: list[Recorded] = []
         self.dings: list[Recorded] = []
@@ -476,13 +479,15 @@ class FakeDingTalkGateway:
         if early is not None:
             return early
         code = recorded.body.get("downloadCode")
-        if code not in self.files:
+        if code not in self.files and code not in self.huge_files:
             return web.json_response({"code": "invalidParameter.downloadCode"}, status=400)
         return web.json_response({"downloadUrl": f"{self.base_url}/files/{code}"})
 
-    async def _file(self, request: web.Request) -> web.Response:
-        data = self.files.get(request.match_info["code"])
+    async def _file(self, request: web.Request) -> web.StreamResponse:
         self.file_downloads.append(request.match_info["code"])
+        if (huge := self.huge_files.get(request.match_info["code"])) is not None:
+            return await huge.serve(request)
+        data = self.files.get(request.match_info["code"])
         if data is None:
             return web.Response(status=404)
         return web.Response(body=data, content_type="image/jpeg")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from aiohttp.test_utils import TestClient
 
 from adapters.feishu import crypto
+from tests.fakes.huge_body import HugeBody
 
 APP_ID = "cli_test_app"
 APP_SECRET = "test-secret"
@@ -112,6 +113,7 @@ class FakeFeishu:
         self.token_failures = 0  # how many token requests to refuse next
         self.token_expire_s = 7200
         self.images: dict[str, bytes] = {}  # image_key → bytes users "sent"; others get IMAGE_BYTES
+        self.huge_images: dict[str, HugeBody] = {}  # image_key → a body streamed far past any cap
         self._failures: list[Failure] = []
         self._tokens: set[str] = set()
         self._uuids: dict[str, str] = {}
@@ -295,6 +297,8 @@ class FakeFeishu:
     async def _resource(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("type") != "image":
             return web.json_response({"code": 234001, "msg": "invalid type"}, status=400)
+        if (huge := self.huge_images.get(request.match_info["file_key"])) is not None:
+            return await huge.serve(request)
         body = self.images.get(request.match_info["file_key"], IMAGE_BYTES)
         return web.Response(body=body, content_type="image/png")
 

@@ -21,6 +21,8 @@ from urllib.parse import urlencode
 import xmltodict
 from aiohttp import web
 
+from tests.fakes.huge_body import HugeBody
+
 # The official sample from WeCom's "加解密方案说明".
 SAMPLE_TOKEN = "QDG6eK"
 SAMPLE_AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
@@ -49,6 +51,7 @@ class FakeWeCom:
     agent_id: int = 1000002
     users: set[str] = field(default_factory=lambda: {"zhangsan", "lisi", "wangwu"})
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    huge_media: dict[str, HugeBody] = field(default_factory=dict)  # served streamed, far past any cap
 
     # --- switches ---
     gettoken_errcode: int = 0  # e.g. 40013 invalid corpid, 60020 IP not trusted
@@ -209,10 +212,12 @@ class FakeWeCom:
         self.applied_updates.append(body)
         return web.json_response({"errcode": 0, "errmsg": "ok", "invaliduser": []})
 
-    async def _media(self, request: web.Request) -> web.Response:
+    async def _media(self, request: web.Request) -> web.StreamResponse:
         self._record(request, None)
         if (denied := self._gate(request)) is not None:
             return denied
+        if (huge := self.huge_media.get(request.query.get("media_id", ""))) is not None:
+            return await huge.serve(request)
         item = self.media.get(request.query.get("media_id", ""))
         if item is None:
             return _err(40007, "invalid media_id")
