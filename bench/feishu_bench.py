@@ -144,7 +144,8 @@ def build_requests(count: int) -> list[Request]:
             "header": {"event_id": event_id, "token": TOKEN, "event_type": "im.message.receive_v1",
                        "create_time": str(int(time.time() * 1000)), "app_id": "cli_bench", "tenant_key": "t"},
             "event": {
-                "sender": {"sender_id": {"open_id": f"ou_bench_{i % 50}"}, "sender_type": "user"},
+                # One sender per event: every report is a new ticket (repeats would become follow-ups).
+                "sender": {"sender_id": {"open_id": f"ou_bench_{event_id}"}, "sender_type": "user"},
                 "message": {"message_id": f"om_{i}", "chat_id": "oc_1", "chat_type": "p2p", "message_type": "text",
                             "content": json.dumps({"text": FAULTS[i % len(FAULTS)]}, ensure_ascii=False)},
             },

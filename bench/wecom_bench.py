@@ -55,7 +55,9 @@ AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 FAULTS = ["底盘有异响", "中控黑屏", "3号线注塑机报警 E21，无法启动", "空压机漏气，压力掉到0.4", "配电柜跳闸，车间停电"]
 SERVERS = ("echo", "inbox", "app", "split")
 DEFAULT_SERVERS = ("echo", "inbox", "app")
-USERS = 50  # distinct WeCom members sending
+# Distinct WeCom members sending: one per message, so every report is a new ticket (a customer's
+# repeats become follow-ups and more than REPORT_LIMIT_PER_SENDER are refused: not what this measures).
+USERS = 200_000
 WARM_UP = 100
 
 
@@ -166,6 +168,7 @@ def serve_fake(ports: Any) -> None:
 
 
 _msg_ids = iter(range(int(time.time()) * 1000, 2**62))
+_senders = iter(range(2**62))
 
 
 def build_requests(count: int, corp_id: str) -> list[Request]:
@@ -176,7 +179,7 @@ def build_requests(count: int, corp_id: str) -> list[Request]:
     for i in range(count):
         msg_id = next(_msg_ids)
         # Sealed now: the freshness window (300 s) is far longer than the run.
-        query, body = signer.post(text_xml(f"user{i % USERS}", FAULTS[i % len(FAULTS)], msg_id=msg_id,
+        query, body = signer.post(text_xml(f"user{next(_senders) % USERS}", FAULTS[i % len(FAULTS)], msg_id=msg_id,
                                            created=int(time.time())))
         requests.append((f"msg:{msg_id}", body, {"Content-Type": "text/xml"}, query))
     return requests

@@ -19,6 +19,7 @@ from bot.service_config import service_config
 from bot.settings import Settings
 from bot.token_cache import MemoryTokenCache, RedisTokenCache
 from core.clock import SystemClock
+from core.intake.limits import IntakeLimits, configure_intake
 from core.ports import Clock, TokenCache
 from core.service import TicketService
 from storage.database import create_engine, is_sqlite, session_factory, sqlite_path
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 COMMAND_MODULES: tuple[str, ...] = ("bot.chat.reports", "bot.chat.lifecycle", "bot.chat.sla", "bot.chat.sop",
                                     "bot.chat.template", "bot.chat.rules", "bot.chat.triage",
                                     "bot.chat.dispatch", "bot.chat.root_cause",
-                                    "bot.chat.position", "bot.chat.ticket_admin")
+                                    "bot.chat.position", "bot.chat.ticket_admin", "bot.chat.front_desk")
 
 
 class Runtime:
@@ -63,6 +64,8 @@ class Runtime:
         self.sessions = session_factory(self.engine)
         self.rulebook = RuleBook()
         self.service = TicketService(self.uow, self.clock, self.rulebook, service_config(settings))
+        configure_intake(self.service, IntakeLimits.from_values(  # the per-sender limit, follow-ups
+            settings.report_limit_per_sender, settings.report_limit_window_minutes, settings.follow_up_window_hours))
         for module in COMMAND_MODULES:
             importlib.import_module(module)
         self.conversation = Conversation(self.service, {"runtime": self}, lookup_factory=self.lookup_uow)

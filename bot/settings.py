@@ -42,6 +42,15 @@ class Settings(BaseSettings):
         default="web", description="web: the process that accepted a message handles it; worker: web processes "
                                    "only accept and hand it to `ticketbot worker` through arq (needs REDIS_URL).")
 
+    # --- intake (see docs/user-guide.md, Intake: why these defaults) ---
+    report_limit_per_sender: int = Field(
+        default=5, description="New tickets one customer may open per window; more are answered and kept, "
+                               "not ticketed. 0: no limit.")
+    report_limit_window_minutes: float = Field(default=10.0, description="The window of REPORT_LIMIT_PER_SENDER.")
+    follow_up_window_hours: float = Field(
+        default=24.0, description="A report repeating an open ticket this young (same asset or category) is a "
+                                  "follow-up on it; 0: never.")
+
     # --- HTTP ---
     api_token: str | None = Field(default=None, description="When set, /api/ requires Bearer auth.")
     playground: str | None = Field(default=None, description="on/off; default on only on a loopback bind "

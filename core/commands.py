@@ -11,12 +11,31 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class ReportFault:
+    """A customer's report. A repeat of one of their open tickets becomes a follow-up on it unless
+    `new_problem` (`新问题 描述`); a new ticket counts against the per-sender limit (core/intake/reports.py)."""
+
     text: str
     subject: str = ""
     lat: float | None = None
     lng: float | None = None
     priority: str | None = None
     impact: str | None = None
+    new_problem: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterForCustomer:
+    """`代客报修 手机号或客户 描述`: staff register a fault for a customer, found by person id or phone
+    (a new phone makes a new customer). The customer stays the ticket's customer, who signs."""
+
+    customer: str  # a person id or a phone number, as typed
+    text: str
+    new_problem: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SplitFollowUp:
+    """`新问题` alone: the customer's last report taken as a follow-up is a new problem after all."""
 
 
 @dataclass(frozen=True, slots=True)

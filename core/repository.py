@@ -75,6 +75,11 @@ class UnitOfWork(Protocol):
         limit: int = 50,
     ) -> list[Ticket]: ...
 
+    async def recent_tickets(self, customer_id: str, since: datetime) -> list[Ticket]:
+        """The customer's tickets created at or after `since`, newest first (at most 200): what intake
+        reads on every report (follow-ups, the per-sender limit)."""
+        ...
+
     # --- people ---
     async def get_person(self, person_id: str) -> Person | None: ...
 
@@ -91,6 +96,16 @@ class UnitOfWork(Protocol):
         ...
 
     async def list_people(self, role: Role | None = None) -> list[Person]: ...
+
+    async def people_by_phone(self, phone: str) -> list[Person]:
+        """Everyone whose stored phone is exactly `phone` (normalised by the caller), oldest id first."""
+        ...
+
+    async def lock_person(self, person_id: str) -> None:
+        """Hold this person's row until the transaction ends (intake: one report of a customer at a
+        time, across processes, so the per-sender limit counts what the previous one committed).
+        Taken before any ticket or the audit head: nothing that holds those locks a customer."""
+        ...
 
     # --- technicians ---
     async def update_technician_position(self, person_id: str, lat: float, lng: float, at: datetime) -> bool:

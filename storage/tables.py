@@ -36,7 +36,7 @@ class PersonRow(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     name: str
     role: str = Field(index=True, max_length=32)
-    phone: str | None = None
+    phone: str | None = Field(default=None, index=True)  # 代客报修 finds a customer by phone
     store_id: str | None = Field(default=None, max_length=64)
     supervisor_id: str | None = Field(default=None, max_length=64)
     preferred_channel: str = Field(default="local", max_length=32)

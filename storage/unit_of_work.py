@@ -125,6 +125,15 @@ _INSERT_IDENTITY = hot(insert(IdentityRow))
 _ACTIVE_PEOPLE = hot(select(PersonRow).where(col(PersonRow.active).is_(True))
                      .order_by(col(PersonRow.id)))
 _ACTIVE_PEOPLE_IN_ROLE = hot(_ACTIVE_PEOPLE.where(col(PersonRow.role) == bindparam("role")))
+RECENT_TICKETS_LIMIT = 200
+# Intake reads it on every report: on the (customer_id, created_at) index.
+_RECENT_TICKETS = hot(select(TicketRow).where(
+    col(TicketRow.customer_id) == bindparam("customer_id"),
+    col(TicketRow.created_at) >= bindparam("since", type_=UtcDateTime()),
+).order_by(col(TicketRow.created_at).desc(), col(TicketRow.id).desc()).limit(RECENT_TICKETS_LIMIT))
+_PEOPLE_BY_PHONE = hot(select(PersonRow).where(col(PersonRow.phone) == bindparam("phone")).order_by(col(PersonRow.id)))
+# Every customer report takes it (the per-sender limit): a no-op on SQLite, which serialises writers anyway.
+_LOCK_PERSON = hot(select(col(PersonRow.id)).where(col(PersonRow.id) == bindparam("person_id")).with_for_update())
 _TIMER_COLUMNS = (col(TimerRowTable.id), col(TimerRowTable.kind), col(TimerRowTable.ticket_key),
                   col(TimerRowTable.due_at), col(TimerRowTable.generation), col(TimerRowTable.state),
                   col(TimerRowTable.payload))
@@ -334,6 +343,11 @@ class SqlUnitOfWork:
             stmt = stmt.where(col(TicketRow.status).in_([s.value for s in statuses]))
         return [ticket_from_row(r) for r in await (await self._connection()).execute(stmt)]
 
+    async def recent_tickets(self, customer_id: str, since: datetime) -> list[Ticket]:
+        await self._write_tickets()
+        rows = await (await self._connection()).execute(_RECENT_TICKETS, {"customer_id": customer_id, "since": since})
+        return [ticket_from_row(r) for r in rows]
+
     # --- people ---
     async def get_person(self, person_id: str) -> Person | None:
         added = self._added_people.get(person_id)
@@ -395,6 +409,13 @@ class SqlUnitOfWork:
         rows = await (conn.execute(_ACTIVE_PEOPLE) if role is None
                       else conn.execute(_ACTIVE_PEOPLE_IN_ROLE, {"role": role.value}))
         return [self._seen(person_from_row(r)) for r in rows]
+
+    async def people_by_phone(self, phone: str) -> list[Person]:
+        rows = await (await self._connection()).execute(_PEOPLE_BY_PHONE, {"phone": phone})
+        return [self._seen(person_from_row(r)) for r in rows]
+
+    async def lock_person(self, person_id: str) -> None:
+        await (await self._connection()).execute(_LOCK_PERSON, {"person_id": person_id})
 
     # --- technicians ---
     async def update_technician_position(self, person_id: str, lat: float, lng: float, at: datetime) -> bool:

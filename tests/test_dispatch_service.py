@@ -167,7 +167,7 @@ async def test_distance_from_the_customers_store_and_fresh_positions(database_ur
                                  json={"user": "tech-liu", "location": {"lat": 30.2084, "lng": 120.2106}})
         assert resp.status == 200
         await liu.say(f"拒单 {first} 在忙")  # liu got `first` after xu declined; decline it to free him
-        second, _ = await report(client, "cust-hz", "中控黑屏了")
+        second, _ = await report(client, "cust-hz", "新问题 中控黑屏了")  # else a follow-up on `first` (issue 19)
         assert (await ticket(rt, second)).assignee_id == "tech-liu"
         breakdown = (await events(rt, second, "offer_sent"))[0]["candidate"]
         assert breakdown["position_source"] == "last_position" and breakdown["distance_km"] < 0.01
@@ -175,7 +175,7 @@ async def test_distance_from_the_customers_store_and_fresh_positions(database_ur
         await liu.say(f"拒单 {second} 在忙")
         await PlaygroundUser(client, "tech-xu").say(f"拒单 {second} 在忙")
         await advance_clock(rt, clock, hours=2)
-        third, _ = await report(client, "cust-hz", "中控还是黑屏")
+        third, _ = await report(client, "cust-hz", "新问题 中控还是黑屏")
         assert (await ticket(rt, third)).assignee_id == "tech-xu"
         dry = await rt.service.handle(DryRunDispatch(third), await person(rt, "admin"))
         assert "tech-liu" in dry and "tech-xu" in dry

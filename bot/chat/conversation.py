@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.audit.refusals import RefuseCommand
-from core.commands import ListMyTickets, PressCardAction, ReportFault, ShowTicket
+from core.commands import ListMyTickets, PressCardAction, ReportFault, ShowTicket, SplitFollowUp
 from core.errors import NotAllowed, TicketbotError
 from core.inbound import InboundKind, InboundMessage
 from core.model import ROLE_LABELS, Person, Role
@@ -43,6 +43,7 @@ HELP_TEXT = (
     "· 直接描述故障即可报修，例如「底盘有异响」「中控黑屏」\n"
     "· 发送「进度」或「我的工单」查看工单状态\n"
     "· 发送「工单 GD-20260101-0001」查看某张工单的详情\n"
+    "· 已有未结工单时再报同一设备或同类故障，会记为该工单的补充说明；是新问题请发送「新问题 描述」\n"
     "· 发送「帮助」再次查看本说明"
 )
 CONVERSATIONAL_REPLIES = {
@@ -366,3 +367,13 @@ async def _close(conv: Conversation, inc: Incoming) -> None:
     # Nobody closes a ticket by a command: only the customer's signature does (core/lifecycle/signoff.py).
     answer = CLOSING_FOR_CUSTOMERS if inc.person.role is Role.CUSTOMER else CLOSING_FOR_STAFF
     await conv.reply(inc.person, inc.message, answer)
+
+
+@text_command("新问题", "新工单", roles={Role.CUSTOMER}, usage="新问题 [故障描述]",
+              summary="这是一个新问题：单独建单，不记为已有工单的补充说明",
+              refusal="抱歉，「新问题」由报修客户使用；为客户登记新问题请发送"
+                      "「代客报修 手机号或客户编号 新问题 描述」。")
+async def _new_problem(conv: Conversation, inc: Incoming) -> None:
+    # Alone: the last report taken as a follow-up becomes a ticket; with a description: that is one.
+    command = ReportFault(" ".join(inc.args), new_problem=True) if inc.args else SplitFollowUp()
+    await conv.run(command, inc.person, inc.message)

@@ -1,4 +1,5 @@
-"""Intake: a customer's fault report becomes a ticket; customers ask about their tickets."""
+"""Intake: a customer's fault report becomes a ticket (or a follow-up on one: core/intake/reports.py),
+staff register one for a customer (代客报修: core/intake/front_desk.py); customers ask about their tickets."""
 
 from __future__ import annotations
 
@@ -7,10 +8,28 @@ from dataclasses import replace
 from typing import Any
 
 from core.cards import Card, CardKind, Notification
-from core.commands import ListMyTickets, PressCardAction, ReportFault, ShowTicket
+from core.commands import (
+    ListMyTickets,
+    PressCardAction,
+    RegisterForCustomer,
+    ReportFault,
+    ShowTicket,
+    SplitFollowUp,
+)
 from core.errors import Conflict, InvalidInput, NotAllowed, NotFound
-from core.intake.urgency import detect_urgency, intake_priority
-from core.model import Role, Ticket, TicketStatus
+from core.intake.front_desk import customer_for, masked, reachable_in_chat
+from core.intake.limits import intake_limits
+from core.intake.reports import (
+    OPEN_STATES,
+    find_repeat,
+    last_follow_up,
+    limit_reached,
+    lookback,
+    mark_split,
+    record_follow_up,
+)
+from core.intake.urgency import Urgency, detect_urgency, intake_priority
+from core.model import ROLE_LABELS, Person, Role, Ticket, TicketStatus
 from core.repository import StoredCard
 from core.service import DEFAULT_STAGE, Context, add_staged, handles
 
@@ -43,44 +62,130 @@ def format_number(prefix: str, day_text: str, seq: int) -> str:
     return f"{prefix}-{day_text}-{seq:04d}"
 
 
+# A staff account never becomes a ticket's customer: only the customer signs a ticket closed, so
+# such a ticket could never close (or its reporter would sign their colleague's work).
+STAFF_REPORT = ("您是{role}账号，直接描述的故障没有建单：工单由报修客户本人签字结案，员工账号不能作为报修客户。\n"
+                "· 为客户登记：代客报修 手机号或客户编号 故障描述（例：代客报修 13800138000 底盘有异响）\n"
+                "· 您自己的设备或车辆：代客报修 您的手机号 故障描述，完工时由您当面签字（现场签字）。")
+
+
 @handles(ReportFault)
-async def report_fault(ctx: Context, cmd: ReportFault) -> Ticket:
+async def report_fault(ctx: Context, cmd: ReportFault) -> Ticket | None:
+    """A customer's own report: a new ticket, a follow-up on an open one (that ticket), or None when
+    the per-sender limit holds it back (core/intake/reports.py)."""
+    if ctx.actor.role is not Role.CUSTOMER:
+        raise InvalidInput(STAFF_REPORT.format(role=ROLE_LABELS[ctx.actor.role]), role=ctx.actor.role.value)
+    return await receive_report(ctx, ctx.actor, cmd, new_problem_hint=NEW_PROBLEM_HINT)
+
+
+@handles(RegisterForCustomer)
+async def register_for_customer(ctx: Context, cmd: RegisterForCustomer) -> Ticket | None:
+    """`代客报修`: staff report for a customer, who stays the ticket's customer and signs it."""
+    if ctx.actor.role is Role.CUSTOMER:
+        raise NotAllowed("抱歉，「代客报修」供门店员工为客户登记使用。如需报修，请直接描述故障。",
+                         role=ctx.actor.role.value)
+    if not cmd.text.strip():
+        raise InvalidInput(FRONT_DESK_USAGE)
+    customer, created = await customer_for(ctx, cmd.customer)
+    hint = f"如确为新的问题，请发送「代客报修 {cmd.customer} 新问题 {cmd.text[:20]}」单独建单。"
+    return await receive_report(ctx, customer, ReportFault(cmd.text, new_problem=cmd.new_problem),
+                                registered_by=ctx.actor, customer_created=created, new_problem_hint=hint)
+
+
+@handles(SplitFollowUp)
+async def split_follow_up(ctx: Context, cmd: SplitFollowUp) -> Ticket | None:
+    """`新问题`: the customer's last follow-up becomes a ticket of its own (still within the limit)."""
+    if ctx.actor.role is not Role.CUSTOMER:
+        raise InvalidInput("「新问题」由报修客户使用；为客户登记新问题请发送"
+                           "「代客报修 手机号或客户编号 新问题 描述」。")
+    await ctx.uow.lock_person(ctx.actor.id)
+    mine = await ctx.uow.list_tickets(customer_id=ctx.actor.id, statuses=set(OPEN_STATES), limit=50)
+    found = last_follow_up(mine, ctx.actor.id, ctx.now)
+    if found is None:
+        raise InvalidInput("没有刚记为补充说明的消息可以单独建单。如有新的故障，请发送「新问题 故障描述」。")
+    old = await ctx.ticket(found[0].number)  # locked before the new ticket takes the audit head
+    created = await receive_report(ctx, ctx.actor, ReportFault(found[1], new_problem=True),
+                                   new_problem_hint=NEW_PROBLEM_HINT)
+    if created is not None:
+        mark_split(old, created.number)
+        await ctx.uow.save_ticket(old)
+        await ctx.audit("follow_up_split", {"new_ticket": created.number, "text": found[1]}, old)
+    return created
+
+
+NEW_PROBLEM_HINT = "如果这是另一个新问题，请回复「新问题」，我会为它单独建单。"
+FRONT_DESK_USAGE = ("用法：代客报修 手机号或客户编号 故障描述，例如：代客报修 13800138000 底盘有异响。"
+                    "该客户已有同类未结工单而这是新问题时：代客报修 手机号 新问题 故障描述。")
+
+
+async def receive_report(ctx: Context, customer: Person, cmd: ReportFault, *, new_problem_hint: str,
+                         registered_by: Person | None = None, customer_created: bool = False) -> Ticket | None:
+    """The one intake path of every report, whoever sends it and on whichever platform."""
     text = cmd.text.strip()
     if not text:
         raise InvalidInput("请描述一下故障情况，例如：底盘有异响、中控黑屏。")
+    limits = intake_limits(ctx.service)
     analysis = ctx.service.classifier.classify(text)
+    said = detect_urgency(text)
+    asset = (cmd.subject or said.device_number or "").strip()[:64]
+    back = lookback(limits)
+    if back is not None:
+        await ctx.uow.lock_person(customer.id)  # first: a customer's reports are counted one after another
+        recent = await ctx.uow.recent_tickets(customer.id, ctx.now - back)
+        repeat = None if cmd.new_problem else find_repeat(recent, text, analysis.category, asset, limits, ctx.now)
+        if repeat is not None:
+            return await record_follow_up(ctx, repeat, text, limits, new_problem_hint=new_problem_hint,
+                                          registered_by=registered_by)
+        # Staff registering at the front desk are accountable (audited) and serve a queue of walk-ins.
+        if registered_by is None and await limit_reached(ctx, customer, text, limits, recent):
+            return None
+    return await create_ticket(ctx, customer, cmd, text, analysis, said, asset, registered_by=registered_by,
+                               customer_created=customer_created)
+
+
+async def create_ticket(ctx: Context, customer: Person, cmd: ReportFault, text: str, analysis: Any, said: Urgency,
+                        asset: str, *, registered_by: Person | None, customer_created: bool) -> Ticket:
     local_day = ctx.now.astimezone(ctx.config.timezone).date()
     seq = await ctx.uow.next_ticket_sequence(local_day)
     number = format_number(ctx.config.number_prefix, local_day.strftime("%Y%m%d"), seq)
     status = TicketStatus.PENDING_DISPATCH if analysis.category else TicketStatus.TRIAGE
-    said = detect_urgency(text)  # priority and impact as the customer states them, unless given
+    data: dict[str, Any] = {
+        "classification": {
+            "keywords": list(analysis.keywords),
+            "negated": list(analysis.negated),
+            "score": analysis.score,
+            "intent": analysis.intent,
+        }
+    }
+    if registered_by is not None:
+        data["front_desk"] = {"by": registered_by.id, "at": ctx.now.isoformat(), "customer_created": customer_created}
     ticket = Ticket(
         number=number,
-        customer_id=ctx.actor.id,
+        customer_id=customer.id,
         description=text[:MAX_DESCRIPTION],
         status=status,
         created_at=ctx.now,
         updated_at=ctx.now,
         category=analysis.category,
-        subject=cmd.subject,
+        subject=asset,
+        # priority and impact as the customer states them, unless given
         priority=cmd.priority or intake_priority(said, symptom=bool(analysis.keywords)),
         impact=cmd.impact or said.impact or "单用户",
         site_lat=cmd.lat,
         site_lng=cmd.lng,
-        data={
-            "classification": {
-                "keywords": list(analysis.keywords),
-                "negated": list(analysis.negated),
-                "score": analysis.score,
-                "intent": analysis.intent,
-            }
-        },
+        data=data,
     )
     ticket = await ctx.uow.add_ticket(ticket)
+    front_desk: dict[str, Any] = {}
+    if registered_by is not None:
+        front_desk = {"registered_by": registered_by.id, "customer_id": customer.id,
+                      "customer_created": customer_created}
+        if customer.phone:
+            front_desk["phone"] = masked(customer.phone)
     await ctx.audit(
         "ticket_created",
         {"status": status.value, "category": analysis.category, "description": ticket.description,
-         "keywords": list(analysis.keywords), "priority": ticket.priority, "impact": ticket.impact},
+         "keywords": list(analysis.keywords), "priority": ticket.priority, "impact": ticket.impact, **front_desk},
         ticket,
     )
     if analysis.category:
@@ -89,11 +194,20 @@ async def report_fault(ctx: Context, cmd: ReportFault) -> Ticket:
     else:
         next_step = "您的问题已转给主管人工分诊，稍后会有专人联系您。"
         category_line = "故障分类：待人工分诊"
-    await ctx.tell(
-        ctx.actor.id,
-        f"已为您创建工单 {number}\n{category_line}\n{next_step}\n发送「进度」可随时查看工单状态。",
-        ticket=ticket,
-    )
+    if registered_by is None:
+        await ctx.tell(customer.id, f"已为您创建工单 {number}\n{category_line}\n{next_step}\n"
+                       "发送「进度」可随时查看工单状态。", ticket=ticket)
+    else:
+        if await reachable_in_chat(ctx, customer.id):
+            await ctx.tell(customer.id, f"门店已为您登记工单 {number}（登记人：{registered_by.name}）\n"
+                           f"{category_line}\n{next_step}\n完工后请在这里签字确认；发送「进度」可随时查看工单状态。",
+                           ticket=ticket)
+        phone = f"，手机 {masked(customer.phone)}" if customer.phone else ""
+        new = "（新客户）" if customer_created else ""
+        await ctx.tell(registered_by.id, (
+            f"已为客户 {customer.name}{new}（{customer.id}{phone}）登记工单 {number}\n{category_line}\n"
+            f"完工后客户在自己的聊天中签字；没有聊天账号的客户，由技师发送「现场签字 {number}」当面签字。"),
+            ticket=ticket)
     if not analysis.category:
         for supervisor in await ctx.uow.list_people(Role.SUPERVISOR):
             await ctx.tell(supervisor.id, f"新工单 {number} 无法自动分类，请分诊：{ticket.description[:80]}",
@@ -192,6 +306,9 @@ EVENT_LABELS = {
     "signoff_callback_created": "签字超时，安排回访",
     "parts_progress": "备件进度更新",
     "parts_escalated": "紧急缺件升级",
+    "report_follow_up": "客户补充说明",
+    "follow_up_split": "补充说明另建工单",
+    "signoff_in_person_opened": "技师发起现场签字",
 }
 
 
@@ -202,6 +319,12 @@ def describe_event(kind: str, payload: dict[str, Any]) -> str:
             return f"{label}：{TicketStatus(payload['from']).label} → {TicketStatus(payload['to']).label}"
         except (KeyError, ValueError):
             return label
+    if kind == "report_follow_up":
+        return f"{label}：{str(payload.get('text', ''))[:40]}"
+    if kind == "follow_up_split":
+        return f"{label} {payload.get('new_ticket', '')}"
+    if kind == "signed_off" and payload.get("in_person"):
+        return "客户现场签字（技师设备）"
     return label
 
 

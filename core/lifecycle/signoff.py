@@ -12,17 +12,30 @@ valid signature for the current round lets `sign_off` move the ticket to 已结�
 The time from card delivery (the card row's creation: delivered on commit to the
 playground, queued for the platforms) to the signature is recorded; a durable timer
 creates a callback task for the supervisor when nobody signs in time.
+
+**In person** (a walk-in customer registered at the front desk, who has no chat, or anyone who
+would rather sign on the spot): the ticket's technician sends `现场签字 [号]` and gets a sign-off
+card of their own for the current round, to hand the device to the customer. Submitted, it is the
+customer's signature — the move is the customer's step, so the workflow's role and the "customer"
+guard hold — marked `in_person: true` with `held_by` (who held the device) in `signed_off` and in the
+closing move; the press itself stays the technician's (`card_action`). Whichever card is signed
+first closes the ticket; the other one lapses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from core.cards import ActionStyle, Card, CardAction, CardField, CardKind, FieldKind, FieldOption
-from core.errors import Conflict, InvalidInput, NotAllowed
+from core.errors import Conflict, InvalidInput, NotAllowed, NotFound
+from core.intake.front_desk import reachable_in_chat
 from core.intake.tickets import card_handler
 from core.lifecycle.common import (
+    assigned_ticket,
     iso,
     opt,
     parse_iso,
@@ -32,9 +45,9 @@ from core.lifecycle.common import (
     sync_workflow,
     technician_name,
 )
-from core.model import Ticket, TicketStatus
+from core.model import Person, Role, Ticket, TicketStatus
 from core.repository import StoredCard
-from core.service import Context, after_move, guard
+from core.service import Context, after_move, guard, handles
 from core.timers import timer_handler
 
 S = TicketStatus
@@ -44,11 +57,26 @@ TRUE_VALUES = {"true", "1", "on", "yes", "checked"}
 RATINGS = ("1", "2", "3", "4", "5")
 
 
-def signoff_card(card_id: str, ticket: Ticket, technician: str) -> Card:
+@dataclass(frozen=True, slots=True)
+class OpenInPersonSignoff:
+    """`现场签字 [号]`: the ticket's technician takes the customer's signature on their own device."""
+
+    number: str | None = None
+
+
+def signoff_card(card_id: str, ticket: Ticket, technician: str, *, customer: str | None = None) -> Card:
+    """The sign-off card; with `customer`, the one a technician hands over for an in-person signature."""
+    title = f"请确认完工并签字：工单 {ticket.number}"
+    facts: tuple[tuple[str, str], ...] = (("工单", ticket.number), ("技师", technician),
+                                          ("故障", ticket.description[:60]))
+    body = "请确认以下两项并为本次服务评分，提交即视为电子签字。如果问题仍未解决，请点「仍未修好」。"
+    if customer is not None:
+        title = f"现场签字：工单 {ticket.number}"
+        facts = (*facts[:2], ("客户", customer), facts[2])
+        body = (f"请将手机交给客户{customer}本人：由客户确认以下两项并评分，提交即视为客户当面签字（记录为现场签字）。"
+                "如果客户认为问题仍未解决，请点「仍未修好」。")
     return Card(
-        id=card_id, kind=CardKind.SIGNOFF, title=f"请确认完工并签字：工单 {ticket.number}", ticket_number=ticket.number,
-        facts=(("工单", ticket.number), ("技师", technician), ("故障", ticket.description[:60])),
-        body="请确认以下两项并为本次服务评分，提交即视为电子签字。如果问题仍未解决，请点「仍未修好」。",
+        id=card_id, kind=CardKind.SIGNOFF, title=title, ticket_number=ticket.number, facts=facts, body=body,
         fields=(
             CardField("cause_told", CONFIRMATIONS["cause_told"], FieldKind.CHECKBOX, required=True),
             CardField("parts_confirmed", CONFIRMATIONS["parts_confirmed"], FieldKind.CHECKBOX, required=True),
@@ -82,7 +110,9 @@ def is_signed(ticket: Ticket) -> bool:
     return (isinstance(signed, dict) and signed.get("round") == data.get("round")
             and signed.get("by") == ticket.customer_id and all(signed.get("confirmations", {}).get(k) for k in
                                                                 CONFIRMATIONS)
-            and signed.get("rating") in {1, 2, 3, 4, 5})
+            and signed.get("rating") in {1, 2, 3, 4, 5}
+            # in person: the device's holder is on record
+            and (not signed.get("in_person") or isinstance(signed.get("held_by"), str)))
 
 
 @guard("signoff")
@@ -113,42 +143,125 @@ async def _ask_for_signature(ctx: Context, ticket: Ticket, name: str) -> None:
     await ctx.uow.save_ticket(ticket)
     await ctx.send_card(ticket.customer_id, card, text=f"您的工单 {ticket.number} 已完工，请确认并签字。")
     await ctx.audit("signoff_requested", {"card_id": card.id, "round": data["round"]}, ticket)
+    if ticket.assignee_id and not await reachable_in_chat(ctx, ticket.customer_id):
+        customer = await person_name(ctx, ticket.customer_id)
+        await ctx.tell(ticket.assignee_id, f"客户 {customer} 没有绑定聊天账号，收不到签字卡片：请当面请客户签字，"
+                       f"发送「现场签字 {ticket.number}」后把手机交给客户。", ticket=ticket)
     due = ctx.now + timedelta(seconds=float(opt(ctx, "signoff_callback_s")))
     await ctx.uow.schedule_timer(kind=CALLBACK_TIMER, ticket_number=ticket.number, due_at=due,
                                  payload={"round": data["round"], "card_id": card.id})
+
+
+@handles(OpenInPersonSignoff)
+async def open_in_person_signoff(ctx: Context, cmd: OpenInPersonSignoff) -> Ticket:
+    await sync_workflow(ctx)
+    if ctx.actor.role is not Role.TECHNICIAN:
+        raise NotAllowed("抱歉，现场签字由工单的技师发起。", role=ctx.actor.role.value)
+    if cmd.number:
+        ticket = await assigned_ticket(ctx, cmd.number)  # theirs, else refused (audited)
+    else:
+        try:
+            ticket = await assigned_ticket(ctx, None, states=frozenset({S.PENDING_SIGNOFF}))
+        except NotFound:
+            raise InvalidInput("您没有待客户签字的工单：完工后才能请客户现场签字。") from None
+    if ticket.status != S.PENDING_SIGNOFF:
+        raise InvalidInput(f"工单 {ticket.number} 现在是「{ticket.status.label}」："
+                           "完工后（待客户签字）才能请客户现场签字。", number=ticket.number)
+    data = section(ticket, "signoff")
+    customer = await person_name(ctx, ticket.customer_id)
+    card = signoff_card(ctx.new_card_id("signoff"), ticket, technician_name(ctx.actor.name), customer=customer)
+    data["in_person"] = {"card_id": card.id, "round": data.get("round"), "held_by": ctx.actor.id,
+                         "opened_at": iso(ctx.now)}
+    await ctx.uow.save_ticket(ticket)
+    await ctx.send_card(ctx.actor.id, card, text=f"请把手机交给客户 {customer}，由客户本人确认并评分。")
+    await ctx.audit("signoff_in_person_opened", {"card_id": card.id, "round": data.get("round"),
+                                                 "held_by": ctx.actor.id}, ticket)
+    return ticket
+
+
+@contextmanager
+def _customer_signing(ctx: Context, customer: Person) -> Iterator[None]:
+    """The customer's own step taken on the technician's device: the workflow checks the customer's role
+    and identity, the audit names the customer. Replies to the technician's chat (its reply context) are
+    not the customer's, so they are not used meanwhile."""
+    holder, context = ctx.actor, ctx.reply_context
+    ctx.actor, ctx.reply_context = customer, {}
+    try:
+        yield
+    finally:
+        ctx.actor, ctx.reply_context = holder, context
 
 
 @card_handler(CardKind.SIGNOFF)
 async def _signoff_card(ctx: Context, stored: StoredCard, action: str, values: dict[str, str]) -> str:
     await sync_workflow(ctx)
     ticket = await ctx.ticket(stored.ticket_number or "")
+    data = section(ticket, "signoff")
+    if stored.recipient_id != ticket.customer_id:
+        return await _in_person(ctx, stored, ticket, action, values)
     if ticket.customer_id != ctx.actor.id:
         raise NotAllowed(f"只有工单 {ticket.number} 的报修客户本人可以签字。", number=ticket.number)
-    data = section(ticket, "signoff")
     if data.get("card_id") != stored.card.id or ticket.status != S.PENDING_SIGNOFF:
         raise Conflict("这张签字卡片已经失效（工单状态已变化），请以最新的卡片为准。", number=ticket.number)
     if action == "not_fixed":
         from core.lifecycle.rework import still_broken_at_signoff
 
         return await still_broken_at_signoff(ctx, ticket, values.get("reason", "").strip())
+    return await _sign(ctx, stored, ticket, values, {})
+
+
+async def _in_person(ctx: Context, stored: StoredCard, ticket: Ticket, action: str, values: dict[str, str]) -> str:
+    """A card a technician opened with 现场签字 (only its recipient gets here: press_card_action)."""
+    data = section(ticket, "signoff")
+    raw = data.get("in_person")
+    opened: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if ticket.assignee_id != ctx.actor.id:
+        raise NotAllowed(f"只有工单 {ticket.number} 的技师可以请客户现场签字。", number=ticket.number)
+    if (opened.get("card_id") != stored.card.id or opened.get("round") != data.get("round")
+            or ticket.status != S.PENDING_SIGNOFF):
+        raise Conflict("这张签字卡片已经失效（工单状态已变化），请以最新的卡片为准。", number=ticket.number)
+    customer = await ctx.uow.get_person(ticket.customer_id)
+    if customer is None:
+        raise NotFound(f"没有找到工单 {ticket.number} 的客户。", number=ticket.number)
+    marks = {"in_person": True, "held_by": ctx.actor.id}
+    with _customer_signing(ctx, customer):
+        if action == "not_fixed":
+            from core.lifecycle.rework import still_broken_at_signoff
+
+            await ctx.audit("signoff_in_person_not_fixed", marks, ticket)
+            return await still_broken_at_signoff(ctx, ticket, values.get("reason", "").strip())
+        return await _sign(ctx, stored, ticket, values, marks)
+
+
+async def _sign(ctx: Context, stored: StoredCard, ticket: Ticket, values: dict[str, str],
+                marks: dict[str, Any]) -> str:
+    """The customer's valid signature (ctx.actor is the customer) closes the ticket."""
+    data = section(ticket, "signoff")
     confirmations, rating = validate_signature(values)
     delivered = parse_iso(data.get("delivered_at")) or stored.created_at
     seconds = round((ctx.now - delivered).total_seconds(), 1)
     signature: dict[str, Any] = {"round": data["round"], "by": ctx.actor.id, "at": iso(ctx.now), "rating": rating,
                                  "confirmations": confirmations, "card_id": stored.card.id,
-                                 "seconds_to_sign": seconds}
+                                 "seconds_to_sign": seconds, **marks}
     data["signed"] = signature
     await ctx.audit("signed_off", signature, ticket)
-    await ctx.move(ticket, "sign_off", payload={"rating": rating, "seconds_to_sign": seconds})
+    await ctx.move(ticket, "sign_off", payload={"rating": rating, "seconds_to_sign": seconds, **marks})
     await ctx.uow.cancel_timers(ticket.number, {CALLBACK_TIMER})
     if ticket.assignee_id:
         await ctx.uow.add_technician_rating(ticket.assignee_id, rating)
-        await ctx.tell(ticket.assignee_id, f"客户已签字确认工单 {ticket.number}，评分 {rating} 分，工单已结案。",
+        how = "已现场签字确认" if marks else "已签字确认"
+        await ctx.tell(ticket.assignee_id, f"客户{how}工单 {ticket.number}，评分 {rating} 分，工单已结案。",
                        ticket=ticket)
-    await ctx.tell(ctx.actor.id, f"感谢您的确认！工单 {ticket.number} 已结案。如 {opt(ctx, 'rework_window_days')} 天内"
-                   "问题复发，发送「仍未修好」即可重开。", ticket=ticket)
+    days = opt(ctx, "rework_window_days")
+    if not marks:
+        await ctx.tell(ctx.actor.id, f"感谢您的确认！工单 {ticket.number} 已结案。如 {days} 天内"
+                       "问题复发，发送「仍未修好」即可重开。", ticket=ticket)
+    elif await reachable_in_chat(ctx, ctx.actor.id):
+        # Told on their own channel too: a signature they did not give would not go unnoticed.
+        await ctx.tell(ctx.actor.id, f"工单 {ticket.number} 已由您在现场签字确认（技师的设备），评分 {rating} 分，"
+                       f"工单已结案。如非本人签字，或 {days} 天内问题复发，请发送「仍未修好」。", ticket=ticket)
     # What the customer sees on the closed card; the time to sign is an internal measure (audit, reports).
-    return f"已签字 · 评分 {rating} 分"
+    return f"已签字 · 评分 {rating} 分" + ("（现场签字）" if marks else "")
 
 
 @timer_handler(CALLBACK_TIMER)
