@@ -52,7 +52,7 @@ _ONE_LINE = OneLineFilter()
 
 
 def adapter_logger(name: str) -> logging.Logger:
-    """The logger every adapter module uses (tests/test_i19_edge_log_injection.py checks it)."""
+    """The logger every adapter module uses (tests/test_adapter_log_injection.py checks it)."""
     log = logging.getLogger(name)
     if _ONE_LINE not in log.filters:
         log.addFilter(_ONE_LINE)

@@ -10,8 +10,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import insert, select
 
 from storage.tables import TicketRow
-from tests.conftest import runtime_of
-from tests.test_i19_audit_support import (
+from tests.audit_support import (
     cli_env,
     execute,
     head_row,
@@ -22,6 +21,7 @@ from tests.test_i19_audit_support import (
     rows,
     ticketbot,
 )
+from tests.conftest import runtime_of
 
 
 async def verify(client: TestClient, database_url: str, tmp_path: Path) -> tuple[int, str]:

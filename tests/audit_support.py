@@ -1,8 +1,8 @@
 """Helpers for the audit-chain tests (issue 19, item 2): the real `ticketbot` CLI as a subprocess, a
 history written by the real app, and an attacker with write access to the database but not the key.
 
-No tests here: the test modules are test_i19_audit_tamper.py, test_i19_audit_anchor.py and
-test_i19_audit_key.py.
+No tests here: the test modules are test_audit_tamper.py, test_audit_anchor.py and
+test_audit_key.py.
 """
 
 from __future__ import annotations

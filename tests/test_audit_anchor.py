@@ -11,8 +11,8 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient
 
 from core.service import SYSTEM_ACTOR
+from tests.audit_support import cli_env, execute, head_row, make_history, rows, ticketbot
 from tests.conftest import runtime_of
-from tests.test_i19_audit_support import cli_env, execute, head_row, make_history, rows, ticketbot
 
 
 async def append_events(client: TestClient, count: int) -> None:

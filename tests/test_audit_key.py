@@ -23,8 +23,7 @@ from core.service import SYSTEM_ACTOR
 from storage.database import Sessions, create_engine, session_factory
 from storage.migrate import upgrade
 from storage.tables import AuditEventRow
-from tests.conftest import PG_ADMIN_URL, _port_open, make_settings, runtime_of, service_missing
-from tests.test_i19_audit_support import (
+from tests.audit_support import (
     GENESIS,
     Row,
     cli_env,
@@ -36,6 +35,7 @@ from tests.test_i19_audit_support import (
     rows,
     ticketbot,
 )
+from tests.conftest import PG_ADMIN_URL, _port_open, make_settings, runtime_of, service_missing
 
 # --- a fresh, empty database (SQLite, then PostgreSQL), for migrations from an old schema ---
 
