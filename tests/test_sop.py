@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.cli.main import main as cli
+from bot.cli.root import main as cli
 from core.errors import InvalidInput
 from core.lifecycle.sop import default_library, edit_step, parse_markdown, parse_yaml, to_markdown
 from tests.conftest import runtime_of

@@ -11,7 +11,7 @@ import openpyxl
 import pytest
 from sqlalchemy import select
 
-from bot.cli.main import main
+from bot.cli.root import main
 from core.dispatch.store import TechnicianEntry
 from storage.database import create_engine, session_factory
 from storage.tables import AuditEventRow, IdentityRow, PersonRow
