@@ -5,6 +5,11 @@ deferred arq job per timer is enqueued with the deterministic id `timer:{id}:{ge
 enqueueing the same alarm twice is a no-op, and a rescheduled timer (new generation) gets a new
 job while the old one finds a stale generation and does nothing. A lost job (Redis flushed,
 enqueue failed, crash between commit and enqueue) is recovered by the worker's periodic sweep.
+
+The superseded generation's job is withdrawn once the new one is queued: a per-person digest window
+is rescheduled by every reminder that joins it, and its old jobs used to pile up and fall due
+together (hundreds of no-op jobs at one moment, delaying the timers due then). Withdrawing is only
+tidying: a job that is already running, or one put back by a late alarm, finds a stale generation.
 """
 
 from __future__ import annotations
@@ -47,10 +52,29 @@ class ArqTimerAlarm:
         self.queue_name = queue_name
 
     async def enqueue(self, timers: list[TimerRow]) -> None:
+        oldest: dict[int, int] = {}
+        for timer in timers:
+            oldest[timer.id] = min(oldest.get(timer.id, timer.generation), timer.generation)
+        superseded: list[str] = []
         for timer in latest_generations(timers):
             if timer.state != "pending":
                 continue
             await self.enqueue_one(timer.id, timer.generation, timer.due_at)
+            # The generation the row had before this transaction, and any it went through in it.
+            superseded += [timer_job_id(timer.id, g) for g in range(max(1, oldest[timer.id] - 1), timer.generation)]
+        await self.withdraw(superseded)
+
+    async def withdraw(self, job_ids: list[str]) -> None:
+        """Remove these queued alarms (superseded generations); never raises."""
+        if not job_ids:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(self.queue_name, *job_ids)
+                pipe.delete(*(job_key_prefix + job_id for job_id in job_ids))
+                await pipe.execute()
+        except Exception:  # a stale alarm left in Redis only costs a no-op job
+            log.warning("could not withdraw %s superseded timer alarm(s)", len(job_ids), exc_info=True)
 
     async def existing(self, timers: list[tuple[int, int]]) -> set[tuple[int, int]]:
         """Which of these (id, generation) alarms Redis holds (queued or running)."""
