@@ -83,6 +83,36 @@ async def test_memory_budget_hour_window() -> None:
     assert await budget.take("u") == pytest.approx(3600 - 5 * 61)
 
 
+async def test_memory_budget_forgets_recipients_idle_for_the_longest_window() -> None:
+    """Memory follows the people messaged within the hour, and forgetting them costs O(1) per
+    booking: with more than 10,000 recipients in the hour the budget used to rebuild its whole
+    table on every send (issue 24: 54 % of the WeCom process's CPU; bench/wecom_budget_bench.py)."""
+    clock = Clock()
+    budget = MemoryRecipientBudget(clock=clock)
+    for i in range(100):
+        assert await budget.take(f"u{i}") == 0.0
+        clock.now += 1
+    assert budget.recipients_tracked == 100
+    clock.now += 3600 - 50  # the first 50 bookings are now older than the hour
+    assert await budget.take("late") == 0.0
+    assert budget.recipients_tracked == 50  # u51..u99 (u50 is exactly an hour old) and "late"
+    clock.now += 3600
+    assert await budget.take("u0") == 0.0
+    assert budget.recipients_tracked == 1
+
+
+async def test_memory_budget_keeps_counting_a_busy_recipient_among_many() -> None:
+    clock = Clock()
+    budget = MemoryRecipientBudget(clock=clock)
+    for _ in range(28):
+        assert await budget.take("busy") == 0.0
+    for i in range(20_000):
+        assert await budget.take(f"other{i}") == 0.0
+    assert await budget.take("busy") == pytest.approx(60.0)  # still spent: nobody was forgotten
+    clock.now += 60
+    assert await budget.take("busy") == 0.0
+
+
 async def test_redis_budget_is_shared_by_two_processes(redis_url: str) -> None:
     from redis.asyncio import Redis
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -50,40 +50,59 @@ class RecipientBudget(Protocol):
 
 
 class MemoryRecipientBudget:
-    """One process's view: enough for a single-process deployment."""
+    """One process's view: enough for a single-process deployment.
+
+    Per recipient one deque of booking times per window; recipients are kept in the order of their
+    last booking, so those idle for the longest window are forgotten from the front, a few per
+    booking. (A rebuild of the whole table once it held 10,000 people ran on *every* send while
+    more than that many were messaged within the hour: issue 24.)
+    """
 
     def __init__(
         self,
         windows: Sequence[BudgetWindow] = DEFAULT_WINDOWS,
         clock: Callable[[], float] = time.monotonic,
-        max_recipients: int = 10_000,
     ) -> None:
         self._windows = tuple(windows)
         self._clock = clock
-        self._max_recipients = max_recipients
-        self._booked: dict[str, deque[float]] = {}
+        self._booked: OrderedDict[str, tuple[deque[float], ...]] = OrderedDict()  # least recently booked first
         self._longest = max(w.window_s for w in self._windows)
+
+    @property
+    def recipients_tracked(self) -> int:
+        """Recipients with a booking within the longest window (as of the last booking)."""
+        return len(self._booked)
 
     async def take(self, recipient: str, count: int = 1) -> float:
         # No await inside: concurrent callers cannot book the same slot twice.
         now = self._clock()
-        if len(self._booked) > self._max_recipients:
-            self._booked = {k: q for k, q in self._booked.items() if q and q[-1] > now - self._longest}
-        booked = self._booked.setdefault(recipient, deque())
-        while booked and booked[0] <= now - self._longest:
-            booked.popleft()
+        self._forget_idle(now)
+        queues = self._booked.get(recipient) or tuple(deque() for _ in self._windows)
         count = min([count, *(w.limit for w in self._windows)])
         wait = 0.0
-        for window in self._windows:
-            recent = [t for t in booked if t > now - window.window_s]
-            over = len(recent) + count - window.limit
+        for window, booked in zip(self._windows, queues, strict=True):
+            horizon = now - window.window_s
+            while booked and booked[0] <= horizon:
+                booked.popleft()
+            over = len(booked) + count - window.limit
             if over > 0:
-                # The over-th oldest booking in this window must expire first.
-                wait = max(wait, recent[over - 1] + window.window_s - now)
+                # The over-th oldest booking in this window must expire first (near the left end).
+                wait = max(wait, booked[over - 1] + window.window_s - now)
         if wait > 0:
             return wait
-        booked.extend([now] * count)
+        for booked in queues:
+            booked.extend([now] * count)
+        self._booked[recipient] = queues
+        self._booked.move_to_end(recipient)
         return 0.0
+
+    def _forget_idle(self, now: float) -> None:
+        horizon = now - self._longest
+        while self._booked:
+            queues = next(iter(self._booked.values()))
+            if any(booked and booked[-1] > horizon for booked in queues):
+                return
+            self._booked.popitem(last=False)
 
 
 # KEYS: one sorted set per window. ARGV: now, count, member prefix, then limit, window_s per key.

@@ -54,7 +54,7 @@ class WeComSender:
         self._config = config
         self._api = WeComApi(config, tokens, session_factory)
         self._clock = clock
-        self._budget: RecipientBudget = budget or MemoryRecipientBudget()
+        self._budget: RecipientBudget = budget if budget is not None else MemoryRecipientBudget()
         self._texts = TextCoalescer(self._send_plain_text, TEXT_MAX_BYTES)
 
     async def close(self) -> None:
