@@ -1,27 +1,87 @@
-"""Intake benchmark: fault reports through the playground's HTTP path vs a bare aiohttp echo server.
+"""Intake benchmark, one for every door: unique fault reports through the real protocol of a door into
+`ticketbot serve` (SQLite, one process), side by side with a bare aiohttp echo server in the same run.
 
-Also measures `ticketbot serve` start-up: time until /healthz answers, and RSS with no chat
-platform configured. Run: `.venv/bin/python bench/intake.py [--requests N] [--concurrency C]`.
-Targets (issue 2): >= 500 tickets/s on SQLite in one process; ready <= 2 s; RSS <= 150 MB.
+    python bench/intake.py [--via playground wecom feishu dingtalk] [--duration 10] [--connections 32]
+                           [--rate 0] [--drain 120] [--startup] [--database prefilled.db]
+
+Doors (`--via`, one or several; each gets a fresh service in an empty folder, the demo directory
+loaded as on a local trial):
+- playground: POST /playground/api/messages; its answer comes after the handling, so the answer is
+  the acceptance, the processing and the delivery at once.
+- wecom: encrypted, signed callbacks (wechatpy's own `WeChatCrypto.encrypt_message`, re-wrapped
+  as WeCom POSTs them) to /wecom/callback; the service sends its replies to a fake WeCom API
+  (tests/fakes/wecom_server.py: gettoken, message/send with WeCom's errcodes and per-user limit)
+  in its own process.
+- feishu: encrypted, signed event pushes (AES-256-CBC + X-Lark-Signature as Feishu sends them,
+  built like tests/fakes/feishu_server.py) to /feishu/events; replies to the fake Feishu Open API.
+- dingtalk: robot messages pushed as frames down the fake DingTalk stream gateway
+  (tests/fakes/dingtalk_gateway.py, in this process) to the service's dingtalk-stream client; the
+  ack is the acceptance; replies go to the gateway's robot batchSend.
+
+Every report comes from a new sender, so each is a new ticket. A ticket counts as processed only
+when it is FULLY processed: its row is written (read back from the service's database afterwards)
+AND the customer's answer reached the fake platform (the first message to that sender, stamped by
+the fake). All times are wall-clock (`time.time()`), which every process on one machine shares.
+
+Load: `--connections` clients, closed loop (each sends its next report when the last is
+accepted) for `--duration` seconds; with `--rate R`, an open loop offering R reports/s (at most
+`--connections` in flight). Then the service gets up to `--drain` seconds to finish the backlog.
+
+Printed per door: accepted/s, processed/s while the load ran (fully processed ones), p50/p99 from
+acceptance to processed (ticket row) and to the answer delivered, the service process's CPU time
+per ticket (utime + stime of all its threads from /proc, warm-up excluded; robust on a shared
+machine), the backlog (accepted, not fully processed) at 25/50/75/100 % of the load and how long
+it took to drain. The echo row is the ceiling: the same requests answered by bare aiohttp.
+
+`--startup` (playground only) also measures `ticketbot serve` start-up (median of three) and RSS.
+Targets (issues 2 and 24): >= 500 tickets/s sustained on SQLite in one process with no growing
+backlog on every door; a chat door's CPU per ticket within 1.5x the playground's; ready <= 2 s;
+RSS <= 150 MB.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
+import json
+import multiprocessing as mp
 import os
+import re
+import secrets
+import shutil
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: make `tests.fakes` importable
+
 STARTS = 3
+DOORS = ("playground", "wecom", "feishu", "dingtalk")
+FAULT = "底盘有异响，开起来咣当咣当的"
+WARM_UP = 200
+# WeCom
+WECOM_TOKEN = "bench-callback-token"
+WECOM_AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+# Feishu
+FEISHU_KEY = "bench-encrypt-key"
+FEISHU_TOKEN = "bench-verification-token"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- processes -------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -37,7 +97,13 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def wait_ready(url: str, timeout_s: float = 30) -> float:
+def cpu_s(pid: int) -> float:
+    """utime + stime of the whole process (every thread), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def wait_ready(url: str, timeout_s: float = 60) -> float:
     import urllib.request
 
     start = time.monotonic()
@@ -51,105 +117,594 @@ def wait_ready(url: str, timeout_s: float = 30) -> float:
     raise RuntimeError(f"{url} not ready after {timeout_s} s")
 
 
-async def drive(url: str, total: int, concurrency: int, body_for: object) -> tuple[float, list[float]]:
-    latencies: list[float] = []
-    counter = iter(range(total))
+@dataclass
+class Service:
+    process: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
 
-    async def worker(session: aiohttp.ClientSession) -> None:
-        for i in counter:
-            start = time.perf_counter()
-            async with session.post(url, json=body_for(i)) as resp:  # type: ignore[operator]
-                await resp.read()
-                if resp.status != 200:
-                    raise RuntimeError(f"HTTP {resp.status}")
-            latencies.append(time.perf_counter() - start)
+    @property
+    def db(self) -> Path:
+        return self.workdir / "bench.db"
 
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    return elapsed, latencies
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def start_service(extra_env: dict[str, str] | None = None, database: Path | None = None) -> Service:
+    """`ticketbot serve` in an empty folder, on SQLite; `extra_env` configures the door's platform."""
+    workdir = Path(tempfile.mkdtemp(prefix="tb-bench-"))
+    if database is not None:  # a prefilled database (bench/prefill_db.py), copied: the run changes it
+        shutil.copyfile(database, workdir / "bench.db")
+    dropped = ("REDIS_URL", "PYTHONDONTWRITEBYTECODE", "DATABASE_URL", "PROCESS_INBOX")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("WECOM_", "FEISHU_", "DINGTALK_")) and k not in dropped}
+    env.update(DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}", DATA_DIR=str(workdir), PLAYGROUND="on",
+               PYTHONPATH=str(ROOT), **(extra_env or {}))
+    port = free_port()
+    log = open(workdir / "serve.log", "wb")  # noqa: SIM115  (kept open for the child's lifetime)
+    process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], cwd=workdir,
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    return Service(process, port, workdir)
+
+
+def start_profiler(service: Service, folder: Path | None, door: str) -> subprocess.Popen[bytes] | None:
+    """`--profile DIR`: py-spy samples the service (all threads) from the load's start until it has drained."""
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen([py_spy, "record", "--pid", str(service.process.pid), "--threads", "--rate", "200",
+                             "--format", "raw", "--output", str(folder / f"{door}.txt")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
+    if profiler is not None:
+        profiler.send_signal(2)  # SIGINT: py-spy writes its output and exits
+        profiler.wait(60)
+
+
+# --- the fake platforms (WeCom and Feishu in their own process) --------------------------------
+
+
+class Everyone:
+    """The fake WeCom's member list: every bench sender is a member."""
+
+    def __contains__(self, user: object) -> bool:
+        return True
+
+
+class Discard(list[Any]):
+    """A fake's request log: a long run must not keep every request."""
+
+    def append(self, item: Any) -> None:
+        pass
+
+
+class FirstDelivery(list[Any]):
+    """Keeps, per recipient, when the first message to them was accepted by the fake platform."""
+
+    def __init__(self, recipients: Callable[[Any], list[str]]) -> None:
+        super().__init__()
+        self.first: dict[str, float] = {}
+        self._recipients = recipients
+
+    def append(self, item: Any) -> None:
+        now = time.time()
+        for user in self._recipients(item):
+            self.first.setdefault(user, now)
+
+
+class FeishuMessages(dict[str, Any]):
+    """FakeFeishu.messages that stamps the first message created for each receive_id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first: dict[str, float] = {}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.first.setdefault(str(value.get("receive_id")), time.time())
+        super().__setitem__(key, {"receive_id": value.get("receive_id"), "msg_type": value.get("msg_type"),
+                                  "content": "{}"})  # enough for a PATCH; a long run keeps no bodies
+
+
+def serve_fake(door: str, ports: Any, stop: Any, results: Any) -> None:
+    async def main() -> None:
+        first: dict[str, float]
+        if door == "wecom":
+            from tests.fakes.wecom_server import FakeWeCom
+
+            wecom = FakeWeCom(users=Everyone())  # type: ignore[arg-type]
+            wecom.requests = Discard()
+            recorder = FirstDelivery(lambda body: str(body.get("touser", "")).split("|"))
+            wecom.delivered = recorder
+            wecom.dropped = Discard()
+            await wecom.start()
+            ports.put({"url": wecom.base_url, "corp_id": wecom.corp_id, "agent_id": wecom.agent_id,
+                       "secret": wecom.secret})
+            first = recorder.first
+        else:
+            from tests.fakes.feishu_server import FakeFeishu
+
+            feishu = FakeFeishu()
+            feishu.requests = Discard()
+            messages = FeishuMessages()
+            feishu.messages = messages
+            await feishu.start()
+            ports.put({"url": feishu.url})
+            first = messages.first
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        results.put(dict(first))
+
+    asyncio.run(main())
+
+
+# --- requests per door -------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    sender: str  # the external id the answer goes to
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+
+
+_ENCRYPT = re.compile(r"<Encrypt><!\[CDATA\[(.*?)\]\]></Encrypt>.*<MsgSignature><!\[CDATA\[(.*?)\]\]>", re.S)
+
+
+class WeComReports:
+    """Callbacks as WeCom POSTs them, sealed with wechatpy's own WeChatCrypto (one instance, reused)."""
+
+    def __init__(self, corp_id: str, agent_id: int) -> None:
+        from wechatpy.enterprise.crypto import WeChatCrypto
+
+        self._crypto = WeChatCrypto(WECOM_TOKEN, WECOM_AES_KEY, corp_id)
+        self._corp_id, self._agent_id = corp_id, agent_id
+        self._msg_ids = itertools.count(int(time.time()) * 1000)
+
+    def __call__(self, sender: str) -> Report:
+        from tests.fakes.wecom_server import text_xml
+
+        ts, nonce = str(int(time.time())), str(secrets.randbelow(10**9))
+        inner = text_xml(sender, FAULT, msg_id=next(self._msg_ids), created=int(ts), agent_id=self._agent_id)
+        sealed = self._crypto.encrypt_message(inner, nonce, ts)
+        found = _ENCRYPT.search(sealed)
+        if found is None:  # not the envelope wechatpy writes
+            raise RuntimeError(f"unexpected envelope {sealed[:200]!r}")
+        encrypted, signature = found.groups()
+        body = (f"<xml><ToUserName><![CDATA[{self._corp_id}]]></ToUserName>"
+                f"<AgentID><![CDATA[{self._agent_id}]]></AgentID>"
+                f"<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>").encode()
+        return Report(sender, body, {"Content-Type": "text/xml"},
+                      {"msg_signature": signature, "timestamp": ts, "nonce": nonce})
+
+
+def feishu_report(sender: str) -> Report:
+    from tests.fakes.feishu_server import message_event, signed_event
+
+    payload = message_event(FEISHU_TOKEN, content={"text": FAULT}, sender_open_id=sender,
+                            event_id=f"ev-{sender}", message_id=f"om_{sender}")
+    body, headers = signed_event(payload, FEISHU_KEY)
+    return Report(sender, body, headers)
+
+
+def playground_report(sender: str) -> Report:
+    return Report(sender, json.dumps({"user": sender, "text": FAULT}, ensure_ascii=False).encode(),
+                  {"Content-Type": "application/json"})
+
+
+# --- load ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    accepted: dict[str, float] = field(default_factory=dict)  # sender -> acceptance time
+    failed: int = 0
+    started: float = 0.0
+    stopped: float = 0.0
+
+
+async def run_load(send: Callable[[Report], Any], make: Callable[[str], Report], prefix: str, *, duration: float,
+                   connections: int, rate: float, load: Load, count: int | None = None) -> None:
+    """Closed loop (`rate` 0) or open loop at `rate`; stops after `duration` s (or `count` reports)."""
+    numbers = itertools.count()
+    load.started = time.time()
+    deadline = load.started + duration
+
+    async def one(i: int) -> None:
+        report = make(f"{prefix}{i}")
+        try:
+            ok = await send(report)
+        except (aiohttp.ClientError, TimeoutError):
+            ok = False
+        if ok:
+            load.accepted[report.sender] = time.time()
+        else:
+            load.failed += 1
+
+    def more() -> int | None:
+        i = next(numbers)
+        return i if time.time() < deadline and (count is None or i < count) else None
+
+    if rate <= 0:
+        async def client() -> None:
+            while (i := more()) is not None:
+                await one(i)
+
+        await asyncio.gather(*(client() for _ in range(connections)))
+    else:
+        slots = asyncio.Semaphore(connections)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def paced(i: int) -> None:
+            try:
+                await one(i)
+            finally:
+                slots.release()
+
+        while (i := more()) is not None:
+            delay = load.started + i / rate - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await slots.acquire()
+            task = asyncio.create_task(paced(i))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+    load.stopped = time.time()
+
+
+def http_sender(session: aiohttp.ClientSession, url: str) -> Callable[[Report], Any]:
+    async def send(report: Report) -> bool:
+        async with session.post(url, params=report.query, data=report.body, headers=report.headers) as resp:
+            await resp.read()
+            return resp.status == 200
+
+    return send
+
+
+# --- one door ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    door: str
+    accepted_rate: float
+    processed_rate: float = float("nan")
+    to_processed: tuple[float, float] = (float("nan"), float("nan"))
+    to_answer: tuple[float, float] = (float("nan"), float("nan"))
+    cpu_ms: float = float("nan")
+    backlog: list[int] = field(default_factory=list)
+    drained_s: float = float("nan")
+    accepted: int = 0
+    processed: int = 0
+    failed: int = 0
+    note: str = ""
 
 
 def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
 
 
-def start_app() -> tuple[subprocess.Popen[bytes], int]:
-    """`ticketbot serve` in an empty folder, on SQLite, with no chat platform configured."""
-    workdir = Path(tempfile.mkdtemp(prefix="tb-bench-"))
-    dropped = ("REDIS_URL", "PYTHONDONTWRITEBYTECODE")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("WECOM_", "FEISHU_", "DINGTALK_")) and k not in dropped}
-    env.update(DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}", DATA_DIR=str(workdir), PLAYGROUND="on",
-               PYTHONPATH=str(ROOT))
+def ticket_times(db: Path, platform: str) -> dict[str, float]:
+    """external sender id -> when their ticket row was written (created_at), from the service's database."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+        rows = conn.execute("SELECT i.external_id, t.created_at FROM tickets t JOIN identities i "
+                            "ON i.person_id = t.customer_id AND i.platform = ?", (platform,)).fetchall()
+    times = {}
+    for external_id, created in rows:
+        at = datetime.fromisoformat(str(created))
+        times[str(external_id)] = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+    return times
+
+
+def pending_rows(db: Path) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
+        inbox = conn.execute("SELECT count(*) FROM inbox WHERE status IN ('pending', 'processing')").fetchone()[0]
+        outbox = conn.execute("SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending') "
+                              "AND channel != 'local'").fetchone()[0]
+    return int(inbox) + int(outbox)
+
+
+def summarise(door: str, load: Load, processed_at: dict[str, float], answered_at: dict[str, float],
+              cpu: float, drained_s: float) -> Figures:
+    duration = load.stopped - load.started
+    full: dict[str, float] = {}
+    to_processed, to_answer = [], []
+    for sender, accepted in load.accepted.items():
+        if sender in processed_at and sender in answered_at:
+            full[sender] = max(processed_at[sender], answered_at[sender])
+            to_processed.append(max(0.0, processed_at[sender] - accepted))
+            to_answer.append(max(0.0, answered_at[sender] - accepted))
+    marks = [load.started + duration * q for q in (0.25, 0.5, 0.75, 1.0)]
+    accepted_times = sorted(load.accepted.values())
+    full_times = sorted(full.values())
+    backlog = [sum(1 for t in accepted_times if t <= m) - sum(1 for t in full_times if t <= m) for m in marks]
+    in_load = sum(1 for t in full_times if t <= load.stopped)
+    return Figures(door, len(load.accepted) / duration, in_load / duration,
+                   (pct(to_processed, 50), pct(to_processed, 99)), (pct(to_answer, 50), pct(to_answer, 99)),
+                   cpu / len(full) * 1000 if full else float("nan"), backlog, drained_s, len(load.accepted),
+                   len(full), load.failed)
+
+
+async def wait_drained(load: Load, count_done: Callable[[], Any], drain: float) -> float:
+    """Seconds from the end of the load until every accepted report is fully processed (nan: not within `drain`)."""
+    while time.time() - load.stopped < drain:
+        if await count_done() >= len(load.accepted):
+            return time.time() - load.stopped
+        await asyncio.sleep(0.25)
+    return float("nan")
+
+
+def options(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with this script's defaults for what a caller's own parser lacks (bench/api_v1_bench.py
+    passes its namespace to measure_http_door)."""
+    defaults = {"database": None, "rate": 0.0, "drain": 120.0, "profile": None, "duration": 10.0, "connections": 32}
+    return argparse.Namespace(**{**defaults, **vars(args)})
+
+
+async def measure_http_door(door: str, args: argparse.Namespace) -> Figures:
+    args = options(args)
+    ctx = mp.get_context("spawn")
+    fake_proc = None
+    stop, results, ports = ctx.Event(), ctx.Queue(), ctx.Queue()
+    env: dict[str, str] = {}
+    make: Callable[[str], Report] = playground_report
+    path, platform = "/playground/api/messages", "local"
+    if door in ("wecom", "feishu"):
+        fake_proc = ctx.Process(target=serve_fake, args=(door, ports, stop, results), daemon=True)
+        fake_proc.start()
+        fake = ports.get(timeout=60)
+    if door == "wecom":
+        env = {"WECOM_CORP_ID": fake["corp_id"], "WECOM_AGENT_ID": str(fake["agent_id"]),
+               "WECOM_SECRET": fake["secret"], "WECOM_TOKEN": WECOM_TOKEN, "WECOM_ENCODING_AES_KEY": WECOM_AES_KEY,
+               "WECOM_API_BASE": fake["url"]}
+        make, path, platform = WeComReports(fake["corp_id"], fake["agent_id"]), "/wecom/callback", "wecom"
+    elif door == "feishu":
+        from tests.fakes.feishu_server import APP_ID, APP_SECRET
+
+        env = {"FEISHU_APP_ID": APP_ID, "FEISHU_APP_SECRET": APP_SECRET, "FEISHU_ENCRYPT_KEY": FEISHU_KEY,
+               "FEISHU_VERIFICATION_TOKEN": FEISHU_TOKEN, "FEISHU_DOMAIN": fake["url"]}
+        make, path, platform = feishu_report, "/feishu/events", "feishu"
+    service = start_service(env, args.database)
+    try:
+        wait_ready(f"http://127.0.0.1:{service.port}/healthz")
+        url = f"http://127.0.0.1:{service.port}{path}"
+        run_id = secrets.token_hex(3)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            send = http_sender(session, url)
+            warm = Load()
+            await run_load(send, make, f"ou_warm{run_id}_", duration=120, connections=4, rate=0, load=warm,
+                           count=WARM_UP)
+            await asyncio.sleep(1)
+            while pending_rows(service.db):  # the warm-up fully processed before the clock starts
+                await asyncio.sleep(0.25)
+            cpu_before = cpu_s(service.process.pid)
+            profiler = start_profiler(service, args.profile, door)
+            load = Load()
+            await run_load(send, make, f"ou_b{run_id}_", duration=args.duration, connections=args.connections,
+                           rate=args.rate, load=load)
+        if door == "playground":  # the answer is the acceptance: handled, finished and read back
+            drained = 0.0
+        else:
+            async def done() -> int:
+                return len(load.accepted) - pending_rows(service.db)
+
+            drained = await wait_drained(load, done, args.drain)
+            await asyncio.sleep(0.5)  # the last sends' stamps
+        cpu = cpu_s(service.process.pid) - cpu_before
+        stop_profiler(profiler)
+        busy_rss = rss_mb(service.process.pid)
+        if door == "playground":
+            processed = answered = load.accepted
+        else:
+            stop.set()
+            answered = results.get(timeout=120)
+            processed = ticket_times(service.db, platform)
+        figures = summarise(door, load, processed, answered, cpu, drained)
+        figures.note = f"RSS after load {busy_rss:.0f} MB"
+        return figures
+    finally:
+        stop.set()
+        service.stop()
+        if fake_proc is not None:
+            fake_proc.join(timeout=10)
+            if fake_proc.is_alive():
+                fake_proc.terminate()
+        shutil.rmtree(service.workdir, ignore_errors=True)
+
+
+async def measure_dingtalk(args: argparse.Namespace) -> Figures:
+    args = options(args)
+    from tests.fakes.dingtalk_gateway import TOPIC_ROBOT, FakeDingTalkGateway, callback_frame, robot_message
+
+    gateway = FakeDingTalkGateway()
+    await gateway.start()
+    gateway.requests = Discard()
+    recorder = FirstDelivery(lambda recorded: list(recorded.body.get("userIds") or []))
+    gateway.delivered = recorder
+    gateway.acks = Discard()
+    waiting: dict[str, asyncio.Future[bool]] = {}
+
+    async def on_ack(ack: dict[str, Any]) -> None:
+        future = waiting.pop(ack.get("headers", {}).get("messageId", ""), None)
+        if future is not None and not future.done():
+            future.set_result(str(ack.get("code")) == "200")
+
+    gateway.ack_observers.append(on_ack)
+    service = start_service({"DINGTALK_CLIENT_ID": "bench-app", "DINGTALK_CLIENT_SECRET": "bench-secret",
+                             "DINGTALK_OPENAPI_ENDPOINT": gateway.base_url}, args.database)
+    frame_ids = itertools.count()
+
+    def make(sender: str) -> Report:
+        data = robot_message(msg_id=f"m-{sender}", sender=sender, text=FAULT)
+        return Report(sender, json.dumps(callback_frame(TOPIC_ROBOT, data, f"f-{next(frame_ids)}-{sender}"),
+                                         ensure_ascii=False).encode())
+
+    async def send(report: Report) -> bool:
+        frame = json.loads(report.body)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        waiting[frame["headers"]["messageId"]] = future
+        await gateway.push(frame)
+        try:
+            return await asyncio.wait_for(future, 30)
+        finally:
+            waiting.pop(frame["headers"]["messageId"], None)
+
+    try:
+        await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{service.port}/healthz")
+        await gateway.wait_connections(1, timeout=60)
+        run_id = secrets.token_hex(3)
+        warm = Load()
+        await run_load(send, make, f"dwarm{run_id}_", duration=120, connections=4, rate=0, load=warm, count=WARM_UP)
+        await asyncio.sleep(1)
+        while pending_rows(service.db):
+            await asyncio.sleep(0.25)
+        cpu_before = cpu_s(service.process.pid)
+        profiler = start_profiler(service, args.profile, "dingtalk")
+        load = Load()
+        await run_load(send, make, f"db{run_id}_", duration=args.duration, connections=args.connections,
+                       rate=args.rate, load=load)
+
+        async def done() -> int:
+            return len(load.accepted) - pending_rows(service.db)
+
+        drained = await wait_drained(load, done, args.drain)
+        await asyncio.sleep(0.5)
+        cpu = cpu_s(service.process.pid) - cpu_before
+        stop_profiler(profiler)
+        busy_rss = rss_mb(service.process.pid)
+        figures = summarise("dingtalk", load, ticket_times(service.db, "dingtalk"), recorder.first, cpu, drained)
+        figures.note = f"RSS after load {busy_rss:.0f} MB"
+        return figures
+    finally:
+        service.stop()
+        await gateway.close()
+        shutil.rmtree(service.workdir, ignore_errors=True)
+
+
+async def measure_echo(door: str, args: argparse.Namespace) -> Figures:
+    """The ceiling: the door's own requests (WeCom-sealed callbacks for wecom, …) answered by bare aiohttp."""
     port = free_port()
-    app = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], cwd=workdir, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return app, port
+    echo = subprocess.Popen([sys.executable, str(ROOT / "bench" / "echo_server.py"), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/healthz")
+        makers: dict[str, Callable[[str], Report]] = {"wecom": WeComReports("ww-test-corp", 1000002),
+                                                      "feishu": feishu_report}
+        make = makers.get(door, playground_report)
+        cpu_before = cpu_s(echo.pid)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            load = Load()
+            await run_load(http_sender(session, f"http://127.0.0.1:{port}/x"), make, "echo", duration=args.duration,
+                           connections=args.connections, rate=args.rate, load=load)
+        cpu = cpu_s(echo.pid) - cpu_before
+        figures = Figures("echo", len(load.accepted) / (load.stopped - load.started), accepted=len(load.accepted),
+                          failed=load.failed)
+        figures.cpu_ms = cpu / max(1, len(load.accepted)) * 1000
+        figures.note = f"({door}'s requests)"
+        return figures
+    finally:
+        echo.terminate()
+        echo.wait(10)
+
+
+# --- start-up (playground) --------------------------------------------------------------------
+
+
+def measure_startup(database: Path | None) -> str:
+    ready_times: list[float] = []
+    idle_rss = float("nan")
+    for i in range(STARTS):
+        service = start_service(database=database)
+        try:
+            ready_times.append(wait_ready(f"http://127.0.0.1:{service.port}/healthz"))
+            if i == STARTS - 1:
+                time.sleep(3)  # the background jieba warm-up
+                idle_rss = rss_mb(service.process.pid)
+        finally:
+            service.stop()
+            shutil.rmtree(service.workdir, ignore_errors=True)
+    return (f"ticketbot serve ready in {statistics.median(ready_times):.2f} s, median of {STARTS} starts "
+            f"({', '.join(f'{t:.2f}' for t in ready_times)}; target <= 2 s); RSS idle {idle_rss:.0f} MB "
+            f"(target <= 150 MB)")
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def print_table(rows: list[Figures], args: argparse.Namespace) -> None:
+    load = f"open loop at {args.rate:g}/s (<= {args.connections} in flight)" if args.rate > 0 else \
+        f"closed loop, {args.connections} connections"
+    db = f"prefilled copy of {args.database}" if args.database else "empty"
+    print(f"SQLite ({db} database), one service process, {os.cpu_count()} CPUs; {load}; {args.duration:g} s of load, "
+          f"then up to {args.drain:g} s to drain. 'processed' = ticket row written AND the customer's answer "
+          f"delivered to the fake platform.")
+    head = (f"{'door':<11}{'accepted/s':>11}{'processed/s':>12}{'→processed p50/p99 ms':>24}"
+            f"{'→answer p50/p99 ms':>22}{'CPU ms/ticket':>14}  {'backlog at 25/50/75/100 %':<26}{'drained':>9}")
+    print(head)
+    for f in rows:
+        if f.door == "echo":
+            print(f"{'echo':<11}{f.accepted_rate:>11.0f}{'—':>12}{'—':>24}{'—':>22}{f.cpu_ms:>14.2f}  "
+                  f"{'—':<26}{'—':>9}  {f.note}")
+            continue
+        backlog = "/".join(str(b) for b in f.backlog)
+        drained = f"{f.drained_s:.1f} s" if f.drained_s == f.drained_s else f"> {args.drain:g} s"
+        print(f"{f.door:<11}{f.accepted_rate:>11.0f}{f.processed_rate:>12.0f}"
+              f"{f'{f.to_processed[0]:.0f} / {f.to_processed[1]:.0f}':>24}"
+              f"{f'{f.to_answer[0]:.0f} / {f.to_answer[1]:.0f}':>22}{f.cpu_ms:>14.2f}  {backlog:<26}{drained:>9}  "
+              f"{f.accepted} accepted, {f.processed} fully processed" + (f", {f.failed} not accepted" if f.failed
+                                                                         else "") + f"; {f.note}")
+    base = next((f for f in rows if f.door == "playground"), None)
+    for f in rows:
+        if f.door in ("echo", "playground"):
+            continue
+        verdict = "met" if f.processed_rate >= 500 and f.backlog and f.backlog[-1] <= max(f.backlog[0], 50) else \
+            "NOT met"
+        ratio = f", CPU {f.cpu_ms / base.cpu_ms:.2f}x the playground's (target <= 1.5x)" if base else ""
+        print(f"{f.door}: >= 500 tickets/s with no growing backlog: {verdict}{ratio}")
+
+
+async def run(args: argparse.Namespace) -> None:
+    rows: list[Figures] = []
+    echo_done = False
+    for door in args.via:
+        if not echo_done:  # one ceiling per run, with the first door's requests
+            rows.append(await measure_echo(door, args))
+            echo_done = True
+        if door == "dingtalk":
+            rows.append(await measure_dingtalk(args))
+        else:
+            rows.append(await measure_http_door(door, args))
+    print_table(rows, args)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--via", nargs="+", choices=DOORS, default=["playground"], help="door(s), in this order")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per door (target run: 60)")
+    parser.add_argument("--connections", type=int, default=32, help="clients / reports in flight")
+    parser.add_argument("--rate", type=float, default=0.0, help="offered reports/s (open loop); 0: closed loop")
+    parser.add_argument("--drain", type=float, default=120.0, help="seconds the service gets to finish the backlog")
+    parser.add_argument("--database", type=Path, default=None, help="a prefilled SQLite database to copy")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="folder: py-spy records each service during load and drain (<door>.txt, collapsed stacks)")
+    parser.add_argument("--startup", action="store_true", help="also measure start-up time and idle RSS")
     args = parser.parse_args()
-
-    # Start-up on a shared machine varies from run to run: three starts, each in an empty folder
-    # (the first after an install also compiles bytecode, which the child may write); the last
-    # one takes the load.
-    ready_times: list[float] = []
-    for _ in range(STARTS - 1):
-        probe, probe_port = start_app()
-        try:
-            ready_times.append(wait_ready(f"http://127.0.0.1:{probe_port}/healthz"))
-        finally:
-            probe.terminate()
-            probe.wait(10)
-
-    app, app_port = start_app()
-    echo: subprocess.Popen[bytes] | None = None
-    try:
-        ready_times.append(wait_ready(f"http://127.0.0.1:{app_port}/healthz"))
-        echo_port = free_port()  # started once the service is up, so it does not slow that start
-        echo = subprocess.Popen([sys.executable, str(ROOT / "bench" / "echo_server.py"), str(echo_port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_ready(f"http://127.0.0.1:{echo_port}/healthz")
-        time.sleep(3)  # let the background jieba warm-up finish before measuring RSS and load
-        idle_rss = rss_mb(app.pid)
-
-        def fault(i: int) -> dict[str, str]:
-            return {"user": f"bench-{i}", "text": "底盘有异响，开起来咣当咣当的"}
-
-        loop = asyncio.new_event_loop()
-        # Warm both servers a little so connection set-up is not measured.
-        loop.run_until_complete(drive(f"http://127.0.0.1:{echo_port}/x", 200, args.concurrency, fault))
-        loop.run_until_complete(drive(f"http://127.0.0.1:{app_port}/playground/api/messages", 100,
-                                      args.concurrency, lambda i: fault(10_000_000 + i)))
-        echo_s, echo_lat = loop.run_until_complete(
-            drive(f"http://127.0.0.1:{echo_port}/x", args.requests, args.concurrency, fault))
-        app_s, app_lat = loop.run_until_complete(
-            drive(f"http://127.0.0.1:{app_port}/playground/api/messages", args.requests, args.concurrency, fault))
-        loop.close()
-        busy_rss = rss_mb(app.pid)
-    finally:
-        for process in (app, echo):
-            if process is not None:
-                process.terminate()
-                process.wait(10)
-
-    app_rate, echo_rate = args.requests / app_s, args.requests / echo_s
-    print(f"ticketbot serve ready in {statistics.median(ready_times):.2f} s, median of {STARTS} starts "
-          f"({', '.join(f'{t:.2f}' for t in ready_times)}; target <= 2 s); RSS idle {idle_rss:.0f} MB "
-          f"(target <= 150 MB), after load {busy_rss:.0f} MB")
-    print(f"requests {args.requests}, concurrency {args.concurrency}, SQLite, one process")
-    print(f"echo ceiling : {echo_rate:8.0f} req/s   p50 {pct(echo_lat, 50):6.1f} ms   p99 {pct(echo_lat, 99):6.1f} ms")
-    print(f"fault intake : {app_rate:8.0f} tickets/s p50 {pct(app_lat, 50):6.1f} ms   p99 {pct(app_lat, 99):6.1f} ms")
-    print(f"ratio intake/echo: {app_rate / echo_rate:.2f}   (target >= 500 tickets/s: "
-          f"{'met' if app_rate >= 500 else 'NOT met'})")
-    print(f"mean latency {statistics.fmean(app_lat) * 1000:.1f} ms")
+    if args.startup:
+        print(measure_startup(args.database))
+    asyncio.run(run(args))
 
 
 if __name__ == "__main__":

@@ -7,13 +7,18 @@ import contextlib
 import gc
 import importlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from adapters.base import PlatformAdapter
+from bot import metrics
 from bot.audit_key import seal_legacy_chain, use_audit_key
 from bot.chat.conversation import Conversation
 from bot.jobs.delivery import InboxProcessor, OutboxDispatcher
+from bot.jobs.directory_job import DirectorySyncJob, install_directory_job
+from bot.jobs.privacy import RetentionPurge
 from bot.jobs.timer_loop import InProcessTimerEngine
+from bot.jobs.webhooks import WebhookDispatcher
 from bot.rules.rulebook import RuleBook
 from bot.service_config import service_config
 from bot.settings import Settings
@@ -25,10 +30,11 @@ from core.service import TicketService
 from storage.database import create_engine, is_sqlite, session_factory, sqlite_path
 from storage.inbox import SqlInbox
 from storage.migrate import create_fresh_schema, is_at_head, upgrade
-from storage.outbox import SqlOutbox
+from storage.outbox import SqlOutbox, on_rows_queued
 from storage.sqlite.wal_checkpoint import INLINE_CHECKPOINT_PAGES, WalCheckpointer
 from storage.timer_store import SqlTimerStore
 from storage.unit_of_work import SqlUnitOfWork
+from storage.webhook_store import SqlWebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +44,8 @@ log = logging.getLogger(__name__)
 COMMAND_MODULES: tuple[str, ...] = ("bot.chat.reports", "bot.chat.lifecycle", "bot.chat.sla", "bot.chat.sop",
                                     "bot.chat.template", "bot.chat.rules", "bot.chat.triage",
                                     "bot.chat.dispatch", "bot.chat.root_cause",
-                                    "bot.chat.position", "bot.chat.ticket_admin", "bot.chat.front_desk")
+                                    "bot.chat.position", "bot.chat.ticket_admin", "bot.chat.front_desk",
+                                    "bot.chat.org", "bot.chat.hub")
 
 
 class Runtime:
@@ -65,7 +72,10 @@ class Runtime:
         self.rulebook = RuleBook()
         self.service = TicketService(self.uow, self.clock, self.rulebook, service_config(settings))
         configure_intake(self.service, IntakeLimits.from_values(  # the per-sender limit, follow-ups
-            settings.report_limit_per_sender, settings.report_limit_window_minutes, settings.follow_up_window_hours))
+            settings.report_limit_per_sender, settings.report_limit_window_minutes, settings.follow_up_window_hours,
+            settings.location_window_minutes))
+        # Issue 20: closed tickets lose the customer's contact data after the retention (bot/jobs/privacy.py).
+        self.retention = RetentionPurge(self.sessions, self.service, settings.customer_data_retention_days)
         for module in COMMAND_MODULES:
             importlib.import_module(module)
         self.conversation = Conversation(self.service, {"runtime": self}, lookup_factory=self.lookup_uow)
@@ -75,6 +85,13 @@ class Runtime:
         self.inbox = self.processor.inbox
         self.inbox.on_accepted = self.processor.schedule
         self.outbox = SqlOutbox(self.sessions, self.clock)
+        # Issue 23: /metrics counts inbox rows and delivery outcomes (a counter increment each).
+        self.inbox.accept_row = metrics.count_inbox(  # type: ignore[method-assign,assignment]
+            self.inbox.accept_row)
+        self.processor.handle_claimed = metrics.count_handling(  # type: ignore[method-assign,assignment]
+            self.processor.handle_claimed)
+        for outcome, mark in (("sent", "mark_sent"), ("retry", "mark_retry"), ("dead", "mark_dead")):
+            setattr(self.outbox, mark, metrics.count_outcome(getattr(self.outbox, mark), outcome))
         self.redis: Any = None
         self._handoff: Any = None  # bot.jobs.arq_inbox.ArqInboxHandoff when the workers process the inbox
         self.tokens: TokenCache = MemoryTokenCache()
@@ -100,7 +117,14 @@ class Runtime:
         self.dispatcher = OutboxDispatcher(self.outbox, {a.platform: a.sender for a in self.adapters})
         self.timer_store = SqlTimerStore(self.sessions)
         self.timer_engine = InProcessTimerEngine(self.timer_store, self.service, max_sleep_s=0.5)
+        # Issue 23: outbound webhooks, delivered by the processes that handle the inbox (docs/webhooks.md).
+        self.webhooks = WebhookDispatcher(SqlWebhookStore(self.sessions, self.clock), self.clock,
+                                          timeout_s=settings.webhook_timeout_s,
+                                          concurrency=settings.webhook_concurrency,
+                                          allow_private=settings.webhook_allow_private)
         self._tasks: list[asyncio.Task[None]] = []
+        self._unwatch_outbox: Callable[[], None] = lambda: None
+        self.directory_job: DirectorySyncJob | None = None  # set by start()
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.sessions, channels=self.channels)
@@ -125,10 +149,16 @@ class Runtime:
         """`inbound=False` (a worker): platform senders work, but no long connection receives."""
         async with self.uow() as uow:
             await self.rulebook.refresh(uow)
+        # Issue 20: the daily directory sync's timer follows DIRECTORY_SYNC_AT; this process can run it.
+        self.directory_job = await install_directory_job(self.service, self.settings, self.tokens,
+                                                         arm=background and not self.settings.redis_url)
         for adapter in self.adapters if inbound else ():
             await adapter.start()
         if background:
+            self._unwatch_outbox = on_rows_queued(self.dispatcher.wake.set)
             self._spawn(self.dispatcher.run_forever())
+            if self.processes_inbox:
+                self._spawn(self.webhooks.run_forever())
             self._spawn(self._sweep_forever())
             if self.checkpointer is not None:
                 self._spawn(self.checkpointer.run_forever())
@@ -155,6 +185,7 @@ class Runtime:
                 async with self.uow() as uow:
                     await self.rulebook.refresh(uow)
                     await self._refresh_workflow(uow)
+                await self.retention.maybe_run(self.clock.now())
             except Exception:
                 log.exception("sweep failed")
 
@@ -183,12 +214,16 @@ class Runtime:
         # Inbound first, so nothing new arrives while the last messages are processed.
         for adapter in self.adapters:
             await adapter.stop()
+        self._unwatch_outbox()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.webhooks.close()
+        if self.directory_job is not None:
+            await self.directory_job.stop()
         await self.processor.drain()
         if self._handoff is not None:
             await self._handoff.drain()

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
         default=24.0, description="A report repeating an open ticket this young (same asset or category) is a "
                                   "follow-up on it; 0: never.")
 
+    # --- intake prefill and personal data (issue 20, docs/masterdata.md) ---
+    location_window_minutes: float = Field(
+        default=30.0, description="A location (or 设备编号) a customer sends this shortly before reporting is "
+                                  "that report's; 0: only a location sent with or after the report counts.")
+    customer_data_retention_days: int = Field(
+        default=1095, description="Closed tickets keep the customer's contact data (name, masked phone, address, "
+                                  "site) this many days, then it is purged; 0: kept forever.")
+
     # --- HTTP ---
     api_token: str | None = Field(default=None, description="When set, /api/ requires Bearer auth.")
     playground: str | None = Field(default=None, description="on/off; default on only on a loopback bind "
@@ -58,6 +66,28 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, description="Largest accepted request body.")
     load_demo: str = Field(default="auto", description="auto: demo directory into an empty database on a "
                                                        "loopback bind only; on: any bind; off: never.")
+
+    # --- API v1 and metrics (issue 23: bot/api_v1/, bot/metrics.py, docs/api.md) ---
+    api_idempotency_hours: float = Field(default=24.0, gt=0, description="How long an Idempotency-Key and its "
+                                                                          "first answer are kept.")
+    api_rate_limit_per_minute: int = Field(default=600, ge=1, description="Requests per minute per API client "
+                                                                          "(then 429 with Retry-After).")
+    api_max_body_bytes: int = Field(default=65_536, ge=1024, description="Largest /api/v1/ request body (413).")
+    metrics_token: str | None = Field(default=None, description="Bearer token for GET /metrics; unset: loopback "
+                                                                "clients only.")
+
+    # --- outbound webhooks (issue 23: bot/jobs/webhooks.py, docs/webhooks.md) ---
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="Per-delivery timeout of a webhook POST; a "
+                                                                     "receiver slower than this is a failed attempt.")
+    webhook_concurrency: int = Field(default=8, ge=1, description="Webhook deliveries in flight per subscription "
+                                                                 "(a hanging receiver holds only these).")
+    webhook_allow_private: bool = Field(default=False, description="on: webhook URLs may point at loopback/private/"
+                                                                   "link-local addresses (SSRF guard off; admins "
+                                                                   "only, e.g. a receiver on the same host).")
+
+    # --- hub: attachments from API clients (issue 23: bot/api_v1/hub_routes.py, docs/api.md#attachments) ---
+    api_attachment_max_bytes: int = Field(default=10_485_760, ge=1024, description="Largest attachment an API "
+                                                                                   "client may upload (413).")
 
     # --- WeCom (企业微信) ---
     wecom_corp_id: str | None = None
@@ -80,6 +110,20 @@ class Settings(BaseSettings):
     dingtalk_client_secret: str | None = None
     dingtalk_robot_code: str | None = None
     dingtalk_card_template_id: str | None = None
+
+    # --- directory sync (issue 20: core/masterdata/directory.py, docs/masterdata.md#directory-sync) ---
+    dingtalk_oapi_base: str = Field(default="https://oapi.dingtalk.com",
+                                    description="DingTalk's oapi host (the topapi contact calls of the sync).")
+    directory_sync_at: str = Field(default="", description="Daily directory sync at this local time (HH:MM, "
+                                                          "e.g. 03:00) from every configured platform; empty: off.")
+    directory_role_map: str = Field(default="", description="Role of people the sync creates: keyword=role rules "
+                                                           "matched on job title and department names, e.g. "
+                                                           "维修=technician,客服=front_desk.")
+    directory_default_role: str = Field(default="customer", description="Role of a new synced person no rule "
+                                                                        "matches (never technician by accident).")
+    directory_max_deactivate_share: float = Field(
+        default=0.5, description="A sync that would deactivate more than this share of a platform's linked "
+                                 "people is refused (a narrowed visibility scope); --force applies it.")
 
     @property
     def wecom_enabled(self) -> bool:

@@ -31,9 +31,11 @@ from arq.worker import Worker, func
 from bot.audit_key import use_audit_key
 from bot.jobs.arq_inbox import INBOX_FUNCTION
 from bot.jobs.arq_timers import FIRE_FUNCTION, QUEUE_NAME, ArqTimerAlarm
+from bot.jobs.directory_job import DirectorySyncJob, install_directory_job
 from bot.rules.rulebook import RuleBook
 from bot.service_config import service_config, setting
 from bot.settings import Settings
+from bot.token_cache import RedisTokenCache
 from core.classification import FaultClassifierPort
 from core.clock import SystemClock
 from core.errors import TicketbotError
@@ -130,7 +132,9 @@ def build_worker(
     processes_inbox = settings.process_inbox == "worker"
 
     async def startup(ctx: dict[str, Any]) -> None:
-        ctx["stack"] = TimerWorkerStack(settings, ctx["redis"], clock=clock, queue_name=queue_name)
+        ctx["stack"] = stack = TimerWorkerStack(settings, ctx["redis"], clock=clock, queue_name=queue_name)
+        # Issue 20: the daily directory sync fires here (a timer); this worker runs it, with the shared token.
+        ctx["directory_job"] = await install_directory_job(stack.service, settings, RedisTokenCache(ctx["redis"]))
         if processes_inbox:
             # The whole conversation stack, minus inbound connections: classifier (warmed in the
             # background), commands, platform senders (photo downloads), outbox delivery, and the
@@ -142,6 +146,9 @@ def build_worker(
             ctx["inbox_runtime"] = runtime
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        directory_job: DirectorySyncJob | None = ctx.get("directory_job")
+        if directory_job is not None:
+            await directory_job.stop()
         runtime: Runtime | None = ctx.get("inbox_runtime")
         if runtime is not None:
             await runtime.stop()

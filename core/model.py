@@ -15,6 +15,8 @@ class Role(StrEnum):
     ADMIN = "admin"
     WAREHOUSE = "warehouse"
     QUALITY = "quality"
+    EXPERT = "expert"
+    FRONT_DESK = "front_desk"
 
 
 ROLE_LABELS: dict[Role, str] = {
@@ -24,6 +26,8 @@ ROLE_LABELS: dict[Role, str] = {
     Role.ADMIN: "管理员",
     Role.WAREHOUSE: "仓库管理员",
     Role.QUALITY: "质量改进组",
+    Role.EXPERT: "专家",
+    Role.FRONT_DESK: "前台",
 }
 
 
@@ -96,6 +100,8 @@ class Ticket:
     needs_review: bool = False  # 待复核: the first assignee did not respond in time
     site_lat: float | None = None
     site_lng: float | None = None
+    store_id: str | None = None  # master data: the store serving it, the asset it is about
+    asset_id: str | None = None
     first_response_at: datetime | None = None  # set by storage when the first offer is delivered
     closed_at: datetime | None = None
     response_due: datetime | None = None

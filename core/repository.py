@@ -16,9 +16,10 @@ from core.model import AuditEvent, Person, Role, Ticket, TicketStatus
 
 if TYPE_CHECKING:
     # The port names the records its capabilities persist; for typing only, so the kernel loads
-    # without them (the import-layer test allows exactly these two upward references).
+    # without them (the import-layer test allows exactly these upward references).
     from core.dispatch.store import DispatchStore
     from core.lifecycle.photos import PhotoRecord
+    from core.masterdata.store import MasterDataStore
 
 
 @dataclass(slots=True)
@@ -116,6 +117,10 @@ class UnitOfWork(Protocol):
 
     def dispatch_store(self) -> DispatchStore:
         """The technician directory (dispatch's port) on this unit of work's transaction."""
+        ...
+
+    def masterdata(self) -> MasterDataStore:
+        """Stores, teams, customers, assets and contracts on this unit of work's transaction."""
         ...
 
     # --- photos (evidence; the bytes are stored outside, by hash) ---

@@ -34,10 +34,17 @@ HANDLER_MODULES: tuple[str, ...] = (
     "core.intake.tickets", "core.intake.triage",
     "core.replies", "core.transitions", "core.timers",
     "core.sla.tracking", "core.sla.escalation", "core.sla.admin", "core.sla.replan",
-    "core.dispatch.handlers", "core.dispatch.admin",
+    "core.dispatch.handlers", "core.dispatch.admin", "core.dispatch.site",
     "core.lifecycle.work", "core.lifecycle.signoff", "core.lifecycle.parts", "core.lifecycle.rework",
     "core.lifecycle.sop_handlers", "core.lifecycle.template",
-    "core.audit.refusals",
+    "core.audit.refusals", "core.masterdata.privacy",
+    # Organisation admin and change linkage (issue 20); release: a leaving technician's jobs go back to dispatch.
+    "core.masterdata.admin", "core.masterdata.linkage", "core.dispatch.release",
+    "core.masterdata.directory",  # issue 20: directory sync and its daily timer
+    "core.masterdata.imports",  # issue 20: bulk import of master data
+    "core.hub.webhook_events",  # issue 23: outbound webhook events (observes audit events)
+    "core.hub.api",  # issue 23: API v1 commands (create with an external ref, the status lock, comments)
+    "core.hub.mappings",  # issue 23: per-system field mappings (installs the webhook body mapper)
 )
 
 # The actor of what the service does on its own: dispatch, the SLA clock, moves a timer causes.
@@ -94,6 +101,33 @@ def after_move(stage: int = DEFAULT_STAGE) -> Callable[[AfterMove], AfterMove]:
         return add_staged(_AFTER_MOVE, _AFTER_MOVE_STAGES, stage, fn)
 
     return register
+
+
+# Observers of audit events by kind (issue 23: outbound webhooks). Every fact is audited, so what
+# other systems are told follows the trail in order, in the transaction of the change; an observer
+# runs right after its event is appended.
+AfterAudit = Callable[["Context", str, dict[str, Any], Ticket | None], Awaitable[None]]
+_AFTER_AUDIT: dict[str, list[AfterAudit]] = {}
+
+
+def after_audit(*kinds: str) -> Callable[[AfterAudit], AfterAudit]:
+    def register(fn: AfterAudit) -> AfterAudit:
+        for kind in kinds:
+            _AFTER_AUDIT.setdefault(kind, []).append(fn)
+        return fn
+
+    return register
+
+
+# Run after a command's handler succeeded, in its transaction, just before the commit (issue 23: the
+# webhook events of the command are written then, with what the whole command recorded).
+BeforeCommit = Callable[["Context"], Awaitable[None]]
+_BEFORE_COMMIT: list[BeforeCommit] = []
+
+
+def before_commit(fn: BeforeCommit) -> BeforeCommit:
+    _BEFORE_COMMIT.append(fn)
+    return fn
 
 
 @dataclass(slots=True)
@@ -170,6 +204,10 @@ class Context:
             payload=payload,
             ticket_number=ticket.number if ticket else None,
         )
+        observers = _AFTER_AUDIT.get(kind)
+        if observers:
+            for observer in observers:
+                await observer(self, kind, payload, ticket)
 
     async def notify(self, notification: Notification) -> None:
         # Replies to the actor carry the inbound reply context (e.g. a session webhook).
@@ -271,6 +309,8 @@ class TicketService:
                         ctx = Context(uow=uow, clock=self.clock, actor=actor, service=self,
                                       reply_context=reply_context or {})
                         result = await handler(ctx, command)
+                        for hook in _BEFORE_COMMIT:
+                            await hook(ctx)
                         await uow.commit()
                     finally:
                         # A handler may commit part of its work (an audited refusal) and then fail.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
@@ -16,6 +15,7 @@ from sqlmodel import col
 
 from core.inbound import InboundMessage
 from core.ports import Clock
+from core.wakeups import wait_for_event
 from storage.database import Sessions
 from storage.sqlite.prepared import hot
 from storage.tables import InboxRow
@@ -105,8 +105,7 @@ class SqlInbox:
         starving processing altogether."""
         if not self._accepting:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._settled.wait(), MAX_YIELD_S)
+        await wait_for_event(self._settled, MAX_YIELD_S)
 
     async def claim(self, row_id: int) -> InboundMessage | None:
         """Take a pending row for processing; None if another worker has it or it is done."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint, true
 from sqlmodel import Field, SQLModel
 
 from storage.types import UtcDateTime
@@ -29,6 +29,10 @@ class StoreRow(SQLModel, table=True):
     lat: float
     lng: float
     address: str = ""
+    # issue 20 (master data). Server defaults: added to a table with rows (migration 0004).
+    opening_hours: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    phone: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    active: bool = Field(default=True, sa_column_kwargs={"server_default": true()})
 
 
 class PersonRow(SQLModel, table=True):
@@ -42,6 +46,74 @@ class PersonRow(SQLModel, table=True):
     preferred_channel: str = Field(default="local", max_length=32)
     active: bool = True
     created_at: datetime | None = _dt()
+    # issue 20 (master data): the team (teams.id) and a free-text job title (电工班长)
+    team_id: str | None = Field(default=None, index=True, max_length=64)
+    title: str | None = None
+
+
+class TeamRow(SQLModel, table=True):
+    __tablename__ = "teams"
+    id: str = Field(primary_key=True, max_length=64)
+    name: str
+    store_id: str | None = Field(default=None, index=True, max_length=64)
+    leader_id: str | None = Field(default=None, max_length=64)
+    active: bool = True
+
+
+class CustomerRow(SQLModel, table=True):
+    """Master-data fields of a customer; the customer is the people row `person_id` (role customer)."""
+
+    __tablename__ = "customers"
+    person_id: str = Field(primary_key=True, max_length=64)
+    phones: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    addresses: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    company: str = ""
+    service_level: str = Field(default="", max_length=32)
+    store_id: str | None = Field(default=None, max_length=64)
+    forgotten_at: datetime | None = _dt()
+    updated_at: datetime | None = _dt()
+
+
+class CustomerPhoneRow(SQLModel, table=True):
+    """Phone → customer, for the lookup by a phone a customer gives (normalised)."""
+
+    __tablename__ = "customer_phones"
+    phone: str = Field(primary_key=True, max_length=32)
+    person_id: str = Field(primary_key=True, index=True, max_length=64)
+
+
+class AssetRow(SQLModel, table=True):
+    """A device or vehicle. sn_key/vin/plate are normalised and unique: each lookup is one index probe."""
+
+    __tablename__ = "assets"
+    id: str = Field(primary_key=True, max_length=64)
+    sn_key: str | None = Field(default=None, unique=True, index=True, max_length=64)
+    vin: str | None = Field(default=None, unique=True, index=True, max_length=17)
+    plate: str | None = Field(default=None, unique=True, index=True, max_length=16)
+    display_id: str = ""
+    brand: str = ""
+    model: str = ""
+    store_id: str | None = Field(default=None, index=True, max_length=64)
+    customer_id: str | None = Field(default=None, index=True, max_length=64)
+    installed_on: date | None = None
+    purchased_on: date | None = None
+    warranty_end: date | None = Field(default=None, index=True)
+    params: dict[str, Any] = _json()
+
+
+class ContractRow(SQLModel, table=True):
+    __tablename__ = "contracts"
+    number: str = Field(primary_key=True, max_length=64)
+    customer_id: str = Field(index=True, max_length=64)
+    level: str = Field(default="", max_length=32)
+    valid_from: date
+    valid_to: date = Field(index=True)
+
+
+class ContractAssetRow(SQLModel, table=True):
+    __tablename__ = "contract_assets"
+    contract_number: str = Field(primary_key=True, max_length=64)
+    asset_id: str = Field(primary_key=True, index=True, max_length=64)
 
 
 class IdentityRow(SQLModel, table=True):
@@ -70,7 +142,11 @@ class TechnicianRow(SQLModel, table=True):
 
 class TicketRow(SQLModel, table=True):
     __tablename__ = "tickets"
-    __table_args__ = (Index("ix_tickets_customer_created", "customer_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_tickets_customer_created", "customer_id", "created_at"),
+        Index("ix_tickets_closed_at", "closed_at"),  # 报表's first-time-fix window (migration 0005)
+        Index("ix_tickets_status_updated", "status", "updated_at"),  # the retention purge's cancelled tickets
+    )
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
     number: str = Field(unique=True, max_length=32)
     customer_id: str = Field(max_length=64)
@@ -92,6 +168,9 @@ class TicketRow(SQLModel, table=True):
     resolution_due: datetime | None = _dt()
     version: int = 0
     data: dict[str, Any] = _json()
+    # issue 20 (master data): the store serving the ticket and the asset it is about
+    store_id: str | None = Field(default=None, index=True, max_length=64)
+    asset_id: str | None = Field(default=None, index=True, max_length=64)
 
 
 class TicketCounterRow(SQLModel, table=True):
@@ -104,6 +183,12 @@ class AuditEventRow(SQLModel, table=True):
     """Append-only. `seq` is gapless and hashed, so deleting a row shows."""
 
     __tablename__ = "audit_events"
+    # History at a million tickets (migration 0005): a ticket's events of some kinds (报表), and the
+    # events of one kind since a time (the dispatch index's acceptances).
+    __table_args__ = (
+        Index("ix_audit_events_ticket_kind", "ticket_number", "kind"),
+        Index("ix_audit_events_kind_at", "kind", "at"),
+    )
     seq: int = Field(sa_column=Column(BigId, primary_key=True, autoincrement=False))
     ticket_number: str | None = Field(default=None, index=True, max_length=32)
     actor_id: str = Field(max_length=64)
@@ -216,3 +301,101 @@ class PhotoRow(SQLModel, table=True):
     size: int
     purpose: str = Field(default="", max_length=32)
     created_at: datetime = _dt(nullable=False)
+
+
+# --- API v1 (issue 23: bot/api_v1/, storage/api_store.py, migration 0006) ---
+class ApiClientRow(SQLModel, table=True):
+    """A registered external system. Only the SHA-256 of its token is kept (the token has 256 bits
+    of entropy: a plain hash suffices, no slow KDF); `person_id` is its actor in the audit trail."""
+
+    __tablename__ = "api_clients"
+    name: str = Field(primary_key=True, max_length=64)
+    token_hash: str = Field(unique=True, max_length=64)
+    scopes: str = Field(max_length=255)  # comma-separated, e.g. "tickets:write,masterdata:read"
+    person_id: str = Field(max_length=64)
+    active: bool = True
+    created_at: datetime = _dt(nullable=False)
+    rotated_at: datetime | None = _dt()
+    revoked_at: datetime | None = _dt()
+
+
+class ApiIdempotencyRow(SQLModel, table=True):
+    """An Idempotency-Key and the first answer given to it. The row is inserted in the same
+    transaction as the effect, so a concurrent retry waits for it (PostgreSQL) and replays."""
+
+    __tablename__ = "api_idempotency"
+    client: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=255)
+    request_hash: str = Field(max_length=64)
+    status: int = 0  # 0 until the answer is stored (within the same transaction)
+    body: str = ""
+    created_at: datetime = _dt(nullable=False)
+    expires_at: datetime = _dt(nullable=False, index=True)
+
+
+class TicketExternalRefRow(SQLModel, table=True):
+    """Another system's id for one of our tickets: one ticket per (system, ref)."""
+
+    __tablename__ = "ticket_external_refs"
+    system: str = Field(primary_key=True, max_length=64)
+    ref: str = Field(primary_key=True, max_length=128)
+    ticket_number: str = Field(index=True, max_length=32)
+    created_at: datetime = _dt(nullable=False)
+
+
+# --- issue 23: outbound webhooks (storage/webhook_store.py, migration 0007) ---
+class WebhookSubscriptionRow(SQLModel, table=True):
+    """A system's subscription: where to POST which events, signed with its secret (kept in clear:
+    HMAC needs it). `client` is the API client's name (api_clients.name)."""
+
+    __tablename__ = "webhook_subscriptions"
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    client: str = Field(index=True, max_length=64)
+    url: str = Field(max_length=2048)
+    secret: str = Field(max_length=128)
+    events: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    active: bool = True
+    created_at: datetime = _dt(nullable=False)
+    removed_at: datetime | None = _dt()
+
+
+class WebhookDeliveryRow(SQLModel, table=True):
+    """One event for one subscription: written in the transaction of the change (the webhook outbox);
+    the body is fixed then, so a redelivery sends the same bytes with the same event id."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # the dispatcher polls what is due, then claims per subscription
+        Index("ix_webhook_deliveries_due", "subscription_id", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_status_due", "status", "next_attempt_at"),
+    )
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    subscription_id: int  # indexed first in ix_webhook_deliveries_due
+    event_id: str = Field(index=True, max_length=36)
+    event_type: str = Field(max_length=64)
+    ticket_number: str | None = Field(default=None, index=True, max_length=32)
+    body: str
+    status: str = Field(default="pending", max_length=16)  # pending, sending, delivered, dead
+    attempts: int = 0
+    created_at: datetime = _dt(nullable=False)
+    next_attempt_at: datetime = _dt(nullable=False)
+    give_up_at: datetime = _dt(nullable=False)  # retried until then (3 days; reset by a redelivery)
+    last_attempt_at: datetime | None = _dt()
+    delivered_at: datetime | None = _dt()
+    last_status: int | None = None  # the receiver's HTTP status
+    last_latency_ms: int | None = None
+    last_error: str | None = None
+
+
+class WebhookAttemptRow(SQLModel, table=True):
+    """The delivery log: one row per attempt (what was sent, what came back, how long it took)."""
+
+    __tablename__ = "webhook_attempts"
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    delivery_id: int = Field(index=True)
+    subscription_id: int = Field(index=True)
+    at: datetime = _dt(nullable=False)
+    signature: str = Field(max_length=128)
+    status_code: int | None = None
+    latency_ms: int = 0
+    error: str | None = None

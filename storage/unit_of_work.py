@@ -20,8 +20,10 @@ from core.errors import Conflict, StaleRead
 from core.lifecycle.photos import PhotoRecord
 from core.model import AuditEvent, Person, Role, Ticket, TicketStatus
 from core.repository import StoredCard, TimerRow
+from storage.api_store import SqlHubStore
 from storage.audit_keys import audit_key_for
-from storage.outbox import offer_ticket, record_first_response
+from storage.masterdata import SqlMasterDataStore
+from storage.outbox import offer_ticket, record_first_response, rows_queued
 from storage.sqlite.prepared import hot
 from storage.tables import (
     AuditEventRow,
@@ -41,6 +43,7 @@ from storage.technicians import SqlDispatchStore
 from storage.transactions.connection import Transaction
 from storage.transactions.shared import after_commit as run_after_commit
 from storage.types import UtcDateTime
+from storage.webhook_store import SqlWebhookOutbox
 
 LOCAL_CHANNEL = "local"
 
@@ -64,6 +67,8 @@ def ticket_from_row(row: TicketRow | Row[Any]) -> Ticket:
         needs_review=row.needs_review,
         site_lat=row.site_lat,
         site_lng=row.site_lng,
+        store_id=row.store_id,
+        asset_id=row.asset_id,
         created_at=row.created_at,
         updated_at=row.updated_at,
         first_response_at=row.first_response_at,
@@ -96,7 +101,7 @@ def _timer_from_row(row: Row[Any]) -> TimerRow:
 _TICKET_FIELDS = (
     "customer_id", "subject", "description", "category", "priority", "impact", "assignee_id", "needs_review",
     "site_lat", "site_lng", "created_at", "updated_at", "first_response_at", "closed_at", "response_due",
-    "resolution_due", "data",
+    "resolution_due", "data", "store_id", "asset_id",
 )
 
 # Hot statements are built once and run with parameters on the transaction's connection: building a
@@ -158,6 +163,9 @@ _LATEST_CONFIG = hot(select(col(ConfigVersionRow.version), col(ConfigVersionRow.
 _UPSERTS: dict[str, tuple[Any, Any]] = {}  # dialect name → (ticket counter upsert, timer upsert)
 
 
+_EXTERNAL_ID = hot(select(col(IdentityRow.external_id)).where(
+    col(IdentityRow.person_id) == bindparam("person_id"), col(IdentityRow.platform) == bindparam("platform")))
+
 def _upserts(dialect: str) -> tuple[Any, Any]:
     if dialect not in _UPSERTS:
         upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -206,6 +214,7 @@ class SqlUnitOfWork:
         self._created_tickets: set[str] = set()
         # People this transaction added, as added (get_person need not read them back).
         self._added_people: dict[str, Person] = {}
+        self._webhooks: SqlWebhookOutbox | None = None  # issue 23: see webhooks()
         # The audit head once this transaction holds its lock: later appends need not read it again.
         self._audit_head: tuple[int, str] | None = None
         # The head row is written once, at commit, not after every event: other transactions see the
@@ -229,9 +238,12 @@ class SqlUnitOfWork:
         await self._transaction.end(commit=False)
 
     async def commit(self) -> None:
+        queued = bool(self._outbox_rows)
         await self._write_deferred()
         await self._transaction.end(commit=True)
         self.committed = True
+        if queued:  # the dispatcher delivers now (after the group's COMMIT, in a shared transaction)
+            await run_after_commit(rows_queued)
         # A new transaction begins with the next statement (on SQLite the connection went back to the
         # pool meanwhile): nothing cached for the old one (the audit head it had locked) holds.
         self._audit_head = None
@@ -367,9 +379,10 @@ class SqlUnitOfWork:
         return self._seen(person_from_row(row)) if row else None
 
     async def external_id(self, person_id: str, platform: str) -> str | None:
-        stmt = select(col(IdentityRow.external_id)).where(col(IdentityRow.person_id) == person_id,
-                                                          col(IdentityRow.platform) == platform)
-        return (await (await self._connection()).execute(stmt)).scalar_one_or_none()
+        # Built once (issue 23: asked for every ticket registered for a customer, API v1 included).
+        row = (await (await self._connection()).execute(
+            _EXTERNAL_ID, {"person_id": person_id, "platform": platform})).first()
+        return None if row is None else str(row[0])
 
     async def add_person(self, person: Person, identities: dict[str, str] | None = None) -> None:
         conn = await self._connection()
@@ -434,6 +447,26 @@ class SqlUnitOfWork:
                                 # its writes (technicians) may change people this transaction added
                                 directory_changed=self._added_people.clear,
                                 unwritten_tickets=self.unwritten_tickets, write_tickets=self._write_tickets)
+
+    def masterdata(self) -> SqlMasterDataStore:
+        return SqlMasterDataStore(self._connection, write_tickets=self._write_tickets,
+                                  # customers are people: what this transaction cached of them goes stale
+                                  people_changed=self._forget_people)
+
+    def webhooks(self) -> SqlWebhookOutbox:
+        """Issue 23: the webhook outbox on this transaction (core/hub/webhook_events.py); one per unit
+        of work, so the subscriptions are read once however many events it audits."""
+        if self._webhooks is None:
+            self._webhooks = SqlWebhookOutbox(self._connection)
+        return self._webhooks
+
+    def hub(self) -> SqlHubStore:
+        """Issue 23: idempotency keys and external refs on this transaction (core/hub/store.py)."""
+        return SqlHubStore(self._connection)
+
+    def _forget_people(self) -> None:
+        self._added_people.clear()
+        self._channels.clear()
 
     # --- photos ---
     async def add_photo(self, photo: PhotoRecord) -> None:

@@ -21,7 +21,7 @@ from sqlmodel import col
 from bot.runtime import Runtime
 from bot.web.app import build_app
 from core.model import Person, Role, Ticket
-from storage.tables import InboxRow, OutboxRow, TicketRow
+from storage.tables import InboxRow, OutboxRow, TicketRow, TimerRowTable
 from tests.conftest import make_settings
 from tests.fakes.wecom_server import (
     SAMPLE_AES_KEY,
@@ -104,16 +104,20 @@ class WeComWorld:
             return [e.kind for e in await uow.audit_for_ticket(number)]
 
     async def settled(self, timeout: float = 20.0) -> None:
-        """Every inbox row processed and every due outbox row delivered (or given up)."""
+        """Every inbox row processed, every due timer fired and every due outbox row delivered (or
+        given up). (The dispatcher delivers as soon as a commit queues a message, so a card can
+        arrive while timers that fell due with it are still firing.)"""
 
         async def quiet() -> bool:
             busy_in = await self.count(InboxRow, col(InboxRow.status).in_(["pending", "processing"]))
+            due_timers = await self.count(TimerRowTable, col(TimerRowTable.state) == "pending",
+                                          col(TimerRowTable.due_at) <= self.clock.now())
             busy_out = await self.count(
                 OutboxRow,
                 col(OutboxRow.status).in_(["pending", "sending"]),
                 col(OutboxRow.next_attempt_at) <= self.clock.now(),
             )
-            return not busy_in and not busy_out
+            return not busy_in and not due_timers and not busy_out
 
         await eventually(quiet, timeout=timeout, what="inbox and outbox to settle")
 

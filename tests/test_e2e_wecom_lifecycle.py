@@ -287,6 +287,7 @@ async def test_offer_expiry_strong_reminder_and_escalation_card_over_wecom(world
     assert options[0] == UNSET and len(options) > 2
 
     # 转派 with the dropdown on "请选择": refused, nothing changes.
+    await world.settled()  # what fell due with the deadline has fired
     trail = await world.trail(number)
     seen = len(boss.texts())
     await boss.press(esc, "reassign", selected=[("technician", [UNSET])])

@@ -30,19 +30,23 @@ INNER_LEVELS: dict[str, list[tuple[str, ...]]] = {
     "core": [
         ("core",),  # the shared kernel: the modules at core/'s top level
         ("core.audit",),
+        ("core.masterdata",),  # issue 20: intake prefill reads master data
         ("core.intake",),
         ("core.lifecycle",),
         ("core.dispatch",),
         ("core.sla",),
         ("core.reports",),
+        ("core.hub",),  # issue 23: the work-order hub (API v1 commands, webhook events) sits on every capability
     ],
     "bot": [
         ("bot.settings",),
-        ("bot.service_config", "bot.token_cache", "bot.photo_store", "bot.demo", "bot.audit_key"),
+        ("bot.service_config", "bot.token_cache", "bot.photo_store", "bot.demo", "bot.audit_key",
+         "bot.metrics"),  # bot.metrics: issue 23, counters the loops increment
         ("bot.rules",),
         ("bot.chat",),
         ("bot.jobs",),
         ("bot.runtime",),
+        ("bot.api_v1",),  # issue 23: /api/v1/, mounted by bot.web
         ("bot.platforms", "bot.web", "bot.worker"),
         ("bot.cli",),
     ],
@@ -54,6 +58,7 @@ INNER_LEVELS: dict[str, list[tuple[str, ...]]] = {
 TYPE_ONLY_UPWARD = {
     ("core.repository", "core.dispatch.store"),
     ("core.repository", "core.lifecycle.photos"),
+    ("core.repository", "core.masterdata.store"),  # issue 20: uow.masterdata()
 }
 # What the domain must never touch: platforms, SQL, HTTP, queues.
 FORBIDDEN_IN_DOMAIN = {

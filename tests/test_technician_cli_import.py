@@ -69,8 +69,10 @@ def test_import_saves_good_rows_and_reports_each_bad_one(env: str, tmp_path: Pat
     path.write_bytes(("\n".join([HEADER, *ROWS]) + "\n").encode("utf-8-sig"))
     code, body = run(capsys, path)
     assert code == 1
-    assert body["ok"] is False and body["rows_read"] == 8 and body["imported"] == 2
-    assert body["created"] == ["T001"] and body["updated"] == ["tech-wang"]
+    assert body["ok"] is False and body["rows_read"] == 8
+    # The import contract: counts of created and updated records, failed rows (issue 20).
+    assert (body["imported"], body["updated"], body["failed"]) == (1, 1, 6)
+    assert body["created"] == ["T001"] and body["updated_ids"] == ["tech-wang"]
     by_row: dict[int, list[str]] = {}
     for error in body["errors"]:
         by_row.setdefault(error["row"], []).append(f'{error["column"]}:{error["message"]}')
@@ -123,7 +125,8 @@ def test_a_clean_excel_file_exits_zero_and_reimport_updates(env: str, tmp_path: 
     code, body = run(capsys, path)
     assert code == 0 and body["ok"] and body["created"] == ["T101", "1102"] and body["errors"] == []
     code, body = run(capsys, path)  # the same file again: every row is an update
-    assert code == 0 and body["created"] == [] and body["updated"] == ["T101", "1102"]
+    assert code == 0 and body["created"] == [] and body["updated_ids"] == ["T101", "1102"]
+    assert (body["imported"], body["updated"], body["failed"]) == (0, 2, 0)
     entries, _, _ = asyncio.run(_read(env))
     assert entries["1102"].skills == {"机械类"} and entries["1102"].max_load == 5
     assert entries["T101"].store_position is not None  # 杭州滨江店's coordinates: the home position
@@ -139,6 +142,7 @@ def test_an_unreadable_file_exits_two(env: str, tmp_path: Path, capsys: pytest.C
     headerless = tmp_path / "bad.csv"
     headerless.write_text("姓名\n张三\n", encoding="utf-8")
     code, body = run(capsys, headerless)
-    assert code == 1 and body["errors"] == [{"row": 1, "column": "工号", "message": "缺少必需的列：工号/id"}]
+    assert code == 1 and body["errors"] == [{"row": 1, "field": "person_id", "column": "工号",
+                                             "message": "缺少必需的列：工号/id"}]
     entries, _, _ = asyncio.run(_read(env))
     assert sorted(entries) == ["tech-huang", "tech-liu", "tech-wang", "tech-xu", "tech-zhang"]

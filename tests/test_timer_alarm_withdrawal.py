@@ -45,3 +45,19 @@ async def test_a_rescheduled_timer_leaves_one_alarm(database_url: str, tmp_path:
     finally:
         await redis.aclose()
         await rt.stop()
+
+
+async def test_an_overdue_timer_gets_an_alarm_however_late(database_url: str, tmp_path: Path, redis_url: str) -> None:
+    """A timer scheduled more than a day in the past (a daily job catching up, a clock jump) still
+    gets its alarm: arq gives a job an expiry of due + 1 day, which must not lie in the past
+    (Redis refused it: "invalid expire time", and the timer waited for the sweep)."""
+    now = datetime.now(UTC)
+    rt = Runtime(make_settings(database_url, tmp_path, redis_url=redis_url), clock=FixedClock(now))
+    redis = Redis.from_url(redis_url)
+    try:
+        await rt.prepare_database()
+        timer_id = await rt.service.handle(ScheduleProbe("L", now - timedelta(days=3)), SYSTEM_ACTOR)
+        assert await queued(redis, timer_id, 1)
+    finally:
+        await redis.aclose()
+        await rt.stop()

@@ -24,6 +24,7 @@ from adapters.base import adapter_logger
 from adapters.dingtalk.config import DingTalkConfig
 from adapters.wire import UnsafePayload, loads_bounded, unix_millis
 from core.ports import InboxPort
+from core.wakeups import wait_for_event
 
 if TYPE_CHECKING:
     from dingtalk_stream import DingTalkStreamClient
@@ -118,8 +119,7 @@ class DingTalkStream:
                         break
                     delay = backoff * random.uniform(0.8, 1.2)
                     log.info("dingtalk: reconnecting in %.1fs", delay)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), delay)
+                    await wait_for_event(wake, delay)
                     backoff = min(backoff * 2, self._config.reconnect_max_s)
         finally:
             with self._lock:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from bot.chat.conversation import _TEXT_COMMANDS, Conversation, HelpLine, Incoming, text_command
 from core.errors import InvalidInput, NotFound
 from core.model import Person, Role
+from core.service import Context
 
 CONFIRM_WORDS = ("确认", "确定", "confirm")
 CANCEL_WORDS = ("取消", "放弃", "cancel")
@@ -37,6 +38,19 @@ class Confirmable:
 _CONFIRMABLES: list[Confirmable] = []
 # Set while we hand the word to another command, which may hand it back: then we stop.
 _handing_over: ContextVar[bool] = ContextVar("confirmations_handing_over", default=False)
+
+
+def admin_pending(pending_change: Callable[[Context], Awaitable[object | None]]) -> HasPending:
+    """A `has_pending` for an admin feature whose core keeps the pending change (`pending_change(ctx)`)."""
+
+    async def has_pending(conv: Conversation, person: Person) -> bool:
+        if person.role is not Role.ADMIN:
+            return False
+        async with conv.service.uow_factory() as uow:
+            ctx = Context(uow=uow, clock=conv.service.clock, actor=person, service=conv.service)
+            return await pending_change(ctx) is not None
+
+    return has_pending
 
 
 def register(confirmable: Confirmable) -> Confirmable:

@@ -26,6 +26,7 @@ from core.audit.refusals import RefuseCommand
 from core.commands import ListMyTickets, PressCardAction, ReportFault, ShowTicket, SplitFollowUp
 from core.errors import NotAllowed, TicketbotError
 from core.inbound import InboundKind, InboundMessage
+from core.intake.details import ADDRESS_LIKE, GiveAddress
 from core.model import ROLE_LABELS, Person, Role
 from core.replies import Reply
 from core.repository import UnitOfWork
@@ -318,6 +319,9 @@ class Conversation:
             await self.run(ShowTicket(number.group(1).upper()), person, message)
             return
         analysis = self.service.classifier.classify(text)
+        if person.role is Role.CUSTOMER and not analysis.category and ADDRESS_LIKE.search(text) \
+                and await self.run(GiveAddress(text, explicit=False), person, message) is not None:
+            return  # the address a ticket of theirs asked for (core/intake/details.py)
         if analysis.intent in {"fault", "unknown_fault"}:
             await self.run(ReportFault(text), person, message)
         elif analysis.intent == "status":

@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlmodel import col
 
 from bot.chat.conversation import TICKET_NUMBER, Conversation, HelpLine, Incoming, inbound_handler, text_command
+from bot.chat.report_reads import Execute
 from bot.chat.reports import report_section
 from bot.photo_store import PhotoStore, decode_base64_image
 from core.commands import AddPhoto, ReportPosition
@@ -36,10 +36,9 @@ from core.inbound import InboundKind, InboundMessage
 from core.lifecycle.parts import PartsProgress, PartsReady, RequestParts
 from core.lifecycle.rework import REPEAT_WINDOW_DAYS, ReportStillBroken, first_time_fix
 from core.lifecycle.work import CheckIn, Complete, PlanDecision, ProposePlan, QcDecision, SelectTicket, StartWork
-from core.model import Person, Role, Ticket
+from core.model import Person, Role, Ticket, TicketStatus
 from core.reports.metrics import Period
 from storage.tables import TicketRow
-from storage.unit_of_work import ticket_from_row
 
 log = logging.getLogger(__name__)
 TECH = {Role.TECHNICIAN}
@@ -173,12 +172,25 @@ async def _still_broken(conv: Conversation, inc: Incoming) -> None:
 
 
 @report_section
-async def _first_time_fix(runtime: Any, period: Period, _tickets: Sequence[Ticket]) -> list[str]:
-    """报表's first-time-fix line: tickets closed in the period, and those that came back within 30 days."""
+def first_time_fix_section(execute: Execute, period: Period, _tickets: Sequence[Ticket]) -> list[str]:
+    """报表's first-time-fix line: tickets closed in the period, and those that came back within 30 days.
+    Runs in the report job (bot/chat/reports.py), on the columns it needs; `closed_at` and `created_at`
+    are indexed, so only the window's tickets are read."""
     window = timedelta(days=REPEAT_WINDOW_DAYS)
-    async with runtime.sessions() as session:
-        rows = (await session.execute(select(TicketRow).where(or_(
-            and_(col(TicketRow.closed_at) >= period.start - window, col(TicketRow.closed_at) < period.end),
-            and_(col(TicketRow.created_at) >= period.start, col(TicketRow.created_at) < period.end + window),
-        )))).scalars().all()
-    return [first_time_fix([ticket_from_row(r) for r in rows], period.start, period.end).text()]
+    statement = _FTF_COLUMNS.where(or_(
+        and_(col(TicketRow.closed_at) >= period.start - window, col(TicketRow.closed_at) < period.end),
+        and_(col(TicketRow.created_at) >= period.start, col(TicketRow.created_at) < period.end + window)))
+    tickets = [Ticket(number=r.number, customer_id=r.customer_id, subject=r.subject, description="",
+                      category=r.category, status=TicketStatus(r.status), created_at=r.created_at,
+                      updated_at=r.created_at, closed_at=r.closed_at, asset_id=r.asset_id,
+                      data={k: v for k, v in (("rework", r.rework), ("masterdata", r.masterdata)) if v})
+               for r in execute(statement)]
+    return [first_time_fix(tickets, period.start, period.end).text()]
+
+
+# What first_time_fix and asset_key read of a ticket, not its whole data (a JSON parse per ticket).
+_DATA = col(TicketRow.data)
+_FTF_COLUMNS = select(col(TicketRow.number), col(TicketRow.customer_id), col(TicketRow.subject),
+                      col(TicketRow.category), col(TicketRow.status), col(TicketRow.created_at),
+                      col(TicketRow.closed_at), col(TicketRow.asset_id), _DATA["rework"].label("rework"),
+                      _DATA["masterdata"].label("masterdata"))

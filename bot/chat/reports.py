@@ -6,22 +6,26 @@
     报表 7天 等待备件              the blocked-duration TOP10 of one state
 
 A read model: it queries the tables directly (no transaction, nothing changes) and answers
-through the service like every other reply. Other features add sections with `@report_section`
-(the lifecycle's first-time-fix rate goes there).
+through the service like every other reply. The whole report — reads, arithmetic, text — is one job
+run off the event loop (bot/chat/report_reads.py: a worker process on SQLite): at a million tickets a
+30-day report walks ~80,000 tickets, and intake, /healthz and the timers must not wait for it. Other
+features add sections with `@report_section`, run in the same job (the lifecycle's first-time-fix
+rate goes there): `section(execute, period, tickets) -> lines`, `execute` giving a statement's rows.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import String, case, or_, select
 from sqlmodel import col
 
 from bot.chat.conversation import Conversation, Incoming, text_command
+from bot.chat.report_reads import Execute, report_reads
 from core.errors import InvalidInput
 from core.model import Role, Ticket, TicketStatus
 from core.reports.metrics import Period, render_report
@@ -31,10 +35,20 @@ from storage.unit_of_work import ticket_from_row
 MAX_DAYS = 366
 CHUNK = 500
 USAGE = "用法：报表｜报表 7天｜报表 30天｜报表 今天｜报表 本月｜报表 2026-11-01 2026-11-21｜报表 7天 等待备件"
+_STATUS = {s.value: s for s in TicketStatus}
+OPEN_STATES = sorted(s.value for s in TicketStatus if s.is_open)
+_TICKETS = select(*TicketRow.__table__.columns)  # type: ignore[attr-defined]  # Core rows: no ORM identity map
+_PAYLOAD = col(AuditEventRow.payload)
+_TRAIL = (select(col(AuditEventRow.ticket_number), col(AuditEventRow.at),
+                 case((col(AuditEventRow.kind) == "ticket_created", _PAYLOAD["status"].as_string()),
+                      else_=_PAYLOAD["to"].as_string()).cast(String))
+          .where(col(AuditEventRow.kind).in_(["ticket_created", "status_changed"]))
+          .order_by(col(AuditEventRow.seq)))
 _DAYS = re.compile(r"^(?:近|最近)?(\d{1,3})(?:天|日|d)$", re.IGNORECASE)
 
-# (runtime, period, tickets reported in it) -> lines, e.g. the first-time-fix rate.
-ReportSection = Callable[[Any, Period, Sequence[Ticket]], Awaitable[list[str]]]
+# (execute, period, tickets reported in it) -> lines, e.g. the first-time-fix rate. Runs in the report
+# job (another process on SQLite): a module-level function (pickled by reference).
+ReportSection = Callable[[Execute, Period, Sequence[Ticket]], list[str]]
 _SECTIONS: list[ReportSection] = []
 
 
@@ -87,38 +101,47 @@ def parse_period(args: list[str], now: datetime, zone: ZoneInfo) -> tuple[Period
     raise InvalidInput(f"看不懂报表的时间段「{' '.join(args)}」。{USAGE}")
 
 
+def read_report_data(execute: Execute, period: Period, now: datetime
+                     ) -> tuple[list[Ticket], list[Ticket], dict[str, list[tuple[datetime, TicketStatus]]]]:
+    """The period's tickets, the open tickets past a deadline, and the status trail of the period's
+    tickets. Runs off the event loop (`ReportReads`): every statement is bounded by an index — the
+    period by `created_at`, open tickets by `status` (listed, not NOT IN: a NOT IN reads every
+    ticket), the trail by `(ticket_number, kind)`, its state taken out of the payload by the database."""
+    rows = execute(_TICKETS.where(col(TicketRow.created_at) >= period.start, col(TicketRow.created_at) < period.end)
+                   .order_by(col(TicketRow.id)))
+    tickets = [ticket_from_row(r) for r in rows]
+    del rows
+    open_tickets = [ticket_from_row(r) for r in execute(_TICKETS.where(
+        col(TicketRow.status).in_(OPEN_STATES), or_(col(TicketRow.response_due) < now,
+                                                    col(TicketRow.resolution_due) < now)))]
+    history: dict[str, list[tuple[datetime, TicketStatus]]] = {t.number: [] for t in tickets}
+    numbers = list(history)
+    for start in range(0, len(numbers), CHUNK):
+        for row in execute(_TRAIL.where(col(AuditEventRow.ticket_number).in_(numbers[start:start + CHUNK]))):
+            state = _STATUS.get(row[2])  # a dict, not TicketStatus(...): ~500,000 of them at a million tickets
+            if state is not None:
+                history[row[0]].append((row[1], state))
+    for t in tickets:
+        if not history[t.number]:  # no trail (imported data): one stay in the current state
+            history[t.number].append((t.created_at, t.status))
+    return tickets, open_tickets, history
+
+
+def report_job(execute: Execute, period: Period, now: datetime, zone: ZoneInfo, state: TicketStatus | None,
+               sections: Sequence[ReportSection]) -> str:
+    """The report's text (run by `report_reads(...).run`, off the loop). `sections`: the registered ones,
+    passed (by reference: module and name) rather than read from the registry of the worker process."""
+    tickets, open_tickets, history = read_report_data(execute, period, now)
+    lines: list[str] = []
+    for section in sections:
+        lines.extend(section(execute, period, tickets))
+    return render_report(period, tickets, open_tickets, history, now, zone=zone, state_filter=state,
+                         extra_sections=lines)
+
+
 async def load_report_data(runtime: Any, period: Period, now: datetime
                            ) -> tuple[list[Ticket], list[Ticket], dict[str, list[tuple[datetime, TicketStatus]]]]:
-    async with runtime.sessions() as session:
-        rows = (await session.execute(
-            select(TicketRow).where(col(TicketRow.created_at) >= period.start, col(TicketRow.created_at) < period.end)
-            .order_by(col(TicketRow.id)))).scalars().all()
-        tickets = [ticket_from_row(r) for r in rows]
-        open_rows = (await session.execute(
-            select(TicketRow).where(
-                col(TicketRow.status).not_in([TicketStatus.CLOSED.value, TicketStatus.CANCELLED.value]),
-                or_(col(TicketRow.response_due) < now, col(TicketRow.resolution_due) < now),
-            ))).scalars().all()
-        open_tickets = [ticket_from_row(r) for r in open_rows]
-        history: dict[str, list[tuple[datetime, TicketStatus]]] = {t.number: [] for t in tickets}
-        numbers = list(history)
-        for start in range(0, len(numbers), CHUNK):
-            events = (await session.execute(
-                select(col(AuditEventRow.ticket_number), col(AuditEventRow.kind), col(AuditEventRow.at),
-                       col(AuditEventRow.payload))
-                .where(col(AuditEventRow.kind).in_(["ticket_created", "status_changed"]),
-                       col(AuditEventRow.ticket_number).in_(numbers[start:start + CHUNK]))
-                .order_by(col(AuditEventRow.seq)))).all()
-            for number, kind, at, payload in events:
-                try:
-                    state = TicketStatus(payload.get("status") if kind == "ticket_created" else payload.get("to"))
-                except ValueError:
-                    continue
-                history[number].append((at, state))
-        for t in tickets:
-            if not history[t.number]:  # no trail (imported data): one stay in the current state
-                history[t.number].append((t.created_at, t.status))
-    return tickets, open_tickets, history
+    return await report_reads(runtime).run(read_report_data, period, now)
 
 
 @text_command("报表", roles={Role.SUPERVISOR, Role.ADMIN}, usage="报表 [7天/30天/今天/本月/起止日期]",
@@ -128,10 +151,5 @@ async def _report(conv: Conversation, inc: Incoming) -> None:
     zone: ZoneInfo = conv.service.config.timezone
     now = conv.service.clock.now()
     period, state = parse_period(inc.args, now, zone)
-    tickets, open_tickets, history = await load_report_data(runtime, period, now)
-    sections: list[str] = []
-    for section in _SECTIONS:
-        sections.extend(await section(runtime, period, tickets))
-    text = render_report(period, tickets, open_tickets, history, now, zone=zone, state_filter=state,
-                         extra_sections=sections)
+    text = await report_reads(runtime).run(report_job, period, now, zone, state, list(_SECTIONS))
     await conv.reply(inc.person, inc.message, text)

@@ -15,8 +15,7 @@ from bot.rules.admin import Installed, RunRuleCommand, pending_change
 from bot.rules.dry_run import DryRunPlan, render_dry_run
 from bot.rules.rulebook import RuleBook
 from core.errors import InvalidInput
-from core.model import Person, Role
-from core.service import Context
+from core.model import Role
 from nlp.errors import RuleCommandError
 from nlp.rule_commands import Cancel, Confirm, DryRun, RuleCommand, parse_rule_command
 
@@ -46,12 +45,7 @@ async def run(conv: Conversation, inc: Incoming, command: RuleCommand) -> None:
         await conv.reply(inc.person, inc.message, await render_dry_run(outcome, command.text, live))
 
 
-async def _has_pending(conv: Conversation, person: Person) -> bool:
-    if person.role is not Role.ADMIN:
-        return False
-    async with conv.service.uow_factory() as uow:
-        ctx = Context(uow=uow, clock=conv.service.clock, actor=person, service=conv.service)
-        return await pending_change(ctx) is not None
+_has_pending = confirmations.admin_pending(pending_change)
 
 
 async def _confirm(conv: Conversation, inc: Incoming) -> None:

@@ -21,6 +21,7 @@ from bot.chat.conversation import _INBOUND_HANDLERS, Conversation, HelpLine, Inc
 from core.commands import ReportFault
 from core.errors import InvalidInput
 from core.inbound import InboundKind, InboundMessage
+from core.intake.details import GiveAssetNumber
 from core.model import Person, Role
 from core.sla.admin import (
     ConfirmCalendarYear,
@@ -153,7 +154,9 @@ async def _device_number(conv: Conversation, inc: Incoming) -> None:
     value = " ".join(inc.args)
     if value:
         upgraded = await conv.run(SupplyUrgentEvidence("device", value, quiet=True), inc.person, inc.message)
-        if upgraded is None:  # nothing waits for evidence: a report that starts with the device number
+        if upgraded is None and len(inc.args) == 1:  # the number alone: the asset of the customer's last report
+            await conv.run(GiveAssetNumber(value), inc.person, inc.message)  # or of the next (core/intake/details.py)
+        elif upgraded is None:  # nothing waits for evidence: a report that starts with the device number
             await conv.run(ReportFault(inc.text, subject=value.split()[0][:64]), inc.person, inc.message)
         return
     await conv.run(SupplyUrgentEvidence("device", value), inc.person, inc.message)

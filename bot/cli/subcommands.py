@@ -20,6 +20,11 @@ CLI_MODULES: dict[str, str] = {
     "classify": "bot.cli.classify",
     "import": "bot.cli.imports",
     "audit": "bot.cli.audit",
+    "directory": "bot.cli.directory",  # issue 20: directory sync
+    "customer": "bot.cli.customers",  # issue 20: customer forget
+    "webhook": "bot.cli.webhooks",  # issue 23: outbound webhooks
+    "api-client": "bot.cli.api_clients",  # issue 23: API v1 clients
+    "mapping": "bot.cli.mappings",  # issue 23: field mappings per connected system
 }
 
 

@@ -7,16 +7,20 @@ whole, and every problem in it is reported, so one pass over the report fixes th
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from core.errors import InvalidInput
+from bot.cli.table_file import (
+    TableFileError,
+    cell_text,
+    map_header,
+    parse_coordinate,
+    read_csv,
+    read_table,
+    read_xlsx,
+)
 
 # Canonical field -> accepted headers (compared after strip + lower-case).
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -46,8 +50,8 @@ DEFAULT_MAX_LOAD = 5
 _ALIAS_TO_FIELD = {alias.lower(): key for key, aliases in COLUMNS.items() for alias in aliases}
 
 
-class TechnicianFileError(InvalidInput):
-    """The file as a whole cannot be read (format, encoding). Row problems are in the report instead."""
+# The file as a whole cannot be read (format, encoding); row problems are in the report instead.
+TechnicianFileError = TableFileError
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,41 +122,23 @@ class ImportReport:
 
 
 def parse_technician_file(path: str | Path, known_stores: Collection[str] | None = None) -> ImportReport:
-    """CSV (UTF-8 with/without BOM, UTF-16, else GBK/GB18030) or .xlsx, chosen by content.
-
-    `known_stores`: store codes that exist; None skips the check.
-    """
-    data = Path(path).read_bytes()
-    if data.startswith(b"PK\x03\x04"):
-        return parse_technician_xlsx(data, known_stores)
-    if data.startswith(b"\xd0\xcf\x11\xe0"):
-        raise TechnicianFileError("不支持旧版 .xls 文件，请在 Excel 中另存为 .xlsx 或 CSV", path=str(path))
-    return parse_technician_csv(data, known_stores)
+    """CSV (UTF-8 with/without BOM, UTF-16, else GBK/GB18030) or .xlsx, chosen by content
+    (bot/cli/table_file.py). `known_stores`: store codes that exist; None skips the check."""
+    table = read_table(path)
+    report = parse_rows(table.rows, known_stores)
+    report.encoding = table.encoding
+    return report
 
 
 def parse_technician_csv(data: bytes, known_stores: Collection[str] | None = None) -> ImportReport:
-    text, encoding = _decode(data)
-    first_line = text.split("\n", 1)[0]
-    delimiter = "\t" if "\t" in first_line and "," not in first_line else ","
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
-    report = parse_rows(rows, known_stores)
-    report.encoding = encoding
+    table = read_csv(data)
+    report = parse_rows(table.rows, known_stores)
+    report.encoding = table.encoding
     return report
 
 
 def parse_technician_xlsx(data: bytes, known_stores: Collection[str] | None = None) -> ImportReport:
-    import openpyxl  # lazy: only the import command needs it
-
-    try:
-        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many unrelated types for a broken file
-        raise TechnicianFileError(f"无法读取 Excel 文件：{exc}") from exc
-    try:
-        sheet = workbook.worksheets[0]
-        rows = [list(row) for row in sheet.iter_rows(values_only=True)]
-    finally:
-        workbook.close()
-    return parse_rows(rows, known_stores)
+    return parse_rows(read_xlsx(data), known_stores)
 
 
 def parse_rows(rows: Sequence[Sequence[Any]], known_stores: Collection[str] | None = None) -> ImportReport:
@@ -169,7 +155,7 @@ def parse_rows(rows: Sequence[Sequence[Any]], known_stores: Collection[str] | No
     stores = None if known_stores is None else set(known_stores)
     first_row_of: dict[str, int] = {}
     for offset, raw in enumerate(rows[1:], start=2):
-        cells = {key: _cell_text(raw[i]) if i < len(raw) else "" for key, i in columns.items()}
+        cells = {key: cell_text(raw[i]) if i < len(raw) else "" for key, i in columns.items()}
         if not any(cells.values()):
             continue  # blank line (Excel leaves many)
         report.rows_read += 1
@@ -181,51 +167,16 @@ def parse_rows(rows: Sequence[Sequence[Any]], known_stores: Collection[str] | No
     return report
 
 
-def _decode(data: bytes) -> tuple[str, str]:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16"), "utf-16"  # Excel's "Unicode text" export
-    try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        # GB18030 is a superset of GBK/GB2312: what Chinese Excel writes for "CSV".
-        return data.decode("gb18030"), "gbk"
-    except UnicodeDecodeError as exc:
-        raise TechnicianFileError("无法识别文件编码，请保存为 UTF-8 或 GBK 编码的 CSV") from exc
-
-
 def _map_header(header: Sequence[Any], report: ImportReport) -> dict[str, int]:
-    columns: dict[str, int] = {}
-    for i, title in enumerate(header):
-        text = "" if title is None else str(title).strip().lstrip("\ufeff")
-        if not text:
-            continue
-        key = _ALIAS_TO_FIELD.get(text.lower())
-        if key is None:
-            report.ignored_columns.append(text)
-        elif key in columns:
-            message = f"列重复：“{text}”与第 {columns[key] + 1} 列都是{COLUMN_LABELS[key]}"
-            report.errors.append(RowError(1, text, message))
-        else:
-            columns[key] = i
+    found = map_header(header, _ALIAS_TO_FIELD, COLUMN_LABELS)
+    columns = found.columns
+    report.ignored_columns.extend(found.ignored)
+    report.errors.extend(RowError(1, text, message) for _, text, message in found.duplicates)
     for key in REQUIRED_COLUMNS:
         if key not in columns:
             aliases = "/".join(COLUMNS[key][:2])
             report.errors.append(RowError(1, COLUMN_LABELS[key], f"缺少必需的列：{aliases}"))
     return columns
-
-
-def _cell_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "是" if value else "否"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # Excel stores 工号 1001 and phone numbers as 1001.0
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value).strip()
 
 
 def _split(text: str) -> frozenset[str]:
@@ -260,8 +211,8 @@ def _parse_row(
         fail("store", f"门店“{store}”不存在")
 
     lat_text, lng_text = cells.get("lat", ""), cells.get("lng", "")
-    lat = _coordinate(lat_text, "lat", 90.0, fail)
-    lng = _coordinate(lng_text, "lng", 180.0, fail)
+    lat = _coordinate(lat_text, "lat", fail)
+    lng = _coordinate(lng_text, "lng", fail)
     if bool(lat_text) != bool(lng_text):
         fail("lng" if lat_text else "lat", "经纬度必须同时填写或同时留空")
 
@@ -307,17 +258,10 @@ def _parse_row(
     return record, errors
 
 
-def _coordinate(text: str, key: str, limit: float, fail: Callable[[str, str], None]) -> float | None:
+def _coordinate(text: str, key: str, fail: Callable[[str, str], None]) -> float | None:
     if not text:
         return None
-    label = "纬度" if key == "lat" else "经度"
-    try:
-        value = float(text)
-    except ValueError:
-        fail(key, f"{label}不是数字：{text}")
-        return None
-    if not math.isfinite(value) or abs(value) > limit:
-        hint = "（疑似经纬度填反）" if key == "lat" and math.isfinite(value) and abs(value) <= 180.0 else ""
-        fail(key, f"{label}超出范围（±{limit:g}）：{text}{hint}")
-        return None
+    value, problem = parse_coordinate(text, key)
+    if problem is not None:
+        fail(key, problem)
     return value

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
@@ -88,10 +88,13 @@ class ArqTimerAlarm:
 
     async def enqueue_one(self, timer_id: int, generation: int, due_at: datetime) -> bool:
         """True when a job was enqueued, False when it already exists (or Redis failed)."""
+        # arq expires a job one day after it is due: an alarm for a timer overdue by more than that
+        # would be born expired (Redis: "invalid expire time"). Overdue means due now.
+        defer_until = max(due_at, datetime.now(UTC)) + _ROUNDING
         try:
             job = await self.redis.enqueue_job(
                 FIRE_FUNCTION, timer_id, generation, _job_id=timer_job_id(timer_id, generation),
-                _queue_name=self.queue_name, _defer_until=due_at + _ROUNDING,
+                _queue_name=self.queue_name, _defer_until=defer_until,
             )
         except Exception:  # Redis down must not fail a committed command; the sweep recovers
             log.warning("could not enqueue timer %s:%s; the sweep will fire it", timer_id, generation, exc_info=True)

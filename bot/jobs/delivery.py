@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from datetime import timedelta
 
 from core.errors import DeliveryRejected, DeliveryRetryLater
 from core.inbound import InboundMessage
 from core.ports import ChannelSender, OutboundDelivery
+from core.wakeups import wait_for_event
 from storage.inbox import SqlInbox
 from storage.outbox import ClaimedDelivery, SqlOutbox, offer_ticket
 from storage.sqlite.session import let_others_run
@@ -113,7 +113,7 @@ class OutboxDispatcher:
         self.wake = asyncio.Event()
 
     async def run_once(self) -> int:
-        await self.outbox.requeue_stuck()
+        # Rows a dead sender left "sending" are claimed again once due (no separate requeue pass).
         claimed = await self.outbox.claim_due(set(self.senders))
         if claimed:
             await asyncio.gather(*(self._deliver(item) for item in claimed))
@@ -147,12 +147,15 @@ class OutboxDispatcher:
             return
         card = item.notification.card
         card_id = card.id if card else item.notification.replaces_card_id
-        if card_id and receipt.card_ref:
-            await self.outbox.remember_card_ref(card_id, item.channel, receipt.card_ref)
+        # One transaction (a member of the group commit) for the mark and the card's reference.
         await self.outbox.mark_sent(item.outbox_id, receipt.external_message_id,
-                                    offer_of=offer_ticket(item.notification))
+                                    offer_of=offer_ticket(item.notification),
+                                    card_ref=(card_id, item.channel, receipt.card_ref)
+                                    if card_id and receipt.card_ref else None)
 
     async def _external_id(self, item: ClaimedDelivery) -> str | None:
+        if item.resolved:  # read with the claim
+            return item.external_id
         return await self.outbox.external_id(item.recipient_id, item.channel)
 
     async def run_forever(self, idle_s: float = 0.5) -> None:
@@ -163,6 +166,5 @@ class OutboxDispatcher:
                 log.exception("outbox loop error")
                 busy = 0
             if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=idle_s)
+                await wait_for_event(self.wake, idle_s)
                 self.wake.clear()

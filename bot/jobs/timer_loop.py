@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from core.errors import TicketbotError
 from core.service import SYSTEM_ACTOR, TicketService
 from core.timers import FireTimer
+from core.wakeups import wait_for_event
 from storage.timer_store import SqlTimerStore
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,5 @@ class InProcessTimerEngine:
             sleep = self.max_sleep_s
             if next_due is not None:
                 sleep = max(0.0, min(sleep, (next_due - self.service.clock.now()).total_seconds()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=sleep)
+            await wait_for_event(self.wake, sleep)
             self.wake.clear()

@@ -15,7 +15,6 @@ the classifiers after the commit, so no transaction (on SQLite: the write lock) 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -25,6 +24,8 @@ from bot.rules.dry_run import DryRunPlan
 from bot.rules.rulebook import RULES_KIND, rules_from_payload, shipped_rules, stored_rules
 from core.errors import InvalidInput, NotFound
 from core.model import Role
+from core.pending_changes import pending_change as shared_pending_change
+from core.pending_changes import pending_kind as shared_pending_kind
 from core.service import Context, handles
 from nlp.errors import NlpError, RuleChangeError
 from nlp.rule_changes import apply_change, change_from_dict, change_to_dict, describe_change, is_high_risk
@@ -62,17 +63,12 @@ class Installed:
 
 
 def pending_kind(admin_id: str) -> str:
-    return PENDING_KIND_PREFIX + hashlib.sha256(admin_id.encode()).hexdigest()[:16]
+    return shared_pending_kind(PENDING_KIND_PREFIX, admin_id)
 
 
 async def pending_change(ctx: Context) -> dict[str, Any] | None:
-    """The actor's unconfirmed high-risk change, if it is still fresh."""
-    kind = pending_kind(ctx.actor.id)
-    rows = await ctx.uow.config_history(kind, limit=1)
-    if not rows or ctx.now - datetime.fromisoformat(rows[0]["created_at"]) > PENDING_TTL:
-        return None
-    payload = await ctx.uow.config_version(kind, rows[0]["version"])
-    return payload if payload and payload.get("state") == "pending" else None
+    """The actor's unconfirmed rules change, if it is still fresh."""
+    return await shared_pending_change(ctx, PENDING_KIND_PREFIX, PENDING_TTL)
 
 
 @handles(RunRuleCommand)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import text
 
 from bot.runtime import Runtime
+from core.masterdata.identifiers import mask_phone
+from core.model import Ticket
 from storage.database import compact_json
+from storage.unit_of_work import SqlUnitOfWork
 
 RUNTIME = web.AppKey("runtime", Runtime)
 # Answers are dumped with compact_json, as the playground's: Chinese as itself, so that
@@ -26,7 +31,9 @@ async def api_token_middleware(
 ) -> web.StreamResponse:
     token = request.app[RUNTIME].settings.api_token
     supplied = request.headers.get("Authorization", "")
-    if token and request.path.startswith("/api/") and not bearer_matches(supplied, token):
+    # /api/v1/ authenticates its own clients (bot/api_v1/auth.py; API_TOKEN is one of them there).
+    if token and request.path.startswith("/api/") and not request.path.startswith("/api/v1/") \
+            and not bearer_matches(supplied, token):
         return json_error(401, "unauthorized: send Authorization: Bearer <API_TOKEN>")
     return await handler(request)
 
@@ -63,18 +70,60 @@ async def list_tickets(request: web.Request) -> web.Response:
 
 async def get_ticket(request: web.Request) -> web.Response:
     number = request.match_info["number"].strip().upper()
-    async with request.app[RUNTIME].uow() as uow:
+    runtime = request.app[RUNTIME]
+    async with runtime.uow() as uow:
         ticket = await uow.get_ticket(number)
         if ticket is None:
             return json_error(404, f"ticket {number} not found")
         events = await uow.audit_for_ticket(number)
+        today = runtime.clock.now().astimezone(runtime.service.config.timezone).date()
+        master = await master_data_of(uow, ticket, today)
     body = ticket.to_public_dict()
+    body.update(master)
     body["audit"] = [
         {"seq": e.id, "at": e.at.isoformat(), "actor_id": e.actor_id, "kind": e.kind, "payload": e.payload,
          "hash": e.hash}
         for e in events
     ]
     return web.json_response(body, dumps=compact_json)
+
+
+async def master_data_of(uow: SqlUnitOfWork, ticket: Ticket, today: date) -> dict[str, Any]:
+    """`store`, `customer`, `asset`, `contract`, `location` of a ticket (CONTRACTS.md), each None when
+    unknown: the records as they are now (warranty and validity as of today), else the snapshot intake
+    took (core/masterdata/prefill.py). Phones only masked."""
+    md = uow.masterdata()
+    raw = ticket.data.get("masterdata")
+    facts: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    store = await md.get_store(ticket.store_id) if ticket.store_id else None
+    person = await uow.get_person(ticket.customer_id)
+    record = await md.get_customer(ticket.customer_id)
+    taken = facts.get("customer")
+    snapshot: dict[str, Any] = taken if isinstance(taken, dict) else {}
+    customer: dict[str, Any] | None = None
+    if person is not None or record is not None or snapshot:
+        phone = (record.phones[0] if record is not None and record.phones else None) or \
+            (person.phone if person is not None else None)
+        customer = {"id": ticket.customer_id,
+                    "name": record.name if record is not None else person.name if person is not None
+                    else snapshot.get("name"),
+                    "phone": mask_phone(phone) if phone else snapshot.get("phone")}
+    asset = await md.get_asset(ticket.asset_id) if ticket.asset_id else None
+    contract = facts.get("contract") if isinstance(facts.get("contract"), dict) else None
+    current = await md.get_contract(str(contract["number"])) if contract and contract.get("number") else None
+    lat, lng = ticket.site_lat, ticket.site_lng
+    address = facts.get("address")
+    return {
+        "store": {"code": store.code, "name": store.name, "address": store.address} if store is not None else None,
+        "customer": customer,
+        "asset": None if asset is None else {
+            "id": asset.id, "sn": asset.sn, "plate": asset.plate, "vin": asset.vin, "brand": asset.brand,
+            "model": asset.model, "warranty_end": asset.warranty_end.isoformat() if asset.warranty_end else None,
+            "in_warranty": asset.in_warranty(today)},
+        "contract": current.to_dict(today) if current is not None else contract,
+        "location": None if lat is None and not address else {
+            "lat": lat, "lng": lng, "address": address, "source": facts.get("location_source")},
+    }
 
 
 def add_routes(app: web.Application) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,6 +39,9 @@ class AuditKey:
     def mac(self, material: str) -> str:
         return hmac.digest(self._secret, material.encode("utf-8"), "sha256").hex()
 
+    def mac_bytes(self, material: bytes) -> str:
+        return hmac.digest(self._secret, material, "sha256").hex()
+
     def __repr__(self) -> str:
         return "AuditKey(***)"
 
@@ -49,8 +52,13 @@ class AuditKey:
         return hash(hashlib.sha256(self._secret).digest())
 
 
+# json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str), the encoder
+# built once: json.dumps builds one per call with these options, a third of the cost of a short event.
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return _CANONICAL.encode(value)
 
 
 def _material(*, prev_hash: str, seq: int, kind: str, actor_id: str, at: datetime, ticket_number: str | None,
@@ -170,52 +178,199 @@ def _seal_of(rows: Sequence[ChainRow]) -> ChainRow | None:
     return next((row for row in rows if row.kind == SEAL_KIND), None)
 
 
+_KEYED_MISMATCH = "内容哈希不匹配（记录被修改，或被不带密钥/用错误密钥重算）"
+MAX_LISTED = 1000  # problems about single events kept in full; beyond, only counted (memory stays flat)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where a verification got to with nothing wrong so far: events 1..seq link up to `hash`.
+
+    Written by `ticketbot audit verify --resume FILE` every few batches and read back by the next run
+    with the same FILE, which continues after `seq`. It carries a MAC under the audit key, so a
+    checkpoint nobody with the key wrote (one that would skip tampered events) is refused; and the
+    run that resumes checks that the event at `seq` still has `hash`.
+    """
+
+    seq: int
+    hash: str
+    count: int
+    legacy_until: int
+    sealed_by: int | None
+    at: datetime | None
+
+    def _material(self) -> str:
+        return canonical_json({"checkpoint": self.seq, "hash": self.hash, "count": self.count,
+                               "legacy_until": self.legacy_until, "sealed_by": self.sealed_by,
+                               "at": self.at.isoformat() if self.at else None})
+
+    def to_json(self, key: AuditKey) -> str:
+        return json.dumps({"seq": self.seq, "hash": self.hash, "count": self.count,
+                           "legacy_until": self.legacy_until, "sealed_by": self.sealed_by,
+                           "at": self.at.isoformat() if self.at else None, "mac": key.mac(self._material())})
+
+    @classmethod
+    def from_json(cls, text: str, key: AuditKey) -> Checkpoint:
+        """ValueError when it is not a checkpoint, or not one written under this key."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        try:
+            at = data["at"]
+            checkpoint = cls(int(data["seq"]), str(data["hash"]), int(data["count"]), int(data["legacy_until"]),
+                             None if data["sealed_by"] is None else int(data["sealed_by"]),
+                             datetime.fromisoformat(at) if at else None)
+            mac = str(data["mac"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"not a checkpoint ({type(error).__name__}: {error})") from None
+        if not hmac.compare_digest(mac, key.mac(checkpoint._material())):
+            raise ValueError("its MAC does not match under this AUDIT_KEY (written with another key, or edited)")
+        return checkpoint
+
+
+class ChainVerifier:
+    """`verify_chain` one batch at a time: memory does not grow with the chain.
+
+    `seal_seq`: the seq of the first seal event (`SEAL_KIND`) anywhere in the chain, or None; the
+    caller finds it first (one indexed lookup), since events before it are checked as unkeyed.
+    Without a seal and without a keyed head, whether the chain is an unsealed one from before keys
+    is only known at its end, so both hashes are computed until then.
+    """
+
+    def __init__(self, *, key: AuditKey, head: ChainHead | None, seal_seq: int | None,
+                 start: Checkpoint | None = None) -> None:
+        self.key, self.head, self.seal_seq = key, head, seal_seq
+        self.report = ChainReport()
+        self.expected_prev, self.expected_seq = GENESIS_HASH, 1
+        self.last_seq, self.last_hash, self.last_at = 0, GENESIS_HASH, None
+        if seal_seq is not None:
+            self.report.legacy_until, self.report.sealed_by = seal_seq - 1, seal_seq
+        self.maybe_unsealed = seal_seq is None and (head is None or head.mac is None)
+        self.all_legacy = True
+        self.keyed_failures = 0
+        self.unlisted = 0
+        # In the maybe-unsealed case the keyed failures are kept apart: dropped if it was unsealed.
+        self._pending: list[tuple[ChainProblem, bool]] = []
+        if start is not None:
+            self.report.count = start.count
+            self.expected_prev, self.expected_seq = start.hash, start.seq + 1
+            self.last_seq, self.last_hash, self.last_at = start.seq, start.hash, start.at
+
+    def _problem(self, problem: ChainProblem, keyed_failure: bool = False) -> None:
+        if len(self._pending) >= MAX_LISTED:
+            self.unlisted += 1
+            return
+        self._pending.append((problem, keyed_failure))
+
+    def feed(self, rows: Iterable[ChainRow]) -> None:
+        """The next rows, in seq order."""
+        last: ChainRow | None = None
+
+        def entries() -> Iterator[tuple[int, str, str, ChainRow | None]]:
+            nonlocal last
+            for row in rows:
+                last = row
+                yield row.seq, row.prev_hash, row.hash, row
+
+        self.feed_links(entries())
+        if last is not None:
+            self.report.last = last
+            self.last_at = last.at
+
+    def needs_row(self, seq: int) -> bool:
+        """Whether the event at `seq` must be given as a whole row to `feed_links` (it is checked
+        as unkeyed, or is the seal), rather than as a keyed hash the caller already found matching."""
+        return self.maybe_unsealed or seq <= self.report.legacy_until or seq == self.seal_seq
+
+    def feed_links(self, entries: Iterable[tuple[int, str, str, ChainRow | None]], last: ChainRow | None = None
+                   ) -> None:
+        """The next events as (seq, prev_hash, hash, row): `row` None when the caller already found
+        the keyed hash of this event matching (only where `needs_row` is false; see
+        storage/audit_verify.py, which checks with a cheaper encoding first); `last`: the last one."""
+        key, legacy_until, seal_seq = self.key, self.report.legacy_until, self.seal_seq
+        expected_prev, expected_seq = self.expected_prev, self.expected_seq
+        count = 0
+        for seq, prev_hash, hash_, row in entries:
+            count += 1
+            if seq != expected_seq:
+                self._problem(ChainProblem(expected_seq, f"缺少序号 {expected_seq}–{seq - 1} 的审计记录（被删除？）"))
+            if prev_hash != expected_prev:
+                self._problem(ChainProblem(seq, "前序哈希不匹配（记录被删除、插入或调换了顺序）"))
+            if row is None:
+                pass
+            elif self.maybe_unsealed:
+                if self.all_legacy and row.legacy_hash() != hash_:
+                    self.all_legacy = False
+                if row.keyed_hash(key) != hash_:
+                    self.keyed_failures += 1
+                    self._problem(ChainProblem(seq, _KEYED_MISMATCH), True)
+            elif seq <= legacy_until:
+                if row.legacy_hash() != hash_:
+                    self._problem(ChainProblem(seq, "内容哈希不匹配（记录被修改）"))
+            elif row.keyed_hash(key) != hash_:
+                self.keyed_failures += 1
+                self._problem(ChainProblem(seq, _KEYED_MISMATCH))
+            elif seq == seal_seq and row.payload != seal_payload(seq - 1, prev_hash):
+                self._problem(ChainProblem(seq, "封存记录的内容与它的位置不符"))
+            expected_prev, expected_seq = hash_, seq + 1
+        self.expected_prev, self.expected_seq = expected_prev, expected_seq
+        self.report.count += count
+        if count:
+            self.last_seq, self.last_hash = expected_seq - 1, expected_prev
+        if last is not None:
+            self.report.last, self.last_at = last, last.at
+
+    @property
+    def clean(self) -> bool:
+        """Nothing found so far, and nothing left undecided (a checkpoint may be written)."""
+        return not self._pending and not self.unlisted and not self.maybe_unsealed
+
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.last_seq, self.last_hash, self.report.count, self.report.legacy_until,
+                          self.report.sealed_by, self.last_at)
+
+    def finish(self) -> ChainReport:
+        report, head = self.report, self.head
+        unsealed = self.maybe_unsealed and report.count > 0 and self.all_legacy
+        problems = report.problems
+        if unsealed:
+            # Only plain SHA-256, no seal, no keyed head: a chain from before keys nobody sealed yet — or
+            # one recomputed by someone without the key. Neither proves anything.
+            report.legacy_until = self.last_seq
+            problems.append(ChainProblem(None, (
+                f"审计链没有用 AUDIT_KEY 封存：{report.count} 条记录只有普通 SHA-256 哈希，任何能写数据库的人都能重算。"
+                "若此库刚从旧版本升级，启动一次服务即可封存；若早已封存过，说明整条链被人不带密钥重写了")))
+            keyed_failures = 0
+        else:
+            keyed_failures = self.keyed_failures
+        problems.extend(p for p, keyed in self._pending if not (unsealed and keyed))
+        head_failed = False
+        last_seq, last_hash = self.last_seq, self.last_hash
+        if head is None:
+            if report.count:
+                problems.append(ChainProblem(None, "链头记录缺失（被删除？）"))
+        elif head.seq != last_seq or head.hash != last_hash:
+            problems.append(ChainProblem(
+                last_seq, f"链尾与记录的链头不一致（链头序号 {head.seq}，实际 {last_seq}）：末尾记录被删除？"))
+        elif not unsealed and (head.mac is None or not hmac.compare_digest(head.mac,
+                                                                           head_mac(self.key, head.seq, head.hash))):
+            head_failed = True
+            problems.append(ChainProblem(None, "链头的密钥签名不符：链头被改动（删除末尾记录后回退？）"))
+        if head_failed and keyed_failures and keyed_failures == report.count - report.legacy_until:
+            # Every keyed value fails, the first event after genesis or the seal too: more likely the wrong
+            # key than tampering with each of them.
+            problems.append(ChainProblem(None, "所有带密钥的哈希都不符：AUDIT_KEY 与写入这条链时的密钥不同？"))
+        if self.unlisted:
+            problems.append(ChainProblem(None, f"另有 {self.unlisted} 处单条记录的问题未逐条列出"))
+        return report
+
+
 def verify_chain(rows: Sequence[ChainRow], *, key: AuditKey, head: ChainHead | None) -> ChainReport:
     """Check rows (ordered by seq) link up from genesis to the recorded head, under `key`."""
-    report = ChainReport(count=len(rows), last=rows[-1] if rows else None)
     seal = _seal_of(rows)
-    unsealed = False
-    if seal is not None:
-        report.legacy_until, report.sealed_by = seal.seq - 1, seal.seq
-    elif rows and (head is None or head.mac is None) and all(r.legacy_hash() == r.hash for r in rows):
-        # Only plain SHA-256, no seal, no keyed head: a chain from before keys nobody sealed yet — or
-        # one recomputed by someone without the key. Neither proves anything.
-        unsealed, report.legacy_until = True, rows[-1].seq
-        report.problems.append(ChainProblem(None, (
-            f"审计链没有用 AUDIT_KEY 封存：{len(rows)} 条记录只有普通 SHA-256 哈希，任何能写数据库的人都能重算。"
-            "若此库刚从旧版本升级，启动一次服务即可封存；若早已封存过，说明整条链被人不带密钥重写了")))
-    problems = report.problems
-    keyed_failures, head_failed = 0, False
-    expected_prev, expected_seq = GENESIS_HASH, 1
-    for row in rows:
-        if row.seq != expected_seq:
-            problems.append(ChainProblem(expected_seq, f"缺少序号 {expected_seq}–{row.seq - 1} 的审计记录（被删除？）"))
-        if row.prev_hash != expected_prev:
-            problems.append(ChainProblem(row.seq, "前序哈希不匹配（记录被删除、插入或调换了顺序）"))
-        if row.seq <= report.legacy_until:
-            if row.legacy_hash() != row.hash:
-                problems.append(ChainProblem(row.seq, "内容哈希不匹配（记录被修改）"))
-        elif row.keyed_hash(key) != row.hash:
-            keyed_failures += 1
-            problems.append(ChainProblem(row.seq, "内容哈希不匹配（记录被修改，或被不带密钥/用错误密钥重算）"))
-        elif row is seal and row.payload != seal_payload(row.seq - 1, row.prev_hash):
-            problems.append(ChainProblem(row.seq, "封存记录的内容与它的位置不符"))
-        expected_prev, expected_seq = row.hash, row.seq + 1
-    last_seq, last_hash = (rows[-1].seq, rows[-1].hash) if rows else (0, GENESIS_HASH)
-    if head is None:
-        if rows:
-            problems.append(ChainProblem(None, "链头记录缺失（被删除？）"))
-    elif head.seq != last_seq or head.hash != last_hash:
-        problems.append(ChainProblem(
-            last_seq, f"链尾与记录的链头不一致（链头序号 {head.seq}，实际 {last_seq}）：末尾记录被删除？"))
-    elif not unsealed and (head.mac is None or not hmac.compare_digest(head.mac, head_mac(key, head.seq, head.hash))):
-        head_failed = True
-        problems.append(ChainProblem(None, "链头的密钥签名不符：链头被改动（删除末尾记录后回退？）"))
-    if head_failed and keyed_failures and keyed_failures == report.count - report.legacy_until:
-        # Every keyed value fails, the first event after genesis or the seal too: more likely the wrong
-        # key than tampering with each of them.
-        problems.append(ChainProblem(None, "所有带密钥的哈希都不符：AUDIT_KEY 与写入这条链时的密钥不同？"))
-    return report
+    verifier = ChainVerifier(key=key, head=head, seal_seq=seal.seq if seal is not None else None)
+    verifier.feed(rows)
+    return verifier.finish()
 
 
 def check_anchor(rows: Iterable[ChainRow], anchor: Anchor) -> list[ChainProblem]:

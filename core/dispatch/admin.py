@@ -236,7 +236,8 @@ async def _existing(directory: DispatchStore, person_id: str) -> TechnicianEntry
 async def _require_technician(directory: DispatchStore, person_id: str) -> TechnicianEntry:
     entry = await _existing(directory, person_id)
     if entry is None:
-        raise NotFound(f"没有工号为「{person_id}」的技师。发送「技师」查看名单。", person_id=person_id)
+        raise NotFound(f"没有工号为「{person_id}」的技师。发送「技师」查看名单；"
+                       "其他角色（主管、仓库、质检等）请用「人员 查看/修改 工号」。", person_id=person_id)
     return entry
 
 

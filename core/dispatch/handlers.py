@@ -352,7 +352,7 @@ async def _expire_offer(ctx: Context, ticket: Ticket | None, payload: dict[str, 
                    ticket=ticket)
     nxt = await offer_next(ctx, ticket, trigger="expired")
     following = f"已自动改派给 {nxt.name}" if nxt else "暂无其他可派技师，请人工派单"
-    for boss in await supervisors_of(ctx, offer["person_id"]):
+    for boss in await supervisors_of(ctx, offer["person_id"], ticket):
         await ctx.tell(boss.id, f"工单 {ticket.number} 派给 {offer.get('name') or offer['person_id']} 后 {minutes} 分钟"
                                 f"未响应，已标记「待复核」，{following}。", ticket=ticket)
 

@@ -55,6 +55,7 @@ LOAD_STATES = frozenset({S.DISPATCHED, S.ACCEPTED, S.CHECKED_IN, S.IN_PROGRESS, 
 ACCEPTED_WINDOW = timedelta(days=3)
 ACCEPTED_KIND = "offer_accepted"
 DIRECTORY_KIND_PREFIX = "technician"  # technician_added, technician_updated, technicians_imported ...
+DIRECTORY_KINDS = frozenset({"people_imported"})  # master data (core/masterdata/imports.py) names person_ids too
 CONFIG_KIND, POLICY_KIND = "config_changed", "dispatch"  # a new dispatch policy version
 RATING_KINDS = frozenset({"signed_off"})  # core.lifecycle.signoff records the customer's rating with this event
 MAX_CATCH_UP_EVENTS = 5000  # further behind than this: a rebuild is cheaper
@@ -200,7 +201,7 @@ class LiveIndex:
             if event.kind == ACCEPTED_KIND:
                 self._add_acceptance(event.actor_id, event.at)
                 touched.add(event.actor_id)
-            elif event.kind.startswith(DIRECTORY_KIND_PREFIX):
+            elif event.kind.startswith(DIRECTORY_KIND_PREFIX) or event.kind in DIRECTORY_KINDS:
                 reload.update(_people_named(event.payload))
             elif event.kind == CONFIG_KIND and event.payload.get("kind") == POLICY_KIND:
                 self._policy = None

@@ -22,6 +22,8 @@ from core.dispatch.live import live_index
 from core.dispatch.store import DispatchStore
 from core.errors import InvalidInput
 from core.lifecycle.rework import REWORK_OFFER_NOTE, returned_for_rework
+from core.masterdata.identifiers import mask_phone
+from core.masterdata.org import supervisor_chain
 from core.model import Person, Role, Ticket, TicketStatus
 from core.service import Context
 
@@ -48,7 +50,9 @@ class Place:
     text: str
     site: GeoPoint | None
     store: GeoPoint | None
-    customer: str  # the customer's name, for the offer card
+    customer: str  # the customer's name and masked phone, for the offer card
+    # Master-data facts for the card (asset, its last tickets, warranty/contract): (label, value).
+    facts: tuple[tuple[str, str], ...] = ()
 
 
 def iso(at: datetime) -> str:
@@ -107,17 +111,56 @@ def _point(lat: float | None, lng: float | None) -> GeoPoint | None:
 
 
 async def place_of(ctx: Context, ticket: Ticket, directory: DispatchStore) -> Place:
-    """The site when the customer shared one, else the customer's store (distance fallback)."""
+    """The site when known (shared, from the customer's address), else the ticket's store (master
+    data), else the customer's store (distance fallback); with the asset facts for the card."""
     site = _point(ticket.site_lat, ticket.site_lng)
     customer = await ctx.uow.get_person(ticket.customer_id)
-    store = await directory.store(customer.store_id) if customer and customer.store_id else None
+    store_id = ticket.store_id or (customer.store_id if customer else None)
+    store = await directory.store(store_id) if store_id else None
+    raw = ticket.data.get("masterdata")
+    facts: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    address = str(facts.get("address") or "")
     if site is not None:
-        text = f"现场位置（{site.lat:.5f}, {site.lng:.5f}）"
+        text = (f"{address}（{site.lat:.5f}, {site.lng:.5f}）" if address
+                else f"现场位置（{site.lat:.5f}, {site.lng:.5f}）")
+    elif address:
+        text = f"{address}（未定位）"
     elif store is not None:
         text = f"{store.name}" + (f"（{store.address}）" if store.address else "")
     else:
         text = "未提供（请电话联系客户确认）"
-    return Place(text, site, store.position if store else None, customer.name if customer else ticket.customer_id)
+    who = customer.name if customer else ticket.customer_id
+    if customer and customer.phone:
+        who += f"（{mask_phone(customer.phone)}）"  # the full number only once accepted
+    return Place(text, site, store.position if store else None, who, await asset_facts(ctx, ticket, facts))
+
+
+async def asset_facts(ctx: Context, ticket: Ticket, facts: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """设备 / 维修记录 / 保修 lines of the offer card, from the ticket's master-data facts."""
+    out: list[tuple[str, str]] = []
+    asset = facts.get("asset") if isinstance(facts.get("asset"), dict) else None
+    if ticket.subject or asset:
+        line = (asset or {}).get("display_id") or ticket.subject
+        kind = " ".join(str(x) for x in ((asset or {}).get("brand"), (asset or {}).get("model")) if x)
+        out.append(("设备", f"{line}｜{kind}" if kind else str(line)))
+    if ticket.asset_id:
+        earlier = [t for t in await ctx.uow.masterdata().recent_tickets_of_asset(ticket.asset_id, limit=4)
+                   if t.number != ticket.number][:3]
+        tz = ctx.config.timezone
+        out.append(("维修记录", "；".join(
+            f"{t.number} {t.created_at.astimezone(tz):%Y-%m-%d} {t.category or '待分诊'} {t.status.label}"
+            for t in earlier) or "无"))
+    status = []
+    warranty = facts.get("warranty")
+    if isinstance(warranty, dict) and warranty.get("end"):
+        status.append(f"在保至{warranty['end']}" if warranty.get("in_warranty") else "已过保")
+    contract = facts.get("contract")
+    if isinstance(contract, dict) and contract.get("number"):
+        status.append(f"合同 {contract['number']} " + (f"有效至{contract.get('valid_to')}" if contract.get("valid")
+                                                      else f"已于{contract.get('valid_to')}到期"))
+    if status:
+        out.append(("保修/合同", "｜".join(status)))
+    return tuple(out)
 
 
 def request_for(ticket: Ticket, place: Place, *, excluded: bool = True) -> DispatchRequest:
@@ -126,8 +169,15 @@ def request_for(ticket: Ticket, place: Place, *, excluded: bool = True) -> Dispa
         category=ticket.category or "",
         site=place.site,
         store=place.store,
-        excluded_person_ids=frozenset(excluded_ids(ticket)) if excluded else frozenset(),
+        excluded_person_ids=(frozenset(excluded_ids(ticket)) if excluded else frozenset()) | left_ids(ticket),
     )
+
+
+def left_ids(ticket: Ticket) -> frozenset[str]:
+    """Technicians deactivated while holding this ticket (core/dispatch/release.py): never offered it again,
+    not even when a supervisor overrides the declines (the candidate index learns of them only later)."""
+    state = ticket.data.get("dispatch")
+    return frozenset(state.get("left") or []) if isinstance(state, dict) else frozenset()
 
 
 def tech_label(name: str) -> str:
@@ -147,6 +197,15 @@ def distance_text(candidate: RankedCandidate) -> str:
     return f"距{where}约 {candidate.distance_km:.1f} 公里"
 
 
+def offer_distance(candidate: RankedCandidate) -> str:
+    """The technician's distance to the job, when both positions are known ("距您 3.2 公里")."""
+    if candidate.distance_km is None or candidate.position_used is None:
+        return ""
+    if candidate.site_source is SiteSource.SITE:
+        return f"距您 {candidate.distance_km:.1f} 公里"
+    return f"距门店 {candidate.distance_km:.1f} 公里（现场位置未知）"
+
+
 def offer_card(card_id: str, ticket: Ticket, candidate: RankedCandidate, place: Place, expires_local: str,
                note: str = "") -> Card:
     return Card(
@@ -160,6 +219,9 @@ def offer_card(card_id: str, ticket: Ticket, candidate: RankedCandidate, place: 
             ("地点", place.text),
             ("分类", ticket.category or "—"),
             ("优先级", f"{ticket.priority}｜{ticket.impact}"),
+            # Master data (issue 20); WeCom shows six facts, the rest go to the card's text.
+            *((("距离", distance),) if (distance := offer_distance(candidate)) else ()),
+            *place.facts,
             ("为什么派给您", score_line(candidate)),
             ("接单时限", f"{expires_local} 前"),
         ),
@@ -179,15 +241,12 @@ async def person_name(ctx: Context, person_id: str | None) -> str:
     return person.name if person else person_id
 
 
-async def supervisors_of(ctx: Context, person_id: str | None) -> list[Person]:
-    """A technician's direct supervisor, else every supervisor."""
-    if person_id:
-        person = await ctx.uow.get_person(person_id)
-        if person and person.supervisor_id:
-            boss = await ctx.uow.get_person(person.supervisor_id)
-            if boss and boss.active:
-                return [boss]
-    return await ctx.uow.list_people(Role.SUPERVISOR)
+async def supervisors_of(ctx: Context, person_id: str | None, ticket: Ticket | None = None) -> list[Person]:
+    """A technician's direct supervisor, else the ticket's store's supervisors, else every supervisor
+    (core/masterdata/org.py `supervisor_chain`)."""
+    if person_id is None and ticket is None:
+        return await ctx.uow.list_people(Role.SUPERVISOR)
+    return await supervisor_chain(ctx, ticket, person_id or None)
 
 
 async def offer_next(ctx: Context, ticket: Ticket, *, trigger: str) -> RankedCandidate | None:
@@ -285,7 +344,7 @@ async def stall(ctx: Context, ticket: Ticket, place: Place, version: int, *, tri
     facts = (("分类", ticket.category or "—"), ("故障", ticket.description[:60]), ("地点", place.text),
              ("已拒单/超时", "、".join(names) or "无"))
     hint = f"也可以发送「转派 {ticket.number} 工号」指定任意技师；发送「测试派单 {ticket.number}」查看排除原因。"
-    for boss in await supervisors_of(ctx, previous):
+    for boss in await supervisors_of(ctx, previous, ticket):
         await ctx.send_card(boss.id, pick_card(ctx.new_card_id(PICK_PREFIX), ticket, facts, choices, hint))
     await ctx.tell(ticket.customer_id, f"您的工单 {ticket.number} 暂时没有可以接单的技师，已通知主管人工安排，请稍候。",
                    ticket=ticket)

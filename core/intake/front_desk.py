@@ -51,6 +51,11 @@ async def customer_for(ctx: Context, ref: str) -> tuple[Person, bool]:
         found = [p for p in await ctx.uow.people_by_phone(phone) if p.role is Role.CUSTOMER]
         if found:
             return found[0], False
+        # A customer's second or third phone lives in master data only (people.phone holds the first).
+        for record in await ctx.uow.masterdata().customers_by_phone(phone):
+            holder = await ctx.uow.get_person(record.id)
+            if holder is not None and holder.role is Role.CUSTOMER and holder.active:
+                return holder, False
         customer = Person(id=f"c-{uuid.uuid4().hex[:16]}", name=f"客户{phone[-4:]}", role=Role.CUSTOMER,
                           phone=phone, preferred_channel="local")
         # Audited with the ticket it is made for (ticket_created: customer_created), not here: an audit

@@ -22,7 +22,8 @@ from typing import Any
 
 from core.intake.limits import IntakeLimits
 from core.intake.urgency import DEPARTMENT, PLANT, URGENT, detect_urgency
-from core.model import Person, Role, Ticket, TicketStatus
+from core.masterdata.org import supervisor_chain
+from core.model import Person, Ticket, TicketStatus
 from core.service import Context
 
 S = TicketStatus
@@ -53,8 +54,11 @@ def _same_words(a: str, b: str) -> bool:
     return "".join(a.split()).casefold() == "".join(b.split()).casefold()
 
 
-def match_of(ticket: Ticket, text: str, category: str | None, asset: str) -> str | None:
-    """How a new report matches an open ticket, None when it does not."""
+def match_of(ticket: Ticket, text: str, category: str | None, asset: str, asset_id: str | None = None) -> str | None:
+    """How a new report matches an open ticket, None when it does not. `asset_id`: the master-data
+    asset the report names (two spellings of one SN are one asset)."""
+    if asset_id and ticket.asset_id:
+        return "asset" if asset_id == ticket.asset_id else None
     subject = ticket.subject.strip()
     if asset and subject:
         return "asset" if asset.casefold() == subject.casefold() else None
@@ -66,13 +70,13 @@ def match_of(ticket: Ticket, text: str, category: str | None, asset: str) -> str
 
 
 def find_repeat(recent: list[Ticket], text: str, category: str | None, asset: str, limits: IntakeLimits,
-                now: datetime) -> Repeat | None:
+                now: datetime, *, asset_id: str | None = None) -> Repeat | None:
     """The open ticket among the customer's `recent` ones (newest first) that this report repeats."""
     if limits.follow_up_window <= timedelta(0):
         return None
     since = now - limits.follow_up_window
     found = [Repeat(t, m) for t in recent if t.status in OPEN_STATES and t.created_at >= since
-             and (m := match_of(t, text, category, asset)) is not None]
+             and (m := match_of(t, text, category, asset, asset_id)) is not None]
     # The strongest match, then the newest ticket (min keeps the first of equals).
     return min(found, key=lambda r: MATCH_ORDER.index(r.match)) if found else None
 
@@ -124,7 +128,7 @@ async def record_follow_up(ctx: Context, repeat: Repeat, text: str, limits: Inta
     if tell_staff:
         told = await _tell_staff(ctx, ticket, text)
     if escalate:
-        for boss in await ctx.uow.list_people(Role.SUPERVISOR):
+        for boss in await supervisor_chain(ctx, ticket):
             await ctx.tell(boss.id, f"工单 {ticket.number} 的客户补充说明提到紧急或影响范围扩大：{text[:120]}\n"
                            f"当前为 {ticket.priority}×{ticket.impact}，如需调整请发送「优先级 {ticket.number} 紧急」"
                            f"或「影响 {ticket.number} 部门/全厂」。", ticket=ticket)
@@ -147,7 +151,7 @@ async def _tell_staff(ctx: Context, ticket: Ticket, text: str) -> str:
         await ctx.tell(ticket.assignee_id, f"客户对工单 {ticket.number} 补充说明：{text[:200]}", ticket=ticket)
         return "并转告技师"
     if ticket.status is S.TRIAGE:
-        for boss in await ctx.uow.list_people(Role.SUPERVISOR):
+        for boss in await supervisor_chain(ctx, ticket):
             await ctx.tell(boss.id, f"待分诊工单 {ticket.number} 客户补充说明：{text[:200]}", ticket=ticket)
         return "并转告主管"
     return ""
@@ -174,7 +178,7 @@ async def limit_reached(ctx: Context, customer: Person, text: str, limits: Intak
     if noticed is None or noticed < since:
         newest.data["report_limit"] = {"noticed_at": _iso(ctx.now)}
         await ctx.uow.save_ticket(newest)
-        for boss in await ctx.uow.list_people(Role.SUPERVISOR):
+        for boss in await supervisor_chain(ctx, newest):
             await ctx.tell(boss.id, f"客户 {customer.name}（{customer.id}）报修过于频繁：{minutes} 分钟内已建 "
                            f"{len(recent)} 张工单（{'、'.join(numbers)}），之后的报修暂未建单并已记录，"
                            "如有需要请联系客户。", ticket=newest)

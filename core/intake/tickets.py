@@ -17,6 +17,7 @@ from core.commands import (
     SplitFollowUp,
 )
 from core.errors import Conflict, InvalidInput, NotAllowed, NotFound
+from core.intake.details import LOCATION_QUESTION, consume_pending, pending_details
 from core.intake.front_desk import customer_for, masked, reachable_in_chat
 from core.intake.limits import intake_limits
 from core.intake.reports import (
@@ -29,6 +30,8 @@ from core.intake.reports import (
     record_follow_up,
 )
 from core.intake.urgency import Urgency, detect_urgency, intake_priority
+from core.masterdata.org import supervisor_chain
+from core.masterdata.prefill import MASTERDATA, Facts, prefill, recognise
 from core.model import ROLE_LABELS, Person, Role, Ticket, TicketStatus
 from core.repository import StoredCard
 from core.service import DEFAULT_STAGE, Context, add_staged, handles
@@ -131,20 +134,38 @@ async def receive_report(ctx: Context, customer: Person, cmd: ReportFault, *, ne
     back = lookback(limits)
     if back is not None:
         await ctx.uow.lock_person(customer.id)  # first: a customer's reports are counted one after another
+    # Master data before the repeat check: a repeat names the same normalised asset (core/masterdata/prefill.py).
+    pending = await pending_details(ctx, customer.id) if registered_by is None else None
+    found = await recognise(ctx.uow.masterdata(), customer, text,
+                            asset or str((pending or {}).get("asset") or ""))
+    asset = found.subject or asset
+    if back is not None:
         recent = await ctx.uow.recent_tickets(customer.id, ctx.now - back)
-        repeat = None if cmd.new_problem else find_repeat(recent, text, analysis.category, asset, limits, ctx.now)
+        repeat = None if cmd.new_problem else find_repeat(recent, text, analysis.category, asset, limits, ctx.now,
+                                                          asset_id=found.asset.id if found.asset else None)
         if repeat is not None:
             return await record_follow_up(ctx, repeat, text, limits, new_problem_hint=new_problem_hint,
                                           registered_by=registered_by)
         # Staff registering at the front desk are accountable (audited) and serve a queue of walk-ins.
         if registered_by is None and await limit_reached(ctx, customer, text, limits, recent):
             return None
-    return await create_ticket(ctx, customer, cmd, text, analysis, said, asset, registered_by=registered_by,
-                               customer_created=customer_created)
+    lat, lng = cmd.lat, cmd.lng
+    location = (pending or {}).get("location")
+    if (lat is None or lng is None) and isinstance(location, dict):
+        lat, lng = location.get("lat"), location.get("lng")
+    facts = await prefill(ctx.uow.masterdata(), customer, found, lat=lat, lng=lng,
+                          today=ctx.now.astimezone(ctx.config.timezone).date())
+    if registered_by is not None:
+        facts.store_id = facts.store_id or registered_by.store_id  # registered at the counter of that store
+    ticket = await create_ticket(ctx, customer, cmd, text, analysis, said, facts, registered_by=registered_by,
+                                 customer_created=customer_created)
+    if pending is not None:  # its row after the audit chain's head, the lock order of core/timers.py
+        await consume_pending(ctx, customer.id)
+    return ticket
 
 
 async def create_ticket(ctx: Context, customer: Person, cmd: ReportFault, text: str, analysis: Any, said: Urgency,
-                        asset: str, *, registered_by: Person | None, customer_created: bool) -> Ticket:
+                        facts: Facts, *, registered_by: Person | None, customer_created: bool) -> Ticket:
     local_day = ctx.now.astimezone(ctx.config.timezone).date()
     seq = await ctx.uow.next_ticket_sequence(local_day)
     number = format_number(ctx.config.number_prefix, local_day.strftime("%Y%m%d"), seq)
@@ -159,6 +180,9 @@ async def create_ticket(ctx: Context, customer: Person, cmd: ReportFault, text: 
     }
     if registered_by is not None:
         data["front_desk"] = {"by": registered_by.id, "at": ctx.now.isoformat(), "customer_created": customer_created}
+    # Asked once, in the answer below, when nothing says where the job is (core/intake/details.py).
+    ask_location = not facts.site_known and registered_by is None
+    data[MASTERDATA] = {**facts.data, "location_asked": ask_location}
     ticket = Ticket(
         number=number,
         customer_id=customer.id,
@@ -167,12 +191,14 @@ async def create_ticket(ctx: Context, customer: Person, cmd: ReportFault, text: 
         created_at=ctx.now,
         updated_at=ctx.now,
         category=analysis.category,
-        subject=asset,
+        subject=facts.subject,
         # priority and impact as the customer states them, unless given
         priority=cmd.priority or intake_priority(said, symptom=bool(analysis.keywords)),
         impact=cmd.impact or said.impact or "单用户",
-        site_lat=cmd.lat,
-        site_lng=cmd.lng,
+        site_lat=facts.site_lat,
+        site_lng=facts.site_lng,
+        store_id=facts.store_id,
+        asset_id=facts.asset_id,
         data=data,
     )
     ticket = await ctx.uow.add_ticket(ticket)
@@ -195,8 +221,9 @@ async def create_ticket(ctx: Context, customer: Person, cmd: ReportFault, text: 
         next_step = "您的问题已转给主管人工分诊，稍后会有专人联系您。"
         category_line = "故障分类：待人工分诊"
     if registered_by is None:
+        where = f"\n{LOCATION_QUESTION}" if ask_location else ""
         await ctx.tell(customer.id, f"已为您创建工单 {number}\n{category_line}\n{next_step}\n"
-                       "发送「进度」可随时查看工单状态。", ticket=ticket)
+                       f"发送「进度」可随时查看工单状态。{where}", ticket=ticket)
     else:
         if await reachable_in_chat(ctx, customer.id):
             await ctx.tell(customer.id, f"门店已为您登记工单 {number}（登记人：{registered_by.name}）\n"
@@ -209,7 +236,7 @@ async def create_ticket(ctx: Context, customer: Person, cmd: ReportFault, text: 
             f"完工后客户在自己的聊天中签字；没有聊天账号的客户，由技师发送「现场签字 {number}」当面签字。"),
             ticket=ticket)
     if not analysis.category:
-        for supervisor in await ctx.uow.list_people(Role.SUPERVISOR):
+        for supervisor in await supervisor_chain(ctx, ticket):
             await ctx.tell(supervisor.id, f"新工单 {number} 无法自动分类，请分诊：{ticket.description[:80]}",
                            ticket=ticket)
     for hook in _AFTER_CREATE:

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.cards import Notification
 from core.errors import InvalidInput, NotAllowed, NotFound
+from core.masterdata.org import supervisor_chain
 from core.model import Person, Role, Ticket, TicketStatus
 from core.service import Context, TicketService
 from core.workflow import Workflow, option
@@ -104,14 +105,9 @@ async def people_with_role(ctx: Context, role: Role) -> list[Person]:
 
 
 async def supervisors_for(ctx: Context, ticket: Ticket) -> list[Person]:
-    """The assignee's direct supervisor, else every supervisor."""
-    if ticket.assignee_id:
-        tech = await ctx.uow.get_person(ticket.assignee_id)
-        if tech and tech.supervisor_id:
-            boss = await ctx.uow.get_person(tech.supervisor_id)
-            if boss and boss.active:
-                return [boss]
-    return await people_with_role(ctx, Role.SUPERVISOR)
+    """The ticket's supervisor chain, first level (core/masterdata/org.py): the assignee's direct
+    supervisor, else the ticket's store's supervisors, every supervisor only as a last resort."""
+    return await supervisor_chain(ctx, ticket)
 
 
 TECHNICIAN_TITLE = "技师"

@@ -25,6 +25,7 @@ from core.lifecycle.common import (
     sync_workflow,
     technician_label,
 )
+from core.masterdata.prefill import identifier_of
 from core.model import Role, Ticket, TicketStatus
 from core.service import Context, handles
 
@@ -152,8 +153,20 @@ class FirstTimeFix:
 
 
 def asset_key(ticket: Ticket) -> str:
-    """The asset a ticket is about: its subject (plate, device number); without one, the customer."""
-    return ticket.subject.strip() or f"customer:{ticket.customer_id}"
+    """The normalised asset a ticket is about (issue 20): its master-data asset, else the identifier
+    intake read (`sn:`/`plate:`/`vin:` key), else its subject normalised the same way (so
+    `KFR-35GW/N8HR3` and `kfr35gw-n8hr3` are one unit); without any, the customer."""
+    if ticket.asset_id:
+        return f"asset:{ticket.asset_id}"
+    facts = ticket.data.get("masterdata")
+    read = facts.get("asset_key") if isinstance(facts, dict) else None
+    if isinstance(read, str) and read:
+        return read
+    subject = ticket.subject.strip()
+    if not subject:
+        return f"customer:{ticket.customer_id}"
+    found = identifier_of(subject)
+    return f"{found[0]}:{found[1]}" if found is not None else subject
 
 
 def _was_reworked(ticket: Ticket) -> bool:

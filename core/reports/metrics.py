@@ -178,13 +178,18 @@ class Stay:
     ongoing: bool
 
 
+def _entered(entry: tuple[datetime, TicketStatus]) -> datetime:
+    return entry[0]
+
+
 def stays(history: Mapping[str, Sequence[tuple[datetime, TicketStatus]]], now: datetime) -> list[Stay]:
     """Every stay in a non-final state; `history[number]` = [(entered_at, state), ...] in order."""
     out = []
+    closed, cancelled = TicketStatus.CLOSED, TicketStatus.CANCELLED  # `is`: is_open hashes the enum per call
     for number, entries in history.items():
-        ordered = sorted(entries, key=lambda e: e[0])
+        ordered = sorted(entries, key=_entered)
         for index, (entered, state) in enumerate(ordered):
-            if not state.is_open:
+            if state is closed or state is cancelled:
                 continue
             ongoing = index + 1 == len(ordered)
             left = now if ongoing else ordered[index + 1][0]
@@ -198,17 +203,20 @@ def waits(history: Mapping[str, Sequence[tuple[datetime, TicketStatus]]], now: d
 
 
 def blocked_top(history: Mapping[str, Sequence[tuple[datetime, TicketStatus]]], now: datetime, *,
-                state: TicketStatus | None = None, limit: int = 10) -> list[Stay]:
-    found = [s for s in waits(history, now) if state is None or s.state is state]
+                state: TicketStatus | None = None, limit: int = 10, found_waits: Sequence[Stay] | None = None
+                ) -> list[Stay]:
+    """`found_waits`: `waits(history, now)` when the caller has it already (render_report)."""
+    all_waits = waits(history, now) if found_waits is None else found_waits
+    found = [s for s in all_waits if state is None or s.state is state]
     found.sort(key=lambda s: (s.duration, s.number), reverse=True)
     return found[:limit]
 
 
-def blocked_totals(history: Mapping[str, Sequence[tuple[datetime, TicketStatus]]], now: datetime
-                   ) -> list[tuple[TicketStatus, timedelta, int]]:
+def blocked_totals(history: Mapping[str, Sequence[tuple[datetime, TicketStatus]]], now: datetime, *,
+                   found_waits: Sequence[Stay] | None = None) -> list[tuple[TicketStatus, timedelta, int]]:
     """(state, total time, stays) per non-final state, largest total first."""
     totals: dict[TicketStatus, tuple[timedelta, int]] = {}
-    for s in waits(history, now):
+    for s in waits(history, now) if found_waits is None else found_waits:
         total, count = totals.get(s.state, (timedelta(0), 0))
         totals[s.state] = (total + s.duration, count + 1)
     return sorted(((k, v[0], v[1]) for k, v in totals.items()), key=lambda item: item[1], reverse=True)
@@ -275,14 +283,15 @@ def render_report(
         lines.append(f"  待填写超时根因分析 {len(rca)} 项：" + "、".join(f"{n}({o})" for n, _, o in rca[:5]))
     title = f"四、阻塞时长 TOP10{f'（{state_filter.label}）' if state_filter else '（按状态）'}"
     lines.append(title)
-    top = blocked_top(history, now, state=state_filter)
+    found_waits = waits(history, now)
+    top = blocked_top(history, now, state=state_filter, found_waits=found_waits)
     if not top:
         lines.append("  无")
     for s in top:
         still = "（仍在此状态）" if s.ongoing else ""
         lines.append(f"  {s.number}｜{s.state.label}｜{format_duration(s.duration)}{still}")
     if state_filter is None:
-        totals = blocked_totals(history, now)[:5]
+        totals = blocked_totals(history, now, found_waits=found_waits)[:5]
         if totals:
             lines.append("  各状态累计：" + "、".join(f"{st.label} {format_duration(total)}/{n}次"
                                                 for st, total, n in totals))

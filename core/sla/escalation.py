@@ -2,12 +2,13 @@
 
   * reminder (SlaSettings.reminder_lead before): an urgent reminder to the handler — the assignee,
     or the supervisors while nobody is assigned — through the per-person digest;
-  * breach (at the deadline): an ESCALATION card (确认 / 转派) to the handler's direct supervisor
-    (Person.supervisor_id; fallback: every supervisor), an urgent note to the handler, a CC to the
+  * breach (at the deadline): an ESCALATION card (确认 / 转派) to the first level of the supervisor
+    chain (core/masterdata/org.py: the handler's direct supervisor, else the ticket's store's
+    supervisors, every supervisor only as a last resort), an urgent note to the handler, a CC to the
     quality group (Role.QUALITY) and a TASK card "超时根因分析" for the (first) supervisor with a
     required reason, nagged every `root_cause_remind_after` until it is filled in;
   * level 2 (`second_level_after` after the breach, if nobody pressed 确认 or 转派): an ESCALATION
-    card to the admins (the director).
+    card one level up the chain (the first level's own supervisors), else to the admins (the director).
 Timer handlers re-read the ticket and compare the deadline in their payload, so a stale alarm
 (the deadline moved, the track was met) does nothing.
 """
@@ -23,6 +24,7 @@ from core.dispatch.live import live_index
 from core.errors import Conflict, InvalidInput, NotFound
 from core.intake.tickets import card_handler
 from core.lifecycle.tasks import task_action
+from core.masterdata.org import supervisor_chain, supervisors_above
 from core.model import Person, Role, Ticket
 from core.repository import StoredCard
 from core.service import Context
@@ -67,13 +69,9 @@ async def handler_of(ctx: Context, ticket: Ticket) -> Person | None:
     return await ctx.uow.get_person(ticket.assignee_id) if ticket.assignee_id else None
 
 
-async def escalation_targets(ctx: Context, handler: Person | None) -> list[Person]:
-    """The handler's direct supervisor; without one (or unassigned): every supervisor."""
-    if handler is not None and handler.supervisor_id:
-        supervisor = await ctx.uow.get_person(handler.supervisor_id)
-        if supervisor is not None and supervisor.active:
-            return [supervisor]
-    return await ctx.uow.list_people(Role.SUPERVISOR)
+async def escalation_targets(ctx: Context, ticket: Ticket, handler: Person | None) -> list[Person]:
+    """The first level of the ticket's supervisor chain (core/masterdata/org.py)."""
+    return await supervisor_chain(ctx, ticket, handler)
 
 
 # --- reminder ---
@@ -86,7 +84,7 @@ async def _remind(ctx: Context, ticket: Ticket | None, payload: dict[str, Any], 
     due = parse_iso(current["due"])
     assert due is not None
     handler = await handler_of(ctx, ticket)
-    recipients = [handler] if handler is not None else await ctx.uow.list_people(Role.SUPERVISOR)
+    recipients = [handler] if handler is not None else await supervisor_chain(ctx, ticket, None)
     left = format_duration(max(due - ctx.now, timedelta(0)))
     item = ReminderItem(
         title=f"SLA 强提醒：{ticket.number} {TRACK_LABELS[track]}即将超时",
@@ -184,7 +182,7 @@ async def _breach(ctx: Context, ticket: Ticket | None, payload: dict[str, Any], 
     settings = ctx.config.sla
     current["breached_at"], current["met"] = iso(ctx.now), False
     handler = await handler_of(ctx, ticket)
-    targets = await escalation_targets(ctx, handler)
+    targets = await escalation_targets(ctx, ticket, handler)
     for person in targets:
         card = await escalation_card(ctx, ticket, track, handler, level=1)
         await ctx.send_card(person.id, card)
@@ -242,7 +240,9 @@ async def _level2(ctx: Context, ticket: Ticket | None, payload: dict[str, Any], 
     if current["ack_by"] or current["level2_at"] or current["met_at"] or current["due"] != payload.get("due"):
         return
     handler = await handler_of(ctx, ticket)
-    directors = await ctx.uow.list_people(Role.ADMIN)
+    # One level up the chain from whoever got the first card; the director when nobody is above.
+    directors = await supervisors_above(ctx, current.get("escalated_to") or []) or await ctx.uow.list_people(
+        Role.ADMIN)
     for person in directors:
         card = await escalation_card(ctx, ticket, track, handler, level=2)
         await ctx.send_card(person.id, card)

@@ -231,6 +231,8 @@ class FakeDingTalkGateway:
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self.connections = 0
+        # More routes on the same app (tests/fakes/directory.py: the oapi address book), added at start().
+        self.extra_routes: list[Callable[[web.Application], None]] = []
 
     # --- lifecycle ---
 
@@ -246,6 +248,8 @@ class FakeDingTalkGateway:
         app.router.add_post("/v1.0/robot/ding/send", self._ding)
         app.router.add_post("/v1.0/robot/messageFiles/download", self._media)
         app.router.add_get("/files/{code}", self._file)
+        for add_routes in self.extra_routes:
+            add_routes(app)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

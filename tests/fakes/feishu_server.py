@@ -129,6 +129,8 @@ class FakeFeishu:
         self.ws_disconnects = 0
         self._ws: web.WebSocketResponse | None = None
         self._ws_answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # More routes on the same app (tests/fakes/directory.py: contact v3), added at start().
+        self.extra_routes: list[Callable[[web.Application], None]] = []
 
     # --- failure switches ---
     def fail_next(
@@ -194,6 +196,8 @@ class FakeFeishu:
         app.router.add_post("/callback/ws/endpoint", self._ws_endpoint)
         app.router.add_get("/ws", self._ws_socket)
         app.middlewares.append(self._record)
+        for add_routes in self.extra_routes:
+            add_routes(app)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -77,6 +77,8 @@ class FakeWeCom:
     _runner: web.AppRunner | None = None
     _msgid: itertools.count = field(default_factory=lambda: itertools.count(1))
     base_url: str = ""
+    # More routes on the same app (tests/fakes/directory.py: the address book), added at start().
+    extra_routes: list[Any] = field(default_factory=list)
 
     # --- lifecycle ---
 
@@ -86,6 +88,8 @@ class FakeWeCom:
         app.router.add_post("/cgi-bin/message/send", self._send)
         app.router.add_post("/cgi-bin/message/update_template_card", self._update)
         app.router.add_get("/cgi-bin/media/get", self._media)
+        for add_routes in self.extra_routes:
+            add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -1,0 +1,194 @@
+"""Heavy reads off the event loop: 报表 and its sections (issue 24, "nothing blocks the loop").
+
+On SQLite the service's statements run inline on the event loop (storage/sqlite/inline.py), which is
+right for a unit of work's few microsecond statements and wrong for a report that reads ~80,000
+tickets and their trail at a million tickets: the whole service (intake, /healthz, the timers) would
+stop for as long. A thread is not enough either: it shares the interpreter lock with the loop, so a
+report computed in one takes up to half of the loop's time while it runs (and on a busy machine the
+loop waits for the lock whenever the OS deschedules the thread holding it).
+
+So a report job runs in a worker process (one for the whole service, started at the first report,
+spawned — not forked from a process with threads and an event loop — and kept; jobs take turns, at
+most one core), on a read-only connection of its own to the same SQLite file: WAL lets it read while
+the service writes, and it sees what was committed when each statement began. Only the job's
+arguments and its answer (the report's text) cross between the processes.
+
+On PostgreSQL (no synchronous driver is installed) and for an in-memory SQLite (which another
+connection cannot see), the job runs in a thread instead and hands each statement back to the loop,
+where it is awaited like any other (asyncpg does not block); there, cyclic garbage collection is
+paused while the job runs, since a collection stops every thread for as long as it walks the job's
+objects.
+
+A job is `job(execute, *args)`: a module-level function (it is pickled by reference), `execute(statement)`
+giving the rows of a Core statement typed as the service's own sessions type them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import multiprocessing
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy
+from sqlalchemy import Executable
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
+
+from storage.database import compact_json, parse_json, sqlite_path
+
+T = TypeVar("T")
+Execute = Callable[[Executable], Sequence[Any]]  # the rows (sqlalchemy Row) of a statement
+THREAD_NAME = "ticketbot-report"
+
+
+class ReportReads:
+    """Where the report jobs of one database run (see the module's docstring)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = weakref.ref(engine)  # the registry below is keyed by the engine: no strong reference
+        self.path = sqlite_path(engine.url.render_as_string(hide_password=False))
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def run(self, job: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        if self.path is not None:
+            for attempt in (1, 2):
+                try:
+                    return await loop.run_in_executor(_worker_process(), _in_worker, str(self.path.resolve()), job,
+                                                      args)
+                except BrokenProcessPool:  # the worker died (killed, out of memory): a new one, once
+                    _drop_worker_process()
+                    if attempt == 2:
+                        raise
+        thread = self._thread_executor()
+
+        def bridged(statement: Executable) -> Sequence[Any]:
+            return asyncio.run_coroutine_threadsafe(self._on_loop(statement), loop).result()
+
+        def in_thread() -> T:
+            with _no_cyclic_gc():
+                return job(bridged, *args)
+
+        return await loop.run_in_executor(thread, in_thread)
+
+    def _thread_executor(self) -> Executor:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
+            weakref.finalize(self, self._thread.shutdown, wait=False)
+        return self._thread
+
+    async def _on_loop(self, statement: Executable) -> Sequence[Any]:
+        engine = self._engine()
+        if engine is None:
+            raise RuntimeError("the database engine is gone")
+        async with engine.connect() as connection:
+            return (await connection.execute(statement)).all()
+
+
+# --- the worker process ---
+
+_PROCESS: ProcessPoolExecutor | None = None
+_PROCESS_LOCK = threading.Lock()
+
+
+def _worker_process() -> ProcessPoolExecutor:
+    global _PROCESS
+    with _PROCESS_LOCK:
+        if _PROCESS is None:
+            _PROCESS = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return _PROCESS
+
+
+def _drop_worker_process() -> None:
+    global _PROCESS
+    with _PROCESS_LOCK:
+        if _PROCESS is not None:
+            _PROCESS.shutdown(wait=False, cancel_futures=True)
+        _PROCESS = None
+
+
+def shutdown_worker_process() -> None:
+    """Stop the worker process (it also ends with this process)."""
+    _drop_worker_process()
+
+
+_ENGINES: dict[str, Engine] = {}  # in the worker: one read-only engine per database file
+
+
+def _in_worker(path: str, job: Callable[..., T], args: tuple[Any, ...]) -> T:
+    engine = _ENGINES.get(path)
+    if engine is None:
+        engine = _ENGINES[path] = read_only_sqlite(Path(path))
+    with engine.connect() as connection:
+        return job(direct(connection), *args)
+
+
+def direct(connection: Connection) -> Execute:
+    def execute(statement: Executable) -> Sequence[Any]:
+        return connection.execute(statement).all()
+
+    return execute
+
+
+def read_only_sqlite(path: Path) -> Engine:
+    """A synchronous engine reading the service's SQLite file (pysqlite: the same column types)."""
+    engine = sqlalchemy.create_engine(
+        f"sqlite:///file:{path.resolve()}?mode=ro&uri=true", poolclass=NullPool,
+        json_serializer=compact_json, json_deserializer=parse_json)
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=5000")
+        dbapi_connection.execute("PRAGMA temp_store=MEMORY")  # sorts of a large period in memory, not a file
+
+    return engine
+
+
+# --- the thread (PostgreSQL, in-memory SQLite) ---
+
+_GC_LOCK = threading.Lock()
+_GC_HOLDS = 0
+_GC_WAS_ENABLED = [True]
+
+
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a job builds its objects in the thread: a collection stops
+    every thread (the loop's too) for as long as it walks them, and finds nothing (they are freed by
+    reference counting). GC is per process: the loop's own garbage is collected after."""
+    global _GC_HOLDS
+    with _GC_LOCK:
+        if _GC_HOLDS == 0:
+            _GC_WAS_ENABLED[0] = gc.isenabled()
+            gc.disable()
+        _GC_HOLDS += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _GC_HOLDS -= 1
+            if _GC_HOLDS == 0 and _GC_WAS_ENABLED[0]:
+                gc.enable()
+
+
+_READS: weakref.WeakKeyDictionary[AsyncEngine, ReportReads] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def report_reads(runtime: Any) -> ReportReads:
+    """The report jobs of the runtime's database."""
+    engine: AsyncEngine = runtime.engine
+    with _LOCK:
+        reads = _READS.get(engine)
+        if reads is None:
+            reads = _READS[engine] = ReportReads(engine)
+        return reads

@@ -1,0 +1,99 @@
+"""The retention purge: closed tickets older than CUSTOMER_DATA_RETENTION_DAYS lose the customer's
+contact data (core/masterdata/privacy.py `scrub`; docs/masterdata.md, "Personal data").
+
+Run from the runtime's sweep loop at most once an hour. A pass walks the tickets that ended between
+the watermark and the cutoff one day at a time, each day two index ranges (`closed_at` for closed
+tickets, `(status, updated_at)` for cancelled ones), and scrubs them in commands of CHUNK tickets
+(each one transaction, audited per ticket). The watermark — everything that ended before it is done —
+is kept as a config version (at most one a day), so a restart does not walk a million scrubbed
+tickets again, and no query reads more than a day of ended tickets while the loop waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from core.masterdata.privacy import PurgeContactData
+from core.model import TicketStatus
+from core.service import SYSTEM_ACTOR, TicketService
+from storage.database import Sessions
+from storage.tables import TicketRow
+
+log = logging.getLogger(__name__)
+EVERY = timedelta(hours=1)
+CHUNK = 200
+WATERMARK_KIND = "privacy.retention_watermark"
+CANCELLED = TicketStatus.CANCELLED.value
+
+
+class RetentionPurge:
+    def __init__(self, sessions: Sessions, service: TicketService, retention_days: int) -> None:
+        self.sessions = sessions
+        self.service = service
+        self.retention_days = retention_days
+        self.last_run: datetime | None = None
+        self.done_until: datetime | None = None  # tickets ended before this are done
+
+    async def maybe_run(self, now: datetime) -> int:
+        if self.retention_days <= 0 or (self.last_run is not None and now - self.last_run < EVERY):
+            return 0
+        self.last_run = now
+        return await self.run(now)
+
+    async def run(self, now: datetime) -> int:
+        """One pass; returns how many tickets were scrubbed."""
+        cutoff = now - timedelta(days=self.retention_days)
+        stored = await self._stored_watermark()
+        start = self.done_until or stored or await self._oldest_end()
+        purged = 0
+        day = start
+        while day is not None and day < cutoff:
+            end = min(day + timedelta(days=1), cutoff)
+            numbers = await self._ended_between(day, end)
+            for first in range(0, len(numbers), CHUNK):
+                purged += int(await self.service.handle(
+                    PurgeContactData(tuple(numbers[first:first + CHUNK]), self.retention_days, cutoff),
+                    SYSTEM_ACTOR))
+            day = end
+            await asyncio.sleep(0)  # a first pass over years of history yields between days
+        self.done_until = cutoff
+        if stored is None or cutoff.date() != stored.date():
+            await self._store_watermark(cutoff)
+        if purged:
+            log.info("retention purge: contact data removed from %s closed tickets", purged)
+        return purged
+
+    async def _ended_between(self, start: datetime, end: datetime) -> list[str]:
+        closed = select(col(TicketRow.number)).where(col(TicketRow.closed_at) >= start,
+                                                     col(TicketRow.closed_at) < end)
+        cancelled = select(col(TicketRow.number)).where(col(TicketRow.status) == CANCELLED,
+                                                        col(TicketRow.updated_at) >= start,
+                                                        col(TicketRow.updated_at) < end)
+        async with self.sessions() as session:
+            found = [str(n) for n in (await session.execute(closed)).scalars()]
+            found += [str(n) for n in (await session.execute(cancelled)).scalars()]
+        return found
+
+    async def _oldest_end(self) -> datetime | None:
+        async with self.sessions() as session:
+            closed = (await session.execute(select(func.min(col(TicketRow.closed_at))))).scalar_one_or_none()
+            cancelled = (await session.execute(select(func.min(col(TicketRow.updated_at))).where(
+                col(TicketRow.status) == CANCELLED))).scalar_one_or_none()
+        found = [d for d in (closed, cancelled) if d is not None]
+        return min(found) if found else None
+
+    async def _stored_watermark(self) -> datetime | None:
+        async with self.service.uow_factory() as uow:
+            latest = await uow.latest_config(WATERMARK_KIND)
+        return datetime.fromisoformat(latest[1]["done_until"]) if latest else None
+
+    async def _store_watermark(self, until: datetime) -> None:
+        async with self.service.uow_factory() as uow:
+            await uow.save_config(WATERMARK_KIND, {"done_until": until.isoformat()}, actor_id=SYSTEM_ACTOR.id,
+                                  note="retention purge watermark", at=until)
+            await uow.commit()
