@@ -125,6 +125,8 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._unwatch_outbox: Callable[[], None] = lambda: None
         self.directory_job: DirectorySyncJob | None = None  # set by start()
+        # Absolute base of links sent to people (PUBLIC_BASE_URL); build_app sets it from the bind.
+        self.public_base_url = settings.public_base("127.0.0.1", 8080)
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.sessions, channels=self.channels)

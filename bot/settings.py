@@ -12,8 +12,18 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.settings_parts.console import ConsoleSettings
+from bot.settings_parts.customer_pages import CustomerPageSettings
+from bot.settings_parts.links import LinkSettings
+from bot.settings_parts.report_page import ReportPageSettings
+from bot.settings_parts.sms import SmsSettings
+from bot.settings_parts.wecom_kf import WecomKfSettings
 
-class Settings(BaseSettings):
+
+class Settings(LinkSettings, WecomKfSettings, SmsSettings, CustomerPageSettings, ReportPageSettings,
+               ConsoleSettings, BaseSettings):
+    """The groups of issues 21/22 live in bot/settings_parts/ (one module per capability)."""
+
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # --- storage and timers ---
@@ -130,6 +140,18 @@ class Settings(BaseSettings):
         return all(
             [self.wecom_corp_id, self.wecom_agent_id, self.wecom_secret, self.wecom_token, self.wecom_encoding_aes_key]
         )
+
+    @property
+    def wecom_kf_enabled(self) -> bool:
+        """微信客服: its own secret and account(s), on the WeCom app's callback (corp id, token, AES key)."""
+        return bool(self.wecom_kf_secret and self.wecom_kf_open_kfid.strip() and self.wecom_corp_id
+                    and self.wecom_token and self.wecom_encoding_aes_key)
+
+    def public_base(self, host: str, port: int) -> str:
+        """PUBLIC_BASE_URL without its trailing slash, or http://<host>:<port> of the bind."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        return f"http://{host}:{port}"
 
     @property
     def feishu_enabled(self) -> bool:

@@ -399,3 +399,11 @@ class WebhookAttemptRow(SQLModel, table=True):
     status_code: int | None = None
     latency_ms: int = 0
     error: str | None = None
+
+
+# Tables of the 2026-12 wave, one module per capability (each with its own migration).
+import storage.tables_console  # noqa: E402
+import storage.tables_kf  # noqa: E402
+import storage.tables_reports  # noqa: E402
+import storage.tables_sms  # noqa: E402
+import storage.tables_tracking  # noqa: E402, F401

@@ -25,7 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.web.app import build_app
 
     settings = _settings()
-    app = build_app(settings, host=args.host)
+    app = build_app(settings, host=args.host, port=args.port)
     playground = settings.playground_enabled(args.host)
     print(f"ticketbot serving on http://{args.host}:{args.port}"
           + (f"  (playground: http://{args.host}:{args.port}/playground)" if playground else ""), flush=True)
