@@ -45,7 +45,7 @@ COMMAND_MODULES: tuple[str, ...] = ("bot.chat.reports", "bot.chat.lifecycle", "b
                                     "bot.chat.template", "bot.chat.rules", "bot.chat.triage",
                                     "bot.chat.dispatch", "bot.chat.root_cause",
                                     "bot.chat.position", "bot.chat.ticket_admin", "bot.chat.front_desk",
-                                    "bot.chat.org", "bot.chat.hub")
+                                    "bot.chat.org", "bot.chat.hub", "bot.chat.console_link")
 
 
 class Runtime:
@@ -207,6 +207,8 @@ class Runtime:
             (self.settings.wecom_enabled, "bot.platforms.wecom"),
             (self.settings.feishu_enabled, "bot.platforms.feishu"),
             (self.settings.dingtalk_enabled, "bot.platforms.dingtalk"),
+            (self.settings.wecom_kf_enabled, "bot.platforms.wecom_kf"),  # issue 21: 微信客服
+            (self.settings.sms_provider is not None, "bot.platforms.sms"),  # issue 21: SMS as a channel
         ):
             if enabled:
                 adapters.append(importlib.import_module(build).build_adapter(self))

@@ -163,7 +163,9 @@ class Settings(LinkSettings, WecomKfSettings, SmsSettings, CustomerPageSettings,
 
     def delivery_channels(self) -> frozenset[str]:
         """Where notifications can be delivered: the playground plus every configured platform."""
-        enabled = {"wecom": self.wecom_enabled, "feishu": self.feishu_enabled, "dingtalk": self.dingtalk_enabled}
+        enabled = {"wecom": self.wecom_enabled, "feishu": self.feishu_enabled, "dingtalk": self.dingtalk_enabled,
+                   # issue 21: WeChat users through 微信客服, and SMS for customers without a chat identity
+                   "wecom_kf": self.wecom_kf_enabled, "sms": self.sms_provider is not None}
         return frozenset({"local", *(name for name, on in enabled.items() if on)})
 
     def resolved_database_url(self) -> str:

@@ -147,3 +147,7 @@ def runtime_of(client: TestClient) -> Runtime:
     from bot.web.api import RUNTIME
 
     return client.app[RUNTIME]  # type: ignore[index]
+
+
+# The browser tests' fixtures (Chromium through Playwright, a real `ticketbot serve`): tests/browser_support.py.
+from tests.browser_support import browser, served  # noqa: E402, F401

@@ -1,103 +1,17 @@
-"""A person in a real browser: headless Chromium (Debian's package) driven by Playwright.
-
-Screenshots go to the test's folder, and also to $SCREENSHOTS_DIR when it is set (to look at them).
-"""
+"""A person in a real browser: headless Chromium (Debian's package) driven by Playwright (tests/browser_support.py)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import shutil
-import socket
-import struct
-import subprocess
-import sys
-import time
 import urllib.request
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.browser_support import DESKTOP, PHONE, png, screenshot
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
 NUMBER = re.compile(r"GD-\d{8}-\d{4}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[str]:
-    """`ticketbot serve` as a user would start it: a real process in an empty folder."""
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'tb.db'}", "DATA_DIR": str(tmp_path / "data")}
-    env.pop("PLAYGROUND", None)
-    env.pop("LOAD_DEMO", None)
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("service did not become healthy: " + (proc.stdout.read().decode() if proc.stdout else ""))
-    yield url
-    proc.terminate()
-    proc.wait(10)
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        if IN_CI:
-            pytest.fail("chromium is required under CI=true")
-        pytest.skip("chromium not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        instance = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
-        try:
-            yield instance
-        finally:
-            instance.close()
-
-
-def screenshot(page: Any, tmp_path: Path, name: str) -> None:
-    page.screenshot(path=str(tmp_path / name))
-    folder = os.environ.get("SCREENSHOTS_DIR")
-    if folder:
-        shutil.copy(tmp_path / name, Path(folder) / name)
-
-
-def png(seed: int, width: int = 320, height: int = 240) -> bytes:
-    """A real, decodable PNG (a coloured pattern per seed): photo checks may decode it."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + bytes((x * (seed + 3) + y * 7 + seed * 50) % 256 for x in range(width * 3))
-                    for y in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 class Api:
