@@ -30,7 +30,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,14 @@ class Rows:
     events: list[tuple[Any, ...]]
     timers: list[tuple[Any, ...]]
     outbox: list[tuple[Any, ...]]
+    photos: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """The realistic mix (bench/prefill_shape.py): open tickets in every state, breaches, photos, signatures."""
+
+    open_share: float  # share of all tickets still open at `end` (stuck ones; the newest are open anyway)
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -97,8 +105,14 @@ def _sla(due: datetime, met_at: datetime) -> dict[str, Any]:
 
 
 def generate(count: int, days: int, end: datetime, chain: Chain, seed: int, heavy_customer: int,
-             sqlite_times: bool) -> Iterator[Rows]:
-    """Batches of rows for `count` tickets created evenly over `days` days before `end`, in time order."""
+             sqlite_times: bool, shape: Shape | None = None) -> Iterator[Rows]:
+    """Batches of rows for `count` tickets created evenly over `days` days before `end`, in time order.
+    With a `shape` (--full-trail / --open-share): the realistic mix of bench/prefill_shape.py instead."""
+    if shape is not None:
+        from bench.prefill_shape import generate_shaped
+
+        yield from generate_shaped(count, days, end, chain, seed, heavy_customer, sqlite_times, shape, counters)
+        return
     rng = random.Random(seed)
     start = end - timedelta(days=days)
     step = (end - start - timedelta(days=3)) / max(count, 1)  # the last ones closed before `end`
@@ -138,7 +152,7 @@ def generate(count: int, days: int, end: datetime, chain: Chain, seed: int, heav
         rows.tickets.append((ticket_id, number, customer, subject, description, category, priority, "单用户",
                              "closed", tech, False, 31.2 + rng.random() * 0.1, 121.4 + rng.random() * 0.1,
                              t(created), t(closed), t(offered), t(closed), t(response_due), t(resolution_due), 9,
-                             compact_json(data)))
+                             compact_json(data), data["store_id"]))
         trail: list[tuple[str, str, datetime, dict[str, Any]]] = [
             ("ticket_created", customer, created,
              {"status": "pending_dispatch", "category": category, "description": description,
@@ -191,9 +205,10 @@ counters: dict[str, int] = {}  # the ticket_counters rows of the last `generate`
 
 TICKET_COLUMNS = ("id", "number", "customer_id", "subject", "description", "category", "priority", "impact",
                   "status", "assignee_id", "needs_review", "site_lat", "site_lng", "created_at", "updated_at",
-                  "first_response_at", "closed_at", "response_due", "resolution_due", "version", "data")
+                  "first_response_at", "closed_at", "response_due", "resolution_due", "version", "data", "store_id")
 EVENT_COLUMNS = ("seq", "ticket_number", "actor_id", "at", "kind", "payload", "prev_hash", "hash")
 TIMER_COLUMNS = ("kind", "ticket_key", "due_at", "generation", "state", "payload", "fired_at")
+PHOTO_COLUMNS = ("ticket_number", "uploader_id", "sha256", "path", "size", "purpose", "created_at")
 OUTBOX_COLUMNS = ("recipient_id", "channel", "payload", "reply_context", "status", "attempts", "created_at",
                   "next_attempt_at", "sent_at")
 
@@ -218,18 +233,25 @@ def fill_sqlite(path: Path, args: argparse.Namespace, key: AuditKey, end: dateti
     db.execute("PRAGMA synchronous=OFF")
     db.execute("PRAGMA cache_size=-400000")
     indexes = db.execute("SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL AND tbl_name IN"
-                         " ('tickets','audit_events','timers','outbox')").fetchall()
+                         " ('tickets','audit_events','timers','outbox','photos')").fetchall()
     db.execute("BEGIN")
     for name, _ in indexes:
         db.execute(f"DROP INDEX {name}")
     chain = Chain(key)
     began = time.perf_counter()
     done = 0
-    for rows in generate(args.tickets, args.days, end, chain, args.seed, args.heavy_customer, True):
+    shape = _shape(args)
+    if shape is not None:
+        from bench.prefill_shape import masterdata
+
+        for table, (columns, values) in masterdata(STORES, TECHNICIANS, CUSTOMERS, True, end).items():
+            db.executemany(_insert(table, columns), values)
+    for rows in generate(args.tickets, args.days, end, chain, args.seed, args.heavy_customer, True, shape):
         db.executemany(_insert("tickets", TICKET_COLUMNS), rows.tickets)
         db.executemany(_insert("audit_events", EVENT_COLUMNS), rows.events)
         db.executemany(_insert("timers", TIMER_COLUMNS), rows.timers)
         db.executemany(_insert("outbox", OUTBOX_COLUMNS), rows.outbox)
+        db.executemany(_insert("photos", PHOTO_COLUMNS), rows.photos)
         done += len(rows.tickets)
         _progress(done, args.tickets, began)
     _finish_rows(db, chain, key)
@@ -243,6 +265,27 @@ def fill_sqlite(path: Path, args: argparse.Namespace, key: AuditKey, end: dateti
         db.execute("ANALYZE")
     db.execute("PRAGMA journal_mode=WAL")
     db.close()
+
+
+def _shape(args: argparse.Namespace) -> Shape | None:
+    if not args.full_trail and not args.open_share:
+        return None
+    return Shape(open_share=args.open_share)
+
+
+def add_missing_tables(path: Path) -> None:
+    """Create the tables the models have and the file lacks (tables added after the file was built; its
+    alembic stamp is left alone). Columns added to existing tables are not handled."""
+    from sqlalchemy import create_engine as create_sync_engine
+    from sqlmodel import SQLModel
+
+    import storage.tables  # noqa: F401  (registers every table)
+
+    engine = create_sync_engine(f"sqlite:///{path}")
+    try:
+        SQLModel.metadata.create_all(engine, checkfirst=True)
+    finally:
+        engine.dispose()
 
 
 def _finish_rows(db: sqlite3.Connection, chain: Chain, key: AuditKey) -> None:
@@ -269,12 +312,20 @@ async def fill_postgres(url: str, args: argparse.Namespace, key: AuditKey, end: 
         chain = Chain(key)
         began = time.perf_counter()
         done = 0
+        shape = _shape(args)
         async with conn.transaction():
-            for rows in generate(args.tickets, args.days, end, chain, args.seed, args.heavy_customer, False):
+            if shape is not None:
+                from bench.prefill_shape import masterdata
+
+                for table, (columns, values) in masterdata(STORES, TECHNICIANS, CUSTOMERS, False, end).items():
+                    await _copy(conn, table, columns, values)
+            for rows in generate(args.tickets, args.days, end, chain, args.seed, args.heavy_customer, False, shape):
                 await _copy(conn, "tickets", TICKET_COLUMNS, rows.tickets)
                 await _copy(conn, "audit_events", EVENT_COLUMNS, rows.events)
                 await _copy(conn, "timers", TIMER_COLUMNS, rows.timers)
                 await _copy(conn, "outbox", OUTBOX_COLUMNS, rows.outbox)
+                if rows.photos:
+                    await _copy(conn, "photos", PHOTO_COLUMNS, rows.photos)
                 done += len(rows.tickets)
                 _progress(done, args.tickets, began)
             await conn.execute("DELETE FROM audit_head")
@@ -297,6 +348,11 @@ async def _counters_pg(conn: Any) -> None:
                            [(datetime.strptime(day, "%Y%m%d").date(), last) for day, last in counters.items()])
 
 
+def _events(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT max(seq) FROM audit_events").fetchone()[0] or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     target = parser.add_mutually_exclusive_group(required=True)
@@ -314,18 +370,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-index", action="append", default=[],
                         help="(SQLite) leave this index out, to measure without it")
     parser.add_argument("--analyze", action="store_true", help="(SQLite) run ANALYZE at the end")
+    parser.add_argument("--full-trail", action="store_true",
+                        help="the realistic mix (bench/prefill_shape.py): stores, people, priorities with their "
+                             "deadlines, breaches, check-in and work photos, signatures, reopened tickets; tickets "
+                             "run up to --end, the newest still open")
+    parser.add_argument("--open-share", type=float, default=0.0,
+                        help="with --full-trail: share of all tickets stuck open in some state (from the last "
+                             "30 days; e.g. 0.01)")
+    parser.add_argument("--add-missing-tables", action="store_true",
+                        help="(SQLite) on an existing file: create tables added to the models since it was built")
     args = parser.parse_args(argv)
     if not args.audit_key:
         parser.error("give --audit-key or set AUDIT_KEY (the service must be run with the same key)")
     key = AuditKey(args.audit_key.strip().encode("utf-8"))  # as bot/audit_key.py reads AUDIT_KEY
     end = (args.end or datetime.now(UTC)).astimezone(UTC)
     began = time.perf_counter()
+    if args.add_missing_tables:
+        if args.sqlite is None or not args.sqlite.exists():
+            parser.error("--add-missing-tables needs --sqlite FILE of an existing file")
+        add_missing_tables(args.sqlite)
+        return 0
     if args.sqlite is not None:
         if args.sqlite.exists():
             parser.error(f"{args.sqlite} exists: give a new file")
         fill_sqlite(args.sqlite, args, key, end)
         size = args.sqlite.stat().st_size
-        print(f"{args.sqlite}: {args.tickets:,} tickets, {args.tickets * EVENTS_PER_TICKET:,} audit events, "
+        print(f"{args.sqlite}: {args.tickets:,} tickets, {_events(args.sqlite):,} audit events, "
               f"{size / 2**20:,.0f} MiB in {time.perf_counter() - began:.0f} s", file=sys.stderr)
     else:
         asyncio.run(fill_postgres(args.database_url, args, key, end))

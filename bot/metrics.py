@@ -34,6 +34,25 @@ TIMER_LATENESS = Histogram("ticketbot_timer_lateness_seconds", "Fired timers: se
 T = TypeVar("T")
 
 
+class _Children(dict[tuple[str, ...], Any]):
+    """A metric's children by label values, looked up once: `labels()` takes a lock and checks and
+    joins the values on every call, and the inbox counts run twice per message. Nothing removes a
+    child from these metrics (no `remove`/`clear`), so a kept child stays the one exported."""
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        super().__init__()
+        self._metric = metric
+
+    def __missing__(self, values: tuple[str, ...]) -> Any:
+        child = self[values] = self._metric.labels(*values)
+        return child
+
+
+_INBOX_BY = _Children(INBOX)
+_OUTBOX_BY = _Children(OUTBOX)
+_HTTP_BY = _Children(HTTP)
+
+
 @dataclass(slots=True)
 class Snapshot:
     """What the scrape read from the database."""
@@ -75,7 +94,7 @@ def render(snapshot: Snapshot, lateness: list[float]) -> bytes:
 def observe_http(request: Any, status: int, seconds: float) -> None:
     info = request.match_info.route.resource
     route = info.canonical if info is not None else "(unmatched)"
-    HTTP.labels(request.method, route, str(status)).observe(seconds)
+    _HTTP_BY[request.method, route, str(status)].observe(seconds)
 
 
 def count_inbox(accept_row: Callable[..., Awaitable[int | None]]) -> Callable[..., Awaitable[int | None]]:
@@ -85,7 +104,7 @@ def count_inbox(accept_row: Callable[..., Awaitable[int | None]]) -> Callable[..
     async def counted(message: Any, **kwargs: Any) -> int | None:
         row = await accept_row(message, **kwargs)
         if row is not None:
-            INBOX.labels(message.platform, "accepted").inc()
+            _INBOX_BY[message.platform, "accepted"].inc()
         return row
 
     return counted
@@ -97,7 +116,7 @@ def count_handling(handle: Callable[[int, Any], Awaitable[bool]]) -> Callable[[i
     @functools.wraps(handle)
     async def counted(row_id: int, message: Any) -> bool:
         ok = await handle(row_id, message)
-        INBOX.labels(message.platform, "processed" if ok else "failed").inc()
+        _INBOX_BY[message.platform, "processed" if ok else "failed"].inc()
         return ok
 
     return counted
@@ -114,7 +133,7 @@ def count_outcome(mark: Callable[..., Awaitable[T]], outcome: str) -> Callable[.
     @functools.wraps(mark)
     async def counted(*args: Any, **kwargs: Any) -> T:
         result = await mark(*args, **kwargs)
-        OUTBOX.labels(outcome).inc()
+        _OUTBOX_BY[(outcome,)].inc()
         return result
 
     return counted

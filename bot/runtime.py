@@ -14,6 +14,7 @@ from adapters.base import PlatformAdapter
 from bot import metrics
 from bot.audit_key import seal_legacy_chain, use_audit_key
 from bot.chat.conversation import Conversation
+from bot.chat.report_reads import drain_report_reads
 from bot.jobs.delivery import InboxProcessor, OutboxDispatcher
 from bot.jobs.directory_job import DirectorySyncJob, install_directory_job
 from bot.jobs.privacy import RetentionPurge
@@ -45,7 +46,8 @@ COMMAND_MODULES: tuple[str, ...] = ("bot.chat.reports", "bot.chat.lifecycle", "b
                                     "bot.chat.template", "bot.chat.rules", "bot.chat.triage",
                                     "bot.chat.dispatch", "bot.chat.root_cause",
                                     "bot.chat.position", "bot.chat.ticket_admin", "bot.chat.front_desk",
-                                    "bot.chat.org", "bot.chat.hub", "bot.chat.console_link")
+                                    "bot.chat.org", "bot.chat.hub", "bot.chat.console_link",
+                                    "bot.chat.tracking_link")
 
 
 class Runtime:
@@ -127,6 +129,13 @@ class Runtime:
         self.directory_job: DirectorySyncJob | None = None  # set by start()
         # Absolute base of links sent to people (PUBLIC_BASE_URL); build_app sets it from the bind.
         self.public_base_url = settings.public_base("127.0.0.1", 8080)
+        # Issue 21: every message to a ticket's customer carries its tracking URL (bot/tracking_links.py).
+        from bot.tracking_links import attach_tracking
+        from storage.audit_keys import audit_key_for
+
+        self.tracking = attach_tracking(self.service, audit_key_for(self.engine), base_url=lambda: self.public_base_url,
+                                        uow_factory=self.lookup_uow, clock=self.clock,
+                                        days_after_close=settings.tracking_link_days_after_close)
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.sessions, channels=self.channels)
@@ -168,6 +177,10 @@ class Runtime:
                 self._spawn(self.timer_engine.run_forever())
             # jieba's dictionary load takes ~1 s: do it off the loop so start-up never blocks on it.
             self._spawn(self._warm_and_freeze())
+            # Issues 22/24: 报表 and the dashboards' aggregates, folded in the background (not in intake).
+            from bot.jobs.report_aggregates import start_report_aggregator
+
+            self._spawn(start_report_aggregator(self).run_forever())
 
     async def _warm_and_freeze(self) -> None:
         await self.rulebook.warm()
@@ -235,4 +248,5 @@ class Runtime:
             await self.redis.aclose()
         if self.checkpointer is not None:
             self.checkpointer.close()
+        await drain_report_reads(self.engine)  # a report job in a thread must not outlive the engine's loop
         await self.engine.dispose()

@@ -70,6 +70,14 @@ class TimerWorkerStack:
         self.service = TicketService(lambda: SqlUnitOfWork(self.sessions, channels=settings.delivery_channels()),
                                      self.clock, classifier,
                                      service_config(settings))
+        # Issue 21: what timers tell customers carries the tracking URL (set PUBLIC_BASE_URL with workers).
+        from bot.tracking_links import attach_tracking
+        from storage.audit_keys import audit_key_for
+
+        base_url = settings.public_base("127.0.0.1", 8080)
+        attach_tracking(self.service, audit_key_for(self.engine), base_url=lambda: base_url,
+                        uow_factory=lambda: SqlUnitOfWork(self.sessions, savepoint=False), clock=self.clock,
+                        days_after_close=settings.tracking_link_days_after_close)
         # Timers scheduled by timer handlers (level 2, digests ...) get their alarm at once too.
         self.service.timers_scheduled = self.alarm.enqueue
         self.sweep_every = timedelta(seconds=float(setting(settings, "timer_sweep_seconds")))

@@ -26,6 +26,7 @@ from core.model import Person, Role, Ticket
 from core.ports import Clock
 from core.repository import TimerRow, UnitOfWork
 from core.settings import SlaSettings
+from core.tracking import TrackingLinkPort, with_tracking_link
 from core.workflow import Workflow, repair_service_workflow
 
 # Feature modules that register handlers, guards and hooks (hooks are ordered by stage, see below).
@@ -34,6 +35,7 @@ HANDLER_MODULES: tuple[str, ...] = (
     "core.intake.tickets", "core.intake.triage",
     "core.replies", "core.transitions", "core.timers",
     "core.sla.tracking", "core.sla.escalation", "core.sla.admin", "core.sla.replan",
+    "core.sla.versioned_saves",  # issue 22: whole-matrix saves and rollbacks of the console's admin pages
     "core.dispatch.handlers", "core.dispatch.admin", "core.dispatch.site",
     "core.lifecycle.work", "core.lifecycle.signoff", "core.lifecycle.parts", "core.lifecycle.rework",
     "core.lifecycle.sop_handlers", "core.lifecycle.template",
@@ -45,6 +47,8 @@ HANDLER_MODULES: tuple[str, ...] = (
     "core.hub.webhook_events",  # issue 23: outbound webhook events (observes audit events)
     "core.hub.api",  # issue 23: API v1 commands (create with an external ref, the status lock, comments)
     "core.hub.mappings",  # issue 23: per-system field mappings (installs the webhook body mapper)
+    "core.tracking.revocation",  # issue 21: revoking a ticket's tracking link
+    "core.audit.deliveries",  # issue 21: what SMS and 微信客服 did with a notice, in the ticket's trail
 )
 
 # The actor of what the service does on its own: dispatch, the SLA clock, moves a timer causes.
@@ -144,6 +148,8 @@ class ServiceConfig:
     workflow: Workflow = field(default_factory=repair_service_workflow)
     number_prefix: str = "GD"
     sla: SlaSettings = field(default_factory=SlaSettings)
+    # Issue 21: makes the tracking URL every message to a ticket's customer carries (None: no links).
+    tracking: TrackingLinkPort | None = None
 
 
 @dataclass(slots=True)
@@ -159,6 +165,12 @@ class Context:
     system_depth: int = 0
     # What set off a command the system runs itself (a timer: "timer:<kind>"), for `caused_by`.
     cause: str | None = None
+    # The actor was stored by this command's own transaction (a first message): nothing in the
+    # database was about them before it (intake skips their customer record and pending details).
+    actor_is_new: bool = False
+    # Tickets this command has in hand, by number: what a notification about one needs (its customer,
+    # its tracking link) without reading it again.
+    tickets: dict[str, Ticket] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.now = self.clock.now()
@@ -209,22 +221,43 @@ class Context:
             for observer in observers:
                 await observer(self, kind, payload, ticket)
 
-    async def notify(self, notification: Notification) -> None:
+    async def notify(self, notification: Notification, *, ticket: Ticket | None = None) -> None:
+        if self.config.tracking is not None and notification.ticket_number:
+            notification = await self._with_tracking_link(notification, ticket)
         # Replies to the actor carry the inbound reply context (e.g. a session webhook).
         reply_context = self.reply_context if notification.recipient_id == self.actor.id else None
         await self.uow.enqueue(notification, at=self.now, reply_context=reply_context)
         self.notifications.append(notification)
 
+    async def _with_tracking_link(self, notification: Notification, ticket: Ticket | None) -> Notification:
+        """Issue 21: a notification to the customer of the ticket it is about carries its tracking URL."""
+        links, number = self.config.tracking, notification.ticket_number
+        if links is None or number is None:
+            return notification
+        if ticket is None or ticket.number != number:
+            ticket = self.tickets.get(number)
+        if ticket is None:
+            # Not in hand (rare: a handler that read it through the unit of work alone): read once.
+            ticket = await self.uow.get_ticket(number)
+            if ticket is None:
+                return notification
+            self.tickets[number] = ticket
+        if notification.recipient_id != ticket.customer_id:
+            return notification
+        return with_tracking_link(notification, links.url_for(ticket))
+
     async def tell(self, person_id: str, text: str, *, ticket: Ticket | None = None, urgent: bool = False) -> None:
+        if ticket is not None:
+            self.tickets[ticket.number] = ticket
         await self.notify(
             Notification(recipient_id=person_id, text=text, ticket_number=ticket.number if ticket else None,
-                         urgent=urgent)
-        )
+                         urgent=urgent), ticket=ticket)
 
-    async def send_card(self, person_id: str, card: Card, *, text: str | None = None) -> None:
+    async def send_card(self, person_id: str, card: Card, *, text: str | None = None,
+                        ticket: Ticket | None = None) -> None:
         await self.uow.save_card(card, recipient_id=person_id, ticket_number=card.ticket_number, at=self.now)
         await self.notify(Notification(recipient_id=person_id, text=text, card=card, urgent=card.urgent,
-                                       ticket_number=card.ticket_number))
+                                       ticket_number=card.ticket_number), ticket=ticket)
 
     def new_card_id(self, kind: str) -> str:
         # Short, URL- and WeCom-task_id-safe (letters, digits, '_', '-'), unique.
@@ -234,6 +267,7 @@ class Context:
         ticket = await self.uow.get_ticket(number.strip().upper(), lock=lock)
         if ticket is None:
             raise NotFound(f"没有找到工单 {number}。", number=number)
+        self.tickets[ticket.number] = ticket
         return ticket
 
     async def move(self, ticket: Ticket, name: str, *, payload: dict[str, Any] | None = None,
@@ -252,6 +286,7 @@ class Context:
             check = _GUARDS.get(guard_name)
             if check is not None:
                 await check(self, ticket)
+        self.tickets[ticket.number] = ticket
         before = ticket.status
         ticket.status = step.target
         ticket.updated_at = self.now
@@ -307,7 +342,7 @@ class TicketService:
                         if to_store is not None:
                             await uow.add_person(actor, dict(to_store.identities))
                         ctx = Context(uow=uow, clock=self.clock, actor=actor, service=self,
-                                      reply_context=reply_context or {})
+                                      reply_context=reply_context or {}, actor_is_new=to_store is not None)
                         result = await handler(ctx, command)
                         for hook in _BEFORE_COMMIT:
                             await hook(ctx)

@@ -1,6 +1,9 @@
-"""Tables of tracking pages (issue 21): capability tokens and their revocation.
+"""Tables of tracking pages (issue 21): none.
 
-Imported by storage/tables.py so that they are on SQLModel.metadata; the migration 0011 creates them.
+Tracking links are stateless capabilities (bot/tracking_links.py: authenticated encryption of the ticket
+number and its link generation); revoking one bumps `ticket.data["tracking"]["generation"]` on the ticket
+itself. Nothing per link is stored, so this module defines no table and migration 0011 is empty (kept so the
+revision chain stays as numbered).
 """
 
 from __future__ import annotations

@@ -4,16 +4,28 @@
 (`uow.webhooks()`): deliveries are written with the change that caused them. `SqlWebhookStore` is
 everything else, each call its own short transaction: subscriptions (CLI), claiming due deliveries
 and recording attempts (bot/jobs/webhooks.py), redelivery and the dashboard (CLI, chat).
+
+Most services have no subscription at all, and every fault report audits events a webhook may
+want: the outbox remembers, per process and database, which event types any active subscription
+wants (`_WANTED`). An event type nobody wanted at the last read costs no query for RECHECK_S
+seconds; every other case reads the subscriptions in the command's transaction, as before. A
+subscription added in this process is seen at once (add and remove forget the cache); one added in
+ANOTHER process (`ticketbot webhook add`, another worker) is honoured by every event emitted more than
+RECHECK_S after its commit (the staleness bound; the belief is re-read that often, in the
+transaction of whichever command asks). A removal is never stale: a wanted type is always read in
+the command's transaction. (There is no re-enable: a removed subscription stays removed.)
 """
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, insert, select, update
+from sqlalchemy import Engine, bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
@@ -76,8 +88,29 @@ def on_queued(listener: Callable[[], None]) -> Callable[[], None]:
     return lambda: _QUEUED_LISTENERS.remove(listener) if listener in _QUEUED_LISTENERS else None
 
 
+# How long "nobody wants event type X" may be believed without reading the subscriptions again:
+# the bound on how late a subscription added by another process (`ticketbot webhook add`) is honoured.
+RECHECK_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    types: frozenset[str]  # the event types at least one active subscription wants
+    read_at: float  # time.monotonic() when the read that found them began
+
+
+# Per database (its engine), in this process: several services (tests) may share a process.
+_WANTED: weakref.WeakKeyDictionary[Engine, _Wanted] = weakref.WeakKeyDictionary()
+
+
+def forget_wanted() -> None:
+    """A subscription was added or removed in this process: read them again next time."""
+    _WANTED.clear()
+
+
 class SqlWebhookOutbox:
-    """Deliveries in the unit of work's transaction; the subscriptions are read once per unit of work."""
+    """Deliveries in the unit of work's transaction; the subscriptions are read at most once per unit
+    of work, and not at all for an event type no subscription wanted within RECHECK_S (module docstring)."""
 
     def __init__(self, connection: Callable[[], Awaitable[AsyncConnection]]) -> None:
         self._connection = connection
@@ -86,8 +119,15 @@ class SqlWebhookOutbox:
 
     async def subscribers(self, event_type: str) -> list[tuple[int, str]]:
         if self._subscriptions is None:
-            rows = await (await self._connection()).execute(_ACTIVE_SUBSCRIPTIONS)
+            conn = await self._connection()
+            engine = conn.sync_engine
+            wanted = _WANTED.get(engine)
+            started = time.monotonic()
+            if wanted is not None and event_type not in wanted.types and started - wanted.read_at < RECHECK_S:
+                return []
+            rows = await conn.execute(_ACTIVE_SUBSCRIPTIONS)
             self._subscriptions = [(int(r[0] or 0), str(r[1]), frozenset(r[2] or ())) for r in rows]
+            _WANTED[engine] = _Wanted(frozenset().union(*(events for _, _, events in self._subscriptions)), started)
         return [(sid, client) for sid, client, events in self._subscriptions if event_type in events]
 
     async def queue(self, *, event_id: str, event_type: str, ticket_number: str | None, at: datetime,
@@ -160,6 +200,7 @@ class SqlWebhookStore:
             new_id = (await conn.execute(insert(WebhookSubscriptionRow).values(
                 client=client, url=url, secret=secret, events=events, active=True, created_at=now)
                 .returning(col(WebhookSubscriptionRow.id)))).scalar_one()
+        forget_wanted()
         return Subscription(int(new_id or 0), client, url, secret, events, True, now)
 
     async def client_known(self, client: str) -> bool:
@@ -195,6 +236,7 @@ class SqlWebhookStore:
                 col(WebhookDeliveryRow.subscription_id) == subscription_id,
                 col(WebhookDeliveryRow.status).in_(["pending", "sending"]))
                 .values(status="dead", last_error="subscription removed"))
+        forget_wanted()
         return True
 
     # --- delivery (bot/jobs/webhooks.py) ---

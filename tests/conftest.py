@@ -71,6 +71,8 @@ async def _truncate_postgres(url: str) -> None:
 
     conn = await asyncpg.connect(url)
     try:
+        # A connection an earlier test left in its transaction would block TRUNCATE for ever: fail instead.
+        await conn.execute("SET lock_timeout = '60s'")
         tables = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'")
         names = ", ".join(f'"{t["tablename"]}"' for t in tables)

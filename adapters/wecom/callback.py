@@ -28,6 +28,9 @@ from core.ports import InboxPort
 log = adapter_logger(__name__)
 
 CALLBACK_PATH = "/wecom/callback"
+# 微信客服's kf_msg_or_event arrives on the same URL (same Token and AES key): one route per app,
+# answered by whichever WeComCallback is stored here (the app's when it is configured).
+KfListener = Callable[[dict[str, Any]], None]
 
 
 class CallbackRejected(Exception):
@@ -57,10 +60,26 @@ class WeComCallback:
         self._crypto = WeChatCrypto(config.token, config.encoding_aes_key, config.corp_id)
         self._bad_signature: type[Exception] = InvalidSignatureException
         self._bad_corp: type[Exception] = InvalidCorpIdException
+        # Set by the 微信客服 adapter: gets each verified kf_msg_or_event (must not block).
+        self.kf_listener: KfListener | None = None
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_get(CALLBACK_PATH, self.handle_verify)
-        app.router.add_post(CALLBACK_PATH, self.handle_event)
+        existing = app.get(CALLBACK_APP_KEY)
+        if existing is not None:
+            # Another adapter registered the route first: this callback answers it from now on.
+            self.kf_listener = self.kf_listener or existing.kf_listener
+            app[CALLBACK_APP_KEY] = self
+            return
+        app[CALLBACK_APP_KEY] = self
+
+        async def verify(request: web.Request) -> web.Response:
+            return await request.app[CALLBACK_APP_KEY].handle_verify(request)
+
+        async def event(request: web.Request) -> web.Response:
+            return await request.app[CALLBACK_APP_KEY].handle_event(request)
+
+        app.router.add_get(CALLBACK_PATH, verify)
+        app.router.add_post(CALLBACK_PATH, event)
 
     async def handle_verify(self, request: web.Request) -> web.Response:
         try:
@@ -78,6 +97,12 @@ class WeComCallback:
         except CallbackRejected as exc:
             log.warning("wecom: callback refused (%s): %r", exc.status, exc.reason)
             return web.Response(status=exc.status)
+        if str(message.get("Event") or "").strip() == "kf_msg_or_event":
+            if self.kf_listener is None:
+                log.warning("wecom: kf_msg_or_event received but 微信客服 is not configured")
+            else:
+                self.kf_listener(message)  # schedules a kf/sync_msg: the answer does not wait for it
+            return web.Response(status=200)
         inbound = to_inbound(message)
         if inbound is None:
             return web.Response(status=200)
@@ -145,6 +170,9 @@ class WeComCallback:
             raise CallbackRejected(403, "payload encrypted for another corp id") from exc
         except (ValueError, TypeError, IndexError, struct.error, binascii.Error, UnicodeDecodeError) as exc:
             raise CallbackRejected(400, f"undecryptable payload: {exc!r}") from exc
+
+
+CALLBACK_APP_KEY = web.AppKey("wecom_callback", WeComCallback)
 
 
 def _require(query: dict[str, str], *names: str) -> list[str]:

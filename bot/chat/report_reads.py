@@ -57,6 +57,20 @@ class ReportReads:
         self._engine = weakref.ref(engine)  # the registry below is keyed by the engine: no strong reference
         self.path = sqlite_path(engine.url.render_as_string(hide_password=False))
         self._thread: ThreadPoolExecutor | None = None
+        self._draining = False
+
+    async def drain(self) -> None:
+        """Wait for the job in the thread to end; its remaining statements fail at once. The runtime calls
+        this when it stops: a job left running would open a connection on a loop about to close and leave
+        it in its transaction (on PostgreSQL: a lock held until the process exits)."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._draining = True
+        try:
+            await asyncio.to_thread(thread.shutdown, wait=True)
+        finally:
+            self._draining = False
 
     async def run(self, job: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -72,6 +86,8 @@ class ReportReads:
         thread = self._thread_executor()
 
         def bridged(statement: Executable) -> Sequence[Any]:
+            if self._draining:
+                raise RuntimeError("the service is stopping: report job abandoned")
             return asyncio.run_coroutine_threadsafe(self._on_loop(statement), loop).result()
 
         def in_thread() -> T:
@@ -182,6 +198,14 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 _READS: weakref.WeakKeyDictionary[AsyncEngine, ReportReads] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
+
+
+async def drain_report_reads(engine: AsyncEngine) -> None:
+    """Let the engine's report job (if one runs in a thread) end before the engine is disposed."""
+    with _LOCK:
+        reads = _READS.get(engine)
+    if reads is not None:
+        await reads.drain()
 
 
 def report_reads(runtime: Any) -> ReportReads:

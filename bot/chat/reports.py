@@ -28,7 +28,8 @@ from bot.chat.conversation import Conversation, Incoming, text_command
 from bot.chat.report_reads import Execute, report_reads
 from core.errors import InvalidInput
 from core.model import Role, Ticket, TicketStatus
-from core.reports.metrics import Period, render_report
+from core.reports.metrics import Period, render_figures, render_report
+from storage.report_aggregates import report_figures
 from storage.tables import AuditEventRow, TicketRow
 from storage.unit_of_work import ticket_from_row
 
@@ -113,7 +114,8 @@ def read_report_data(execute: Execute, period: Period, now: datetime
     del rows
     open_tickets = [ticket_from_row(r) for r in execute(_TICKETS.where(
         col(TicketRow.status).in_(OPEN_STATES), or_(col(TicketRow.response_due) < now,
-                                                    col(TicketRow.resolution_due) < now)))]
+                                                    col(TicketRow.resolution_due) < now))
+        .order_by(col(TicketRow.number)))]  # by number: the aggregates list them in the same order
     history: dict[str, list[tuple[datetime, TicketStatus]]] = {t.number: [] for t in tickets}
     numbers = list(history)
     for start in range(0, len(numbers), CHUNK):
@@ -130,7 +132,57 @@ def read_report_data(execute: Execute, period: Period, now: datetime
 def report_job(execute: Execute, period: Period, now: datetime, zone: ZoneInfo, state: TicketStatus | None,
                sections: Sequence[ReportSection]) -> str:
     """The report's text (run by `report_reads(...).run`, off the loop). `sections`: the registered ones,
-    passed (by reference: module and name) rather than read from the registry of the worker process."""
+    passed (by reference: module and name) rather than read from the registry of the worker process.
+    From the maintained aggregates when they are ready (storage/report_aggregates.py), else from the
+    tickets (`raw_report_job`): the same text."""
+    found = report_figures(execute, period.start, period.end, now, zone, zone.key, state)
+    if found is None:
+        return raw_report_job(execute, period, now, zone, state, sections)
+    lines: list[str] = []
+    tickets = PeriodTickets(execute, period)
+    for section in sections:
+        if section.__name__ == FTF_SECTION:  # counted by the aggregates: the same line, without the scan
+            lines.append(first_time_fix_line(period, found.closed, found.ftf_failed))
+        else:
+            lines.extend(section(execute, period, tickets))
+    return render_figures(period, found.figures, zone=zone, state_filter=state, extra_sections=lines)
+
+
+class PeriodTickets(Sequence[Ticket]):
+    """The period's tickets for a section that reads them, loaded on first use (none does but a few)."""
+
+    def __init__(self, execute: Execute, period: Period) -> None:
+        self._execute, self._period = execute, period
+        self._loaded: list[Ticket] | None = None
+
+    def _tickets(self) -> list[Ticket]:
+        if self._loaded is None:
+            rows = self._execute(_TICKETS.where(col(TicketRow.created_at) >= self._period.start,
+                                                col(TicketRow.created_at) < self._period.end)
+                                 .order_by(col(TicketRow.id)))
+            self._loaded = [ticket_from_row(r) for r in rows]
+        return self._loaded
+
+    def __len__(self) -> int:
+        return len(self._tickets())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._tickets()[index]
+
+
+FTF_SECTION = "first_time_fix_section"  # bot/chat/lifecycle.py's section, which the aggregates replace
+
+
+def first_time_fix_line(period: Period, closed: int, failed: int) -> str:
+    """core/lifecycle/rework.py FirstTimeFix.text() for counts (its `failed` holds the numbers)."""
+    from core.lifecycle.rework import FirstTimeFix
+
+    return FirstTimeFix(period.start, period.end, closed, closed - failed, ("",) * failed, ()).text()
+
+
+def raw_report_job(execute: Execute, period: Period, now: datetime, zone: ZoneInfo, state: TicketStatus | None,
+                   sections: Sequence[ReportSection]) -> str:
+    """The report computed from the tickets and their trail (before the aggregates are ready)."""
     tickets, open_tickets, history = read_report_data(execute, period, now)
     lines: list[str] = []
     for section in sections:

@@ -17,6 +17,9 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
+# The lifecycle's IMAGE handler must be registered before this module wraps it (below), whoever imports
+# this module first (the console's SLA page does, before the runtime imports the command modules).
+import bot.chat.lifecycle  # noqa: F401
 from bot.chat.conversation import _INBOUND_HANDLERS, Conversation, HelpLine, Incoming, inbound_handler, text_command
 from core.commands import ReportFault
 from core.errors import InvalidInput

@@ -25,6 +25,7 @@ CLI_MODULES: dict[str, str] = {
     "webhook": "bot.cli.webhooks",  # issue 23: outbound webhooks
     "api-client": "bot.cli.api_clients",  # issue 23: API v1 clients
     "mapping": "bot.cli.mappings",  # issue 23: field mappings per connected system
+    "stores": "bot.cli.stores_qr",  # issue 21: store QR codes (微信客服 or the report page)
 }
 
 

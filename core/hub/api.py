@@ -10,6 +10,7 @@ writer lock (SQLite), finds it taken (`KeyTaken`, nothing done) and is answered 
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -48,10 +49,20 @@ def global_id(ticket: Ticket) -> str:
     return value if isinstance(value, str) else str(uuid.uuid5(GLOBAL_ID_NAMESPACE, ticket.number))
 
 
+def new_global_id() -> str:
+    """A random (version 4) UUID as text, as str(uuid.uuid4()) gives it, at half the cost (one per ticket)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 @after_create()
 async def _assign_global_id(ctx: Context, ticket: Ticket) -> None:
     # Every ticket, whichever channel made it: written with the ticket's one INSERT at commit.
-    ticket.data.setdefault("global_id", str(uuid.uuid4()))
+    if "global_id" not in ticket.data:  # not setdefault: that would make an id to throw away
+        ticket.data["global_id"] = new_global_id()
 
 
 class KeyTaken(Conflict):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from core.hub.api import global_id
+from core.hub.api import global_id, new_global_id
 from core.hub.store import hub_of
 from core.lifecycle.signoff import is_signed
 from core.model import Ticket, TicketStatus
@@ -197,8 +197,9 @@ async def _created(ctx: Context, kind: str, payload: dict[str, Any], ticket: Tic
     if ticket is None:
         return
     # The global id is given by an after-create hook (core/hub/api.py), which runs after this event:
-    # given here first (the same setdefault), so the event and the ticket carry the same id.
-    ticket.data.setdefault("global_id", str(uuid.uuid4()))
+    # given here first (the hook keeps it), so the event and the ticket carry the same id.
+    if "global_id" not in ticket.data:
+        ticket.data["global_id"] = new_global_id()
     await emit(ctx, TICKET_CREATED, ticket, {"description": ticket.description})
 
 

@@ -86,6 +86,12 @@ class GiveAssetNumber:
 
 async def pending_details(ctx: Context, person_id: str) -> dict[str, Any] | None:
     """What the customer sent just before reporting (location, device number), None when nothing or lapsed."""
+    if ctx.actor_is_new and person_id == ctx.actor.id:
+        return None  # stored by this very command: nothing they sent before can be waiting (no query)
+    return await _read_pending(ctx, person_id)
+
+
+async def _read_pending(ctx: Context, person_id: str) -> dict[str, Any] | None:
     timer = await ctx.uow.get_timer(PENDING_KIND, pending_key(person_id))
     if timer is None or timer.state != "pending" or timer.due_at <= ctx.now:
         return None
@@ -100,7 +106,8 @@ async def keep_pending(ctx: Context, person_id: str, **items: Any) -> timedelta:
     window = intake_limits(ctx.service).location_window
     if window <= timedelta(0):
         return window  # LOCATION_WINDOW_MINUTES=0: nothing sent before a report is kept
-    payload = dict(await pending_details(ctx, person_id) or {"person": person_id})
+    # Read even for a new actor: this command may have kept something already.
+    payload = dict(await _read_pending(ctx, person_id) or {"person": person_id})
     payload.update(items)
     await ctx.uow.schedule_timer(kind=PENDING_KIND, ticket_number=pending_key(person_id), due_at=ctx.now + window,
                                  payload=payload)

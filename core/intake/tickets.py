@@ -137,7 +137,8 @@ async def receive_report(ctx: Context, customer: Person, cmd: ReportFault, *, ne
     # Master data before the repeat check: a repeat names the same normalised asset (core/masterdata/prefill.py).
     pending = await pending_details(ctx, customer.id) if registered_by is None else None
     found = await recognise(ctx.uow.masterdata(), customer, text,
-                            asset or str((pending or {}).get("asset") or ""))
+                            asset or str((pending or {}).get("asset") or ""),
+                            new_person=ctx.actor_is_new and customer.id == ctx.actor.id)
     asset = found.subject or asset
     if back is not None:
         recent = await ctx.uow.recent_tickets(customer.id, ctx.now - back)

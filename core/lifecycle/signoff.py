@@ -55,6 +55,12 @@ CALLBACK_TIMER = "signoff_callback"
 CONFIRMATIONS = {"cause_told": "已告知故障原因", "parts_confirmed": "配件更换已确认"}
 TRUE_VALUES = {"true", "1", "on", "yes", "checked"}
 RATINGS = ("1", "2", "3", "4", "5")
+# Issue 21: the sign-off page submits the same card with two more values: the SHA-256 of the handwritten
+# signature image it stored (bot/signature_store.py) and an optional comment. Both go into `signed_off`.
+SIGNATURE_IMAGE = "signature_sha256"
+COMMENT = "comment"
+MAX_COMMENT = 500
+_SHA256_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +105,20 @@ def validate_signature(values: dict[str, str]) -> tuple[dict[str, bool], int]:
         shown = rating or "未选择"
         raise InvalidInput(f"请选择 1–5 分的满意度评分（收到的是：{shown}）。", rating=rating)
     return {key: True for key in CONFIRMATIONS}, int(rating)
+
+
+def page_extras(values: dict[str, str]) -> dict[str, Any]:
+    """The signature image's hash and the comment a sign-off page submitted (nothing for a chat card)."""
+    extras: dict[str, Any] = {}
+    digest = str(values.get(SIGNATURE_IMAGE, "")).strip().lower()
+    if digest:
+        if len(digest) != 64 or not set(digest) <= _SHA256_HEX:
+            raise InvalidInput("签名图片无效，请重新签名。", field=SIGNATURE_IMAGE)
+        extras["signature_image"] = digest
+    comment = " ".join(str(values.get(COMMENT, "")).split())[:MAX_COMMENT]
+    if comment:
+        extras["comment"] = comment
+    return extras
 
 
 def is_signed(ticket: Ticket) -> bool:
@@ -238,11 +258,12 @@ async def _sign(ctx: Context, stored: StoredCard, ticket: Ticket, values: dict[s
     """The customer's valid signature (ctx.actor is the customer) closes the ticket."""
     data = section(ticket, "signoff")
     confirmations, rating = validate_signature(values)
+    extras = page_extras(values)
     delivered = parse_iso(data.get("delivered_at")) or stored.created_at
     seconds = round((ctx.now - delivered).total_seconds(), 1)
     signature: dict[str, Any] = {"round": data["round"], "by": ctx.actor.id, "at": iso(ctx.now), "rating": rating,
                                  "confirmations": confirmations, "card_id": stored.card.id,
-                                 "seconds_to_sign": seconds, **marks}
+                                 "seconds_to_sign": seconds, **extras, **marks}
     data["signed"] = signature
     await ctx.audit("signed_off", signature, ticket)
     await ctx.move(ticket, "sign_off", payload={"rating": rating, "seconds_to_sign": seconds, **marks})

@@ -53,12 +53,18 @@ async def supervisor_chain(ctx: Context, ticket: Ticket | None = None, person: P
         if boss is not None and boss.id != handler.id:
             return [boss]
     store_id = ticket.store_id if ticket is not None else None
-    found = await store_supervisors(ctx, store_id)
-    if not found and handler is not None and handler.store_id != store_id:
-        found = await store_supervisors(ctx, handler.store_id)
+    handler_store = handler.store_id if handler is not None else None
+    if not store_id and not handler_store and not fallback:
+        return []  # no store names anybody, and no fallback wanted: nothing to read
+    # Every level below is a subset of the active supervisors: read them once (one query, where
+    # asking per store took up to three).
+    everyone = await ctx.uow.list_people(Role.SUPERVISOR)
+    found = [p for p in everyone if p.store_id == store_id] if store_id else []
+    if not found and handler_store and handler_store != store_id:
+        found = [p for p in everyone if p.store_id == handler_store]
     if found or not fallback:
         return [p for p in found if handler is None or p.id != handler.id]
-    return await ctx.uow.list_people(Role.SUPERVISOR)
+    return everyone
 
 
 async def supervisors_above(ctx: Context, people: Iterable[Person | str]) -> list[Person]:

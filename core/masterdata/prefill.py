@@ -22,7 +22,9 @@ site and contract — dispatch's distance term is real from the first offer.
   asset's warranty end (the end day is covered).
 
 The hot path (a customer without master data, a text without identifiers) costs one primary-key
-probe (`get_customer`) and a few regular expressions.
+probe (`get_customer`) and a few regular expressions; a first message (the person stored by the
+running command: no customer record can be theirs) skips the probe, and a text of Chinese words
+and punctuation only (`_WORDS_ONLY`: no letter or digit, so no phone or identifier) the searches.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ MASTERDATA = "masterdata"  # ticket.data key
 # A mainland mobile number in free text (+86 / 86 allowed, spaces or dashes between digits).
 PHONE_IN_TEXT = re.compile(r"(?<![\d])(?:\+?86[\s-]?)?(1[3-9]\d(?:[\s-]?\d){8})(?![\d])")
 EARTH_RADIUS_KM = 6371.0088
+# A text of CJK ideographs, CJK and full-width punctuation and spaces only. NFKC (which every
+# identifier search starts with) maps none of these to an ASCII letter or digit, and every phone,
+# plate, VIN and SN has one, so such a text names none: its searches are skipped. Full-width
+# letters and digits (FF10-FF19, FF21-FF3A, FF41-FF5A) are NOT in the set.
+_WORDS_ONLY = re.compile(r"[\s\u3000-\u303f\u4e00-\u9fff\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]*")
 SN_KEY = re.compile(r"[A-Z0-9]+")  # what is left of a serial number once normalised
 DEFAULT_LABELS = ("默认", "default")
 # location_source values (docs/masterdata.md)
@@ -132,13 +139,17 @@ def phone_in(text: str) -> str | None:
     return normalise_phone(match.group(1)) if match else None
 
 
-async def recognise(md: MasterDataStore, person: Person, text: str, explicit: str = "") -> Recognised:
-    """The customer record and the asset of a report (see the module docstring)."""
+async def recognise(md: MasterDataStore, person: Person, text: str, explicit: str = "", *,
+                    new_person: bool = False) -> Recognised:
+    """The customer record and the asset of a report (see the module docstring). `new_person`: the
+    person was stored by the running command (a first message), so no customer record is theirs."""
     found = Recognised(explicit=explicit.strip())
-    customer = await md.get_customer(person.id)
+    customer = None if new_person else await md.get_customer(person.id)
+    # Most reports are words only: no phone and no identifier can be in them (exact, see _WORDS_ONLY).
+    words_only = _WORDS_ONLY.fullmatch(text) is not None
     if customer is not None and customer.forgotten_at is None:
         found.customer, found.matched_by = customer, "identity"
-    else:
+    elif not words_only:
         phone = phone_in(text)
         if phone is not None:
             holders = [c for c in await md.customers_by_phone(phone) if c.forgotten_at is None]
@@ -148,7 +159,8 @@ async def recognise(md: MasterDataStore, person: Person, text: str, explicit: st
     given = identifier_of(found.explicit) if found.explicit else None
     if given is not None:
         keys.append(given)
-    keys += [k for k in find_identifiers(text) if k not in keys]
+    if not words_only:
+        keys += [k for k in find_identifiers(text) if k not in keys]
     if keys:
         found.said = keys[0]
     for kind, key in keys:

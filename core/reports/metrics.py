@@ -76,7 +76,7 @@ def wait_stats(tickets: Iterable[Ticket], moment: Callable[[Ticket], datetime | 
         if at is None:
             skipped += 1
             continue
-        seconds.append(max(0.0, (at - t.created_at).total_seconds()))
+        seconds.append(int(max(0.0, (at - t.created_at).total_seconds())))  # whole seconds, as shown
     if not seconds:
         return FirstResponseStats(0, skipped, None, None, None)
     within = sum(1 for s in seconds if s <= FIRST_RESPONSE_TARGET.total_seconds())
@@ -128,7 +128,14 @@ def compliance_by_priority(tickets: Iterable[Ticket], now: datetime) -> dict[str
                 bucket.breached[track] += 1
             elif outcome == "running":
                 bucket.running[track] += 1
-    return result
+    return ordered_priorities(result)
+
+
+def ordered_priorities(result: dict[str, Compliance]) -> dict[str, Compliance]:
+    """The matrix's priorities in their order, then any other (imported data) by name."""
+    known = [p.value for p in Priority]
+    return {**{p: result.get(p, Compliance()) for p in known},
+            **{p: result[p] for p in sorted(result) if p not in known}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +226,15 @@ def blocked_totals(history: Mapping[str, Sequence[tuple[datetime, TicketStatus]]
     for s in waits(history, now) if found_waits is None else found_waits:
         total, count = totals.get(s.state, (timedelta(0), 0))
         totals[s.state] = (total + s.duration, count + 1)
-    return sorted(((k, v[0], v[1]) for k, v in totals.items()), key=lambda item: item[1], reverse=True)
+    return order_totals((k, v[0], v[1]) for k, v in totals.items())
+
+
+_STATE_ORDER = {s: n for n, s in enumerate(TicketStatus)}
+
+
+def order_totals(totals: Iterable[tuple[TicketStatus, timedelta, int]]) -> list[tuple[TicketStatus, timedelta, int]]:
+    """Largest total first; equal totals in the workflow's order of states."""
+    return sorted(totals, key=lambda item: (-item[1], _STATE_ORDER[item[0]]))
 
 
 # --- rendering ---
@@ -236,6 +251,34 @@ def _seconds(value: timedelta | None) -> str:
     return f"{seconds:.0f}秒" if seconds < 600 else format_duration(value)
 
 
+@dataclass(frozen=True, slots=True)
+class ReportFigures:
+    """What 报表 shows, computed from the tickets (`figures_from_tickets`) or from the maintained
+    aggregates (storage/report_aggregates.py `report_figures`): the same text either way."""
+
+    reported: int
+    first_response: FirstResponseStats
+    acceptance: FirstResponseStats
+    compliance: dict[str, Compliance]
+    breaches: list[OpenBreach]  # at least the ten longest overdue
+    root_causes: list[tuple[str, str, str]]
+    top: list[Stay]
+    totals: list[tuple[TicketStatus, timedelta, int]]
+    breach_count: int | None = None  # when `breaches` holds only the first ones
+
+
+def figures_from_tickets(tickets: Sequence[Ticket], open_tickets: Sequence[Ticket],
+                         history: Mapping[str, Sequence[tuple[datetime, TicketStatus]]], now: datetime,
+                         state_filter: TicketStatus | None = None) -> ReportFigures:
+    found_waits = waits(history, now)
+    return ReportFigures(
+        reported=len(tickets), first_response=first_response_stats(tickets), acceptance=acceptance_stats(tickets),
+        compliance=compliance_by_priority(tickets, now), breaches=open_breaches(open_tickets, now),
+        root_causes=pending_root_causes(open_tickets),
+        top=blocked_top(history, now, state=state_filter, found_waits=found_waits),
+        totals=blocked_totals(history, now, found_waits=found_waits) if state_filter is None else [])
+
+
 def render_report(
     period: Period,
     tickets: Sequence[Ticket],
@@ -247,11 +290,17 @@ def render_report(
     state_filter: TicketStatus | None = None,
     extra_sections: Sequence[str] = (),
 ) -> str:
-    fr = first_response_stats(tickets)
-    accepted = acceptance_stats(tickets)
+    figures = figures_from_tickets(tickets, open_tickets, history, now, state_filter)
+    return render_figures(period, figures, zone=zone, state_filter=state_filter, extra_sections=extra_sections)
+
+
+def render_figures(period: Period, figures: ReportFigures, *, zone: tzinfo, state_filter: TicketStatus | None = None,
+                   extra_sections: Sequence[str] = ()) -> str:
+    fr = figures.first_response
+    accepted = figures.acceptance
     last_day = (period.end - timedelta(seconds=1)).astimezone(zone)
     span = "" if "至" in period.label else f"（{period.start.astimezone(zone):%m-%d} 至 {last_day:%m-%d}）"
-    lines = [f"【工单报表】{period.label}{span}，报修 {len(tickets)} 张"]
+    lines = [f"【工单报表】{period.label}{span}，报修 {figures.reported} 张"]
     lines.append("一、首次响应（报修→派单送达技师）")
     if fr.count:
         lines.append(f"  中位数 {_seconds(fr.median)}｜P90 {_seconds(fr.p90)}｜≤90秒占比 {_pct(fr.share_within_target)}"
@@ -264,7 +313,7 @@ def render_report(
     else:
         lines.append(f"  接单 暂无数据（{accepted.skipped} 张尚未接单）")
     lines.append("二、SLA 达成率（按优先级；响应｜解决）")
-    for priority, c in compliance_by_priority(tickets, now).items():
+    for priority, c in figures.compliance.items():
         counted = sum(c.met.values()) + sum(c.breached.values()) + sum(c.running.values())
         if not counted:
             lines.append(f"  {priority}：无工单")
@@ -272,26 +321,26 @@ def render_report(
         parts = [f"{TRACK_LABELS[t]} {_pct(c.rate(t))}（达成 {c.met[t]}/超时 {c.breached[t]}"
                  f"{f'/进行中 {c.running[t]}' if c.running[t] else ''}）" for t in TRACKS]
         lines.append(f"  {priority}：" + "｜".join(parts))
-    breaches = open_breaches(open_tickets, now)
-    lines.append(f"三、未关闭的超时 {len(breaches)} 项")
+    breaches = figures.breaches
+    count = len(breaches) if figures.breach_count is None else figures.breach_count
+    lines.append(f"三、未关闭的超时 {count} 项")
     for b in breaches[:10]:
         ack = f"，{b.acknowledged_by} 已确认" if b.acknowledged_by else "，未确认"
         lines.append(f"  {b.number} {TRACK_LABELS[b.track]}超时 {format_duration(b.overdue)}"
                      f"（处理人 {b.assignee_id or '未指派'}{ack}）")
-    rca = pending_root_causes(open_tickets)
+    rca = figures.root_causes
     if rca:
         lines.append(f"  待填写超时根因分析 {len(rca)} 项：" + "、".join(f"{n}({o})" for n, _, o in rca[:5]))
     title = f"四、阻塞时长 TOP10{f'（{state_filter.label}）' if state_filter else '（按状态）'}"
     lines.append(title)
-    found_waits = waits(history, now)
-    top = blocked_top(history, now, state=state_filter, found_waits=found_waits)
+    top = figures.top
     if not top:
         lines.append("  无")
     for s in top:
         still = "（仍在此状态）" if s.ongoing else ""
         lines.append(f"  {s.number}｜{s.state.label}｜{format_duration(s.duration)}{still}")
     if state_filter is None:
-        totals = blocked_totals(history, now, found_waits=found_waits)[:5]
+        totals = figures.totals[:5]
         if totals:
             lines.append("  各状态累计：" + "、".join(f"{st.label} {format_duration(total)}/{n}次"
                                                 for st, total, n in totals))

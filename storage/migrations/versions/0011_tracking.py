@@ -1,4 +1,4 @@
-"""tracking pages (issue 21): capability tokens and their revocation
+"""tracking pages (issue 21): no schema change — tracking links are stateless (bot/tracking_links.py)
 
 Revision ID: 0011
 Revises: 0010
