@@ -4,6 +4,7 @@ tracking URL, which opens the page; the member signs on the page."""
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import urlsplit
 
@@ -58,5 +59,8 @@ async def test_every_wecom_message_to_the_customer_carries_the_link(world: WeCom
     for text in texts:
         assert url in text, text
     assert any("到达" in t for t in texts) and any("已结案" in t for t in texts)
-    # Its template cards (the sign-off form) come with a text that carries the link (checked above); a card
-    # WeCom renders does not drop it: the notification's extra carries it for the adapter too.
+    # WeCom delivers a card as a message of its own: each template card (the sign-off form) carries it too.
+    cards = member.cards()
+    assert cards
+    for card in cards:
+        assert url in json.dumps(card, ensure_ascii=False), card

@@ -36,18 +36,19 @@ def link_generation(ticket: Ticket) -> int:
 
 
 def with_tracking_link(notification: Notification, url: str) -> Notification:
-    """`extra["tracking_url"]` and a line `查看进度：<url>` in the text (a card alone: in its body)."""
+    """`extra["tracking_url"]` and a line `查看进度：<url>` in the text and in the body of the card, if any
+    (platforms may deliver the two as separate messages)."""
     extra: dict[str, Any] = {**notification.extra, EXTRA_KEY: url}
     if notification.card is not None and notification.card.kind is CardKind.SIGNOFF and \
             notification.card.closed_note is None:
         extra[SIGNOFF_EXTRA_KEY] = url + SIGNOFF_SUFFIX
     line = TRACKING_LINE + url
-    if notification.text or notification.card is None:
-        text = notification.text or ""
+    text, card = notification.text, notification.card
+    if text or card is None:
+        text = text or ""
         if url not in text:
             text = f"{text}\n{line}" if text else line
-        return replace(notification, text=text, extra=extra)
-    card = notification.card
-    if url not in card.body:
+    # WeCom and Feishu deliver a text and its card as two messages: the card carries the link too.
+    if card is not None and url not in card.body:
         card = replace(card, body=f"{card.body}\n\n{line}" if card.body else line)
-    return replace(notification, card=card, extra=extra)
+    return replace(notification, text=text, card=card, extra=extra)
