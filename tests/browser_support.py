@@ -8,7 +8,9 @@ and on a wide screen (1440 px).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -31,6 +33,32 @@ DESKTOP = {"width": 1280, "height": 800}
 WIDE = {"width": 1440, "height": 900}
 ARTEFACTS = Path(os.environ.get("SCREENSHOTS_DIR") or Path(__file__).resolve().parents[1] / "test-artifacts"
                  / "screenshots")
+
+
+class PlaygroundApi:
+    """The playground's JSON API (CONTRACTS.md), as the pages' tests use it to move a ticket along."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(self.base + path, method=method,
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def say(self, user: str, **body: Any) -> None:
+        self.call("POST", "/playground/api/messages", {"user": user, **body})
+
+    def messages(self, user: str) -> list[dict[str, Any]]:
+        return list(self.call("GET", f"/playground/api/messages?user={user}"))
+
+    def cards(self, user: str, kind: str) -> list[dict[str, Any]]:
+        return [m["card"] for m in self.messages(user) if m.get("card") and m["card"]["kind"] == kind]
+
+    def image(self, user: str, seed: int) -> None:
+        self.say(user, image=base64.b64encode(png(seed)).decode())
 
 
 def free_port() -> int:

@@ -6,7 +6,6 @@ page at 390 and 1440 px; the bytes each first load transfers are summed and prin
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import sqlite3
@@ -14,35 +13,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.browser_support import PHONE, png, screenshot_both_widths
+from tests.browser_support import PHONE, PlaygroundApi, screenshot_both_widths
 
 NUMBER = re.compile(r"GD-\d{8}-\d{4}")
 LINK = re.compile(r"查看进度：(http://\S+/t/[A-Za-z0-9_-]+)")
 FIRST_LOAD_BUDGET = 150 * 1024
 
 
-class Api:
-    def __init__(self, base: str) -> None:
-        self.base = base
-
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        request = urllib.request.Request(self.base + path, method=method,
-                                         data=json.dumps(body).encode() if body is not None else None,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return json.loads(resp.read())
-
-    def say(self, user: str, **body: Any) -> None:
-        self.call("POST", "/playground/api/messages", {"user": user, **body})
-
-    def messages(self, user: str) -> list[dict[str, Any]]:
-        return list(self.call("GET", f"/playground/api/messages?user={user}"))
-
-    def cards(self, user: str, kind: str) -> list[dict[str, Any]]:
-        return [m["card"] for m in self.messages(user) if m.get("card") and m["card"]["kind"] == kind]
-
-    def image(self, user: str, seed: int) -> None:
-        self.say(user, image=base64.b64encode(png(seed)).decode())
+Api = PlaygroundApi
 
 
 class Transfers:

@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import base64
-import json
 import re
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.browser_support import DESKTOP, PHONE, png, screenshot
+from tests.browser_support import DESKTOP, PHONE, PlaygroundApi, png, screenshot
 
 NUMBER = re.compile(r"GD-\d{8}-\d{4}")
 
 
-class Api:
+class Api(PlaygroundApi):
     """The playground's JSON API, as the page uses it: to prepare a ticket that waits for a signature."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        request = urllib.request.Request(self.base + path, method=method,
-                                         data=json.dumps(body).encode() if body is not None else None,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return json.loads(resp.read())
-
-    def say(self, user: str, **body: Any) -> None:
-        self.call("POST", "/playground/api/messages", {"user": user, **body})
-
-    def messages(self, user: str) -> list[dict[str, Any]]:
-        return list(self.call("GET", f"/playground/api/messages?user={user}"))
-
-    def cards(self, user: str, kind: str) -> list[dict[str, Any]]:
-        return [m["card"] for m in self.messages(user) if m.get("card") and m["card"]["kind"] == kind]
 
     def ticket_awaiting_signature(self, customer: str) -> str:
         self.say(customer, text="底盘有异响")
