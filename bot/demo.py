@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from bot.settings import is_loopback
+from core.hub.api import API_PERSON_PREFIX
 from core.model import Person, Role
-from storage.tables import IdentityRow, PersonRow, StoreRow, TechnicianRow
+from storage.tables import IdentityRow, PersonRow, StoreRow, TechnicianRow, TicketRow
 
 STORES = [
     ("S01", "浦东张江店", 31.2040, 121.5908, "上海市浦东新区张江路 100 号"),
@@ -47,8 +49,15 @@ def demo_wanted(load_demo: str, bind: str | None) -> bool:
 
 
 async def directory_is_empty(sessions: async_sessionmaker[AsyncSession]) -> bool:
+    """No organisation yet: no store, no ticket, nobody but the people that stand for API clients
+    (`ticketbot api-client add` makes one, and may well run before the first `serve`: issue 20/23).
+    Anything else is someone's real directory, and demo technicians would get its real jobs."""
     async with sessions() as session:
-        return int((await session.execute(select(func.count()).select_from(PersonRow))).scalar_one()) == 0
+        for table in (StoreRow, TicketRow):
+            if (await session.execute(select(literal(1)).select_from(table).limit(1))).first() is not None:
+                return False
+        someone = select(col(PersonRow.id)).where(col(PersonRow.id).not_like(f"{API_PERSON_PREFIX}%")).limit(1)
+        return (await session.execute(someone)).first() is None
 
 
 async def load_demo(sessions: async_sessionmaker[AsyncSession], now: datetime) -> int:

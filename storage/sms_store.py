@@ -4,23 +4,33 @@ report page's per-IP counter, and queueing a notification on the SMS channel.
 Limits are counted conservatively: a request first records itself (committed), then counts what
 is in the window, and withdraws its own row when the window is over the limit. Two processes racing
 for the last slot may both be refused; neither can make the count exceed the limit.
+
+Personal data (docs/sms.md, "Personal data"): the log keeps its rows (what was sent when, about which
+ticket, by which provider: the counts stay true) but their phone is masked (`138****8000`) once they
+are older than the retention, or at once for a forgotten customer, whose codes are dropped too.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, literal, or_, select, update
 from sqlmodel import col
 
 from storage.database import Sessions
 from storage.outbox import rows_queued
-from storage.tables import IdentityRow, OutboxRow
+from storage.tables import IdentityRow, OutboxRow, TicketRow
 from storage.tables_sms import ReportPageHitRow, SmsCodeRow, SmsSendRow
 
 SMS_CHANNEL = "sms"
+CODE_KEPT = timedelta(days=1)  # an expired code's row is dropped this long after its expiry
+# 13812345678 → 138****5678 in SQL (core.masterdata.identifiers.mask_phone for the log's normalised mobiles).
+_PHONE = col(SmsSendRow.phone)
+_MASKED_PHONE = func.substr(_PHONE, 1, 3) + literal("****") + func.substr(_PHONE, func.length(_PHONE) - 3, 4)
+_NOT_MASKED = _PHONE.not_like("%*%")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +105,49 @@ class SqlSmsStore:
                                       .order_by(col(SmsSendRow.id)))
             return [dict(row._mapping) for row in rows]
 
+    # --- personal data ---
+    async def forget(self, person_id: str, phones: list[str]) -> int:
+        """`customer forget`: mask the phone of every log row to one of `phones` or about one of the
+        person's tickets, and drop the phones' codes. Returns how many rows were masked."""
+        about_theirs = col(SmsSendRow.ticket_number).in_(
+            select(col(TicketRow.number)).where(col(TicketRow.customer_id) == person_id).scalar_subquery())
+        async with self._sessions.transaction(savepoint=False) as conn:
+            if phones:
+                await conn.execute(delete(SmsCodeRow).where(col(SmsCodeRow.phone).in_(phones)))
+            which = or_(_PHONE.in_(phones), about_theirs) if phones else about_theirs
+            result = await conn.execute(update(SmsSendRow).where(which, _NOT_MASKED).values(phone=_MASKED_PHONE))
+            return int(result.rowcount or 0)
+
+    async def mask_before(self, cutoff: datetime, *, after_id: int, limit: int = 250) -> tuple[int, int, bool]:
+        """The retention: mask the rows after `after_id` (in id order, which is sending order) up to the
+        first one sent at or after `cutoff`, at most `limit` of them. Returns (rows masked, the id up to
+        which everything is done, whether the walk reached a row too young or the end)."""
+        async with self._sessions.transaction(savepoint=False) as conn:
+            rows = list(await conn.execute(select(col(SmsSendRow.id), col(SmsSendRow.at)).where(
+                col(SmsSendRow.id) > after_id).order_by(col(SmsSendRow.id)).limit(limit)))
+            due = [int(r.id) for r in itertools.takewhile(lambda r: r.at < cutoff, rows)]
+            masked = 0
+            if due:
+                result = await conn.execute(update(SmsSendRow).where(
+                    col(SmsSendRow.id) > after_id, col(SmsSendRow.id) <= due[-1], _NOT_MASKED)
+                    .values(phone=_MASKED_PHONE))
+                masked = int(result.rowcount or 0)
+        return masked, due[-1] if due else after_id, len(due) < limit
+
+    async def drop_expired_codes(self, now: datetime) -> int:
+        """Codes that expired a day ago (as `put_code` drops them): a phone that never came back and
+        no other phone asked since would otherwise keep its row for ever."""
+        async with self._sessions.transaction(savepoint=False) as conn:
+            result = await conn.execute(delete(SmsCodeRow).where(col(SmsCodeRow.expires_at) < now - CODE_KEPT))
+            return int(result.rowcount or 0)
+
     # --- confirmation codes ---
     async def put_code(self, phone: str, code_mac: str, *, now: datetime, expires_at: datetime) -> None:
         """The phone's new code replaces any older one (and its count of wrong guesses); codes that
         expired a day ago go too (a phone that never came back leaves no row behind)."""
         async with self._sessions.transaction(savepoint=False) as conn:
             await conn.execute(delete(SmsCodeRow).where(col(SmsCodeRow.phone) == phone))
-            await conn.execute(delete(SmsCodeRow).where(col(SmsCodeRow.expires_at) < now - timedelta(days=1)))
+            await conn.execute(delete(SmsCodeRow).where(col(SmsCodeRow.expires_at) < now - CODE_KEPT))
             await conn.execute(insert(SmsCodeRow).values(phone=phone, code_mac=code_mac, created_at=now,
                                                          expires_at=expires_at, attempts=0))
 

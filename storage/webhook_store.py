@@ -14,10 +14,18 @@ ANOTHER process (`ticketbot webhook add`, another worker) is honoured by every e
 RECHECK_S after its commit (the staleness bound; the belief is re-read that often, in the
 transaction of whichever command asks). A removal is never stale: a wanted type is always read in
 the command's transaction. (There is no re-enable: a removed subscription stays removed.)
+
+Personal data (docs/webhooks.md, "Personal data"): a stored body can carry what a customer typed (a
+ticket's description, a parts note) with their phone number in it. Bodies older than the retention,
+and at once those about a forgotten customer's tickets, get the phones masked the way the tickets'
+own scrub masks them (core/masterdata/privacy.py); the rows, statuses and attempts stay.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -29,10 +37,12 @@ from sqlalchemy import Engine, bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
+from core.masterdata.identifiers import mask_phone
+from core.masterdata.prefill import PHONE_IN_TEXT
 from core.ports import Clock
 from storage.database import Sessions
 from storage.sqlite.prepared import hot
-from storage.tables import ApiClientRow, WebhookAttemptRow, WebhookDeliveryRow, WebhookSubscriptionRow
+from storage.tables import ApiClientRow, TicketRow, WebhookAttemptRow, WebhookDeliveryRow, WebhookSubscriptionRow
 
 RETRY_WINDOW = timedelta(days=3)  # retried with backoff this long, then dead-lettered
 LEASE = timedelta(minutes=2)  # a claimed delivery whose sender died is due again after this
@@ -54,6 +64,34 @@ _MARK_DELIVERED = hot(update(WebhookDeliveryRow).where(*_STILL_SENDING).values(
 _MARK_FAILED = hot(update(WebhookDeliveryRow).where(*_STILL_SENDING).values(
     status=bindparam("w_status"), next_attempt_at=bindparam("next"), last_attempt_at=bindparam("at"),
     last_status=bindparam("code"), last_latency_ms=bindparam("ms"), last_error=bindparam("error")))
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+# Identifiers of our bodies (core/hub/webhook_events.py): keys, not text; receivers match on them.
+_ID_KEYS = frozenset({"customer_key", "global_id", "id", "number", "assignee_id", "store_id", "asset_id"})
+
+
+def _masked(value: Any) -> Any:
+    """Every phone number in the text of a JSON value masked; identifiers are left alone (the ids
+    of our bodies, and any UUID: its hex digits are no phone)."""
+    if isinstance(value, str):
+        return value if _UUID.fullmatch(value) else PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(1)), value)
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    if isinstance(value, dict):
+        return {k: v if k in _ID_KEYS else _masked(v) for k, v in value.items()}
+    return value
+
+
+def mask_body(body: str) -> str:
+    """The body with its phone numbers masked, encoded as bodies are (core/hub/webhook_events.py `encode`)."""
+    try:
+        document = json.loads(body)
+    except ValueError:  # not ours (never written so): mask the text itself
+        return PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(1)), body)
+    return json.dumps(_masked(document), ensure_ascii=False, separators=(",", ":"))
 
 
 def _claim(dialect: str) -> Any:
@@ -344,6 +382,38 @@ class SqlWebhookStore:
             result = await conn.execute(stmt.values(status="pending", next_attempt_at=now,
                                                     give_up_at=now + RETRY_WINDOW))
             return int(result.rowcount or 0)
+
+    # --- personal data ---
+    async def forget(self, person_id: str) -> int:
+        """`customer forget`: mask the phones in the bodies of every delivery about the person's tickets.
+        Returns how many bodies changed."""
+        theirs = col(WebhookDeliveryRow.ticket_number).in_(
+            select(col(TicketRow.number)).where(col(TicketRow.customer_id) == person_id).scalar_subquery())
+        async with self._sessions.transaction(savepoint=False) as conn:
+            rows = list(await conn.execute(select(col(WebhookDeliveryRow.id), col(WebhookDeliveryRow.body))
+                                           .where(theirs)))
+            return await self._rewrite(conn, rows)
+
+    async def mask_before(self, cutoff: datetime, *, after_id: int, limit: int = 100) -> tuple[int, int, bool]:
+        """The retention: mask the phones in the bodies of the deliveries after `after_id` (id order is
+        creation order) up to the first one created at or after `cutoff`, at most `limit` of them.
+        Returns (bodies changed, the id up to which everything is done, whether the walk reached a
+        delivery too young or the end)."""
+        async with self._sessions.transaction(savepoint=False) as conn:
+            rows = list(await conn.execute(
+                select(col(WebhookDeliveryRow.id), col(WebhookDeliveryRow.body), col(WebhookDeliveryRow.created_at))
+                .where(col(WebhookDeliveryRow.id) > after_id).order_by(col(WebhookDeliveryRow.id)).limit(limit)))
+            due = list(itertools.takewhile(lambda r: r.created_at < cutoff, rows))
+            changed = await self._rewrite(conn, due)
+        return changed, int(due[-1].id) if due else after_id, len(due) < limit
+
+    @staticmethod
+    async def _rewrite(conn: AsyncConnection, rows: list[Any]) -> int:
+        updates = [{"w_id": int(r.id), "w_body": masked} for r in rows if (masked := mask_body(r.body)) != r.body]
+        if updates:
+            await conn.execute(update(WebhookDeliveryRow).where(col(WebhookDeliveryRow.id) == bindparam("w_id"))
+                               .values(body=bindparam("w_body")), updates)
+        return len(updates)
 
     # --- the delivery log and the dashboard ---
     async def pending_by_client(self) -> dict[str, int]:

@@ -21,6 +21,7 @@ from bot.settings import Settings
 from bot.web.app import build_app
 from storage.database import Sessions, create_engine, session_factory
 from storage.migrate import upgrade
+from tests.fakes.sms_provider import FakeSmsProvider
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -143,6 +144,15 @@ async def app_client(database_url: str, tmp_path: Path) -> AsyncIterator[TestCli
     app = build_app(settings)
     async with TestClient(TestServer(app)) as client:
         yield client
+
+
+@pytest.fixture
+async def sms_fake() -> AsyncIterator[FakeSmsProvider]:
+    """The fake SMS endpoint on loopback, both providers' wire protocols (the SMS tests: tests/sms_support.py)."""
+    provider = FakeSmsProvider()
+    await provider.start()
+    yield provider
+    await provider.stop()
 
 
 def runtime_of(client: TestClient) -> Runtime:

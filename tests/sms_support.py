@@ -1,5 +1,6 @@
-"""Shared by the SMS and report page tests: settings pointing an SDK at the fake provider, the real app
-with a store, and a multipart body builder (photos as a phone sends them)."""
+"""Shared by the SMS and report page tests (with the fixture `sms_fake` of tests/conftest.py, the fake
+provider): settings pointing an SDK at the fake provider, the real app with a store, and a multipart body
+builder (photos as a phone sends them)."""
 
 from __future__ import annotations
 

@@ -69,22 +69,26 @@ async def test_add_update_deactivate_and_reactivate_a_technician(database_url: s
         await admin.say(f"测试派单 {number}")
         assert "周师傅（tech-new）：电控类需要资质：OBD认证，此人没有" in await admin.last_text()
 
-        await admin.say("技师 停用 tech-new")
-        assert "已停用" in await admin.last_text()
-        assert not (await _entry(rt, "tech-new")).active
-        await admin.say(f"测试派单 {number}")
-        assert "tech-new" not in await admin.last_text()  # deactivated: not a candidate at all
-        await admin.say("技师 启用 tech-new")
-        assert (await _entry(rt, "tech-new")).active
-        kinds = [e["kind"] for e in await _kinds(rt) if e["person_id"] == "tech-new"]
-        assert kinds == ["technician_added", "technician_updated", "technician_deactivated", "technician_activated"]
-
+        # (Shown while the offer is still his: 技师 停用 below sends it back to dispatch.)
         await admin.say("技师 查看 tech-new")
         shown = await admin.last_text()
         assert "周师傅" in shown and "门店：S01" in shown and "企业微信 wx-new" in shown and "在办：1" in shown
         await admin.say("技师")
         listing = await admin.last_text()
         assert "tech-new 周师傅｜在岗｜在办 1/4" in listing and "tech-wang 技师 王师傅｜离岗" in listing
+
+        await admin.say("技师 停用 tech-new")
+        assert "已停用" in await admin.last_text()
+        assert number in await admin.last_text()  # his open offer went back to dispatch (issue 20)
+        assert not (await _entry(rt, "tech-new")).active
+        assert (await ticket(rt, number)).assignee_id != "tech-new"
+        await admin.say(f"测试派单 {number}")
+        assert "tech-new" not in await admin.last_text()  # deactivated: not a candidate at all
+        await admin.say("技师 启用 tech-new")
+        assert (await _entry(rt, "tech-new")).active
+        kinds = [e["kind"] for e in await _kinds(rt) if e["person_id"] == "tech-new"]
+        assert kinds == ["technician_added", "technician_updated", "technician_jobs_released",
+                         "technician_deactivated", "technician_activated"]
 
 
 async def _kinds(rt) -> list[dict]:  # type: ignore[no-untyped-def]

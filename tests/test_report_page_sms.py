@@ -27,26 +27,18 @@ FORM = {"phone": PHONE, "subject": "", "description": "空调外机漏水", "add
         "lng": "", "website": ""}
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSmsProvider]:
-    provider = FakeSmsProvider()
-    await provider.start()
-    yield provider
-    await provider.stop()
-
-
 @pytest.fixture(params=["aliyun", "tencent"])
 async def client(request: pytest.FixtureRequest, database_url: str, tmp_path: Path,
-                 fake: FakeSmsProvider) -> AsyncIterator[TestClient]:
-    settings = sms_settings(database_url, tmp_path, fake, request.param, report_page_limit_per_ip_hour=3,
+                 sms_fake: FakeSmsProvider) -> AsyncIterator[TestClient]:
+    settings = sms_settings(database_url, tmp_path, sms_fake, request.param, report_page_limit_per_ip_hour=3,
                             public_base_url="https://gd.example.com")
     async with TestClient(TestServer(build_app(settings))) as c:
         await add_stores(runtime_of(c))
         yield c
 
 
-def code_in(fake: FakeSmsProvider) -> str:
-    params = fake.sent[-1].params
+def code_in(sms_fake: FakeSmsProvider) -> str:
+    params = sms_fake.sent[-1].params
     return str(params["code"] if isinstance(params, dict) else params[0])
 
 
@@ -58,7 +50,7 @@ async def wait_for(predicate: object, timeout_s: float = 10.0) -> None:
     raise AssertionError("timed out")
 
 
-async def test_code_then_report_then_sms_notices(client: TestClient, fake: FakeSmsProvider) -> None:
+async def test_code_then_report_then_sms_notices(client: TestClient, sms_fake: FakeSmsProvider) -> None:
     runtime = runtime_of(client)
     page = await (await client.get("/r/S01")).text()
     assert "获取验证码" in page and 'name="code"' in page
@@ -68,8 +60,8 @@ async def test_code_then_report_then_sms_notices(client: TestClient, fake: FakeS
     assert step1.status == 200 and "验证码已发送至 138****8000" in body
     assert "空调外机漏水" in body and "世纪大道 8 号" in body and "已保存 1 张照片" in body
     tokens = re.findall(r'name="kept" value="([^"]+)"', body)
-    code = code_in(fake)
-    assert fake.sent[-1].template in {"SMS_100001", "100001"}
+    code = code_in(sms_fake)
+    assert sms_fake.sent[-1].template in {"SMS_100001", "100001"}
     # Step 2: a wrong code keeps everything; the right one creates the ticket.
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     refused = await client.post("/r/S01", data=report_form({**FORM, "action": "submit", "code": wrong}, kept=tokens))
@@ -92,8 +84,8 @@ async def test_code_then_report_then_sms_notices(client: TestClient, fake: FakeS
         assert identity is not None and identity.person_id == customer.id
         assert (await session.execute(select(SmsCodeRow))).first() is None  # the code is used up
     # The ticket's notice reaches the customer by SMS, with its number and tracking link.
-    await wait_for(lambda: any(s.template in {"SMS_100002", "100002"} for s in fake.sent))
-    notice = next(s for s in fake.sent if s.template in {"SMS_100002", "100002"})
+    await wait_for(lambda: any(s.template in {"SMS_100002", "100002"} for s in sms_fake.sent))
+    notice = next(s for s in sms_fake.sent if s.template in {"SMS_100002", "100002"})
     values = list(notice.params.values()) if isinstance(notice.params, dict) else notice.params
     assert values[0] == number and values[2].startswith("https://gd.example.com/")
     # The same code cannot report twice (a double submit).
@@ -101,7 +93,7 @@ async def test_code_then_report_then_sms_notices(client: TestClient, fake: FakeS
     assert again.status == 400 and "验证码错误或已过期" in await again.text()
 
 
-async def test_submit_without_a_code_asks_for_one(client: TestClient, fake: FakeSmsProvider) -> None:
+async def test_submit_without_a_code_asks_for_one(client: TestClient, sms_fake: FakeSmsProvider) -> None:
     response = await client.post("/r/S01", data=report_form({**FORM, "action": "submit"}))
     body = await response.text()
     assert response.status == 400 and "获取验证码" in body and "空调外机漏水" in body
@@ -109,7 +101,7 @@ async def test_submit_without_a_code_asks_for_one(client: TestClient, fake: Fake
         assert await uow.list_tickets() == []
 
 
-async def test_code_requests_have_their_own_limits(client: TestClient, fake: FakeSmsProvider) -> None:
+async def test_code_requests_have_their_own_limits(client: TestClient, sms_fake: FakeSmsProvider) -> None:
     first = await client.post("/r/S01", data=report_form({**FORM, "action": "send_code"}))
     assert first.status == 200
     again = await client.post("/r/S01", data=report_form({**FORM, "action": "send_code"}))
@@ -121,10 +113,10 @@ async def test_code_requests_have_their_own_limits(client: TestClient, fake: Fak
     # Three requests from this address this hour (the refused resend counted too): the fourth is refused.
     over = await client.post("/r/S01", data=report_form({**FORM, "phone": "13900000002", "action": "send_code"}))
     assert over.status == 400 and "获取验证码过于频繁" in await over.text()
-    assert len(fake.sent) == 2
+    assert len(sms_fake.sent) == 2
 
 
-async def test_a_confirmed_phone_prefills_from_master_data(client: TestClient, fake: FakeSmsProvider) -> None:
+async def test_a_confirmed_phone_prefills_from_master_data(client: TestClient, sms_fake: FakeSmsProvider) -> None:
     runtime = runtime_of(client)
     async with runtime.uow() as uow:
         await uow.add_person(Person("C001", "王女士", Role.CUSTOMER, phone=PHONE), {})
@@ -136,7 +128,7 @@ async def test_a_confirmed_phone_prefills_from_master_data(client: TestClient, f
     lookup = await client.get("/r/S01/lookup", params={"phone": PHONE})
     assert (await lookup.json()) == {"subjects": []}  # not confirmed: nothing revealed
     await client.post("/r/S01", data=report_form({**FORM, "action": "send_code"}))
-    code = code_in(fake)
+    code = code_in(sms_fake)
     wrong = await client.get("/r/S01/lookup", params={"phone": PHONE, "code": "000000" if code != "000000" else "1"})
     assert wrong.status == 403 and (await wrong.json())["subjects"] == []
     right = await client.get("/r/S01/lookup", params={"phone": PHONE, "code": code})

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from adapters.wecom.kf_sender import HELD_INTRO
 from core.cards import Notification
@@ -104,14 +101,6 @@ async def test_after_48_hours_nothing_is_sent_until_the_customer_writes(kf_world
     await kf_world.adapter.kf_sender.send(_notice(wu, person_id, number, "您的工单已派给王师傅"))
     assert not [r for r in kf_world.fake.requests[before:] if r.path.endswith("kf/send_msg")]
     assert await kf_world.count(KfHeldRow) == 1
-
-
-@pytest.fixture
-async def sms_fake() -> AsyncIterator[FakeSmsProvider]:
-    fake = FakeSmsProvider()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def test_a_spent_budget_falls_back_to_sms_when_the_person_has_a_phone(

@@ -5,6 +5,11 @@ Prints `{"customer", "forgotten": true, "tickets": N}` (N: their tickets scrubbe
 unknown customer (or a staff id) exits 1 with `{"customer", "forgotten": false, "error"}`; a
 database that cannot be used exits 2. The audit trail is not rewritten: `ticketbot audit verify`
 still passes afterwards.
+
+The logs go in the same transaction: the SMS log's rows to the customer's phones or about their
+tickets get the phone masked and their codes are dropped, and the stored webhook bodies about their
+tickets get the phones masked. Their phones are read before
+the forget erases them; one transaction means a failure leaves everything as it was, to run again.
 """
 
 from __future__ import annotations
@@ -13,10 +18,13 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.settings import Settings
 from core.errors import TicketbotError
+
+if TYPE_CHECKING:
+    from storage.database import Sessions
 
 EXIT_UNKNOWN = 1
 EXIT_UNUSABLE = 2
@@ -39,7 +47,9 @@ async def forget(settings: Settings, person_id: str) -> dict[str, Any]:
     from core.service import SYSTEM_ACTOR, TicketService
     from storage.database import create_engine, session_factory
     from storage.migrate import upgrade
+    from storage.sms_store import SqlSmsStore
     from storage.unit_of_work import SqlUnitOfWork
+    from storage.webhook_store import SqlWebhookStore
 
     url = settings.resolved_database_url()
     await asyncio.to_thread(upgrade, url)
@@ -49,10 +59,34 @@ async def forget(settings: Settings, person_id: str) -> dict[str, Any]:
         sessions = session_factory(engine)
         service = TicketService(lambda: SqlUnitOfWork(sessions, channels=settings.delivery_channels()),
                                 SystemClock(), RuleBook(), service_config(settings))
-        result: dict[str, Any] = await service.handle(ForgetCustomer(person_id), SYSTEM_ACTOR)
+        async with sessions.shared_transaction():
+            phones = await customer_phones(sessions, person_id)
+            result: dict[str, Any] = await service.handle(ForgetCustomer(person_id), SYSTEM_ACTOR)
+            # (The printed object stays as documented: the logs' counts are not part of it.)
+            await SqlSmsStore(sessions).forget(person_id, phones)
+            await SqlWebhookStore(sessions, service.clock).forget(person_id)
         return result
     finally:
         await engine.dispose()
+
+
+async def customer_phones(sessions: Sessions, person_id: str) -> list[str]:
+    """Every number the customer is known by: the person's phone, the customer record's phones and
+    their SMS identity (the report page's customers are reached by it)."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from core.masterdata.identifiers import normalise_phone
+    from storage.tables import CustomerPhoneRow, IdentityRow, PersonRow
+
+    async with sessions.transaction(savepoint=False) as conn:
+        found = list((await conn.execute(select(col(PersonRow.phone)).where(col(PersonRow.id) == person_id))).scalars())
+        found += (await conn.execute(select(col(CustomerPhoneRow.phone)).where(
+            col(CustomerPhoneRow.person_id) == person_id))).scalars()
+        found += (await conn.execute(select(col(IdentityRow.external_id)).where(
+            col(IdentityRow.person_id) == person_id, col(IdentityRow.platform) == "sms"))).scalars()
+    # The SMS log holds normalised mobiles (bot/sms/phones.py); a record may hold the number as typed.
+    return sorted({form for p in found if p for form in (p, normalise_phone(p)) if form})
 
 
 def cmd_forget(args: argparse.Namespace) -> int:

@@ -7,6 +7,11 @@ tickets, `(status, updated_at)` for cancelled ones), and scrubs them in commands
 (each one transaction, audited per ticket). The watermark — everything that ended before it is done —
 is kept as a config version (at most one a day), so a restart does not walk a million scrubbed
 tickets again, and no query reads more than a day of ended tickets while the loop waits.
+
+The same pass masks the phones in the logs that outlive their tickets' contact data: the SMS log
+(`sms_sends`, whose expired codes go too) and the stored webhook bodies, every row older than the
+retention, walked in id order (the primary key: no scan) from an id watermark kept in the same config
+version (storage/sms_store.py, storage/webhook_store.py `mask_before`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlmodel import col
@@ -22,7 +28,9 @@ from core.masterdata.privacy import PurgeContactData
 from core.model import TicketStatus
 from core.service import SYSTEM_ACTOR, TicketService
 from storage.database import Sessions
+from storage.sms_store import SqlSmsStore
 from storage.tables import TicketRow
+from storage.webhook_store import SqlWebhookStore
 
 log = logging.getLogger(__name__)
 EVERY = timedelta(hours=1)
@@ -38,6 +46,7 @@ class RetentionPurge:
         self.retention_days = retention_days
         self.last_run: datetime | None = None
         self.done_until: datetime | None = None  # tickets ended before this are done
+        self.logs_done_through: dict[str, int] | None = None  # per log table: rows up to this id are done
 
     async def maybe_run(self, now: datetime) -> int:
         if self.retention_days <= 0 or (self.last_run is not None and now - self.last_run < EVERY):
@@ -48,7 +57,10 @@ class RetentionPurge:
     async def run(self, now: datetime) -> int:
         """One pass; returns how many tickets were scrubbed."""
         cutoff = now - timedelta(days=self.retention_days)
-        stored = await self._stored_watermark()
+        stored_payload = await self._stored_watermark()
+        stored = datetime.fromisoformat(stored_payload["done_until"]) if stored_payload else None
+        if self.logs_done_through is None:
+            self.logs_done_through = dict((stored_payload or {}).get("logs_done_through") or {})
         start = self.done_until or stored or await self._oldest_end()
         purged = 0
         day = start
@@ -62,11 +74,31 @@ class RetentionPurge:
             day = end
             await asyncio.sleep(0)  # a first pass over years of history yields between days
         self.done_until = cutoff
+        masked = await self._mask_logs(now, cutoff)
         if stored is None or cutoff.date() != stored.date():
             await self._store_watermark(cutoff)
-        if purged:
-            log.info("retention purge: contact data removed from %s closed tickets", purged)
+        if purged or masked:
+            log.info("retention purge: contact data removed from %s closed tickets, phones masked in %s log rows",
+                     purged, masked)
         return purged
+
+    async def _mask_logs(self, now: datetime, cutoff: datetime) -> int:
+        """Mask the phones of the SMS log's and the webhook deliveries' rows older than `cutoff`."""
+        assert self.logs_done_through is not None
+        sms = SqlSmsStore(self.sessions)
+        steps = {"sms_sends": sms.mask_before,
+                 "webhook_deliveries": SqlWebhookStore(self.sessions, self.service.clock).mask_before}
+        masked = 0
+        for table, step in steps.items():
+            after = int(self.logs_done_through.get(table, 0))
+            finished = False
+            while not finished:
+                count, after, finished = await step(cutoff, after_id=after)
+                masked += count
+                await asyncio.sleep(0)  # a first pass over a long log yields between chunks
+            self.logs_done_through[table] = after
+        await sms.drop_expired_codes(now)
+        return masked
 
     async def _ended_between(self, start: datetime, end: datetime) -> list[str]:
         closed = select(col(TicketRow.number)).where(col(TicketRow.closed_at) >= start,
@@ -87,13 +119,14 @@ class RetentionPurge:
         found = [d for d in (closed, cancelled) if d is not None]
         return min(found) if found else None
 
-    async def _stored_watermark(self) -> datetime | None:
+    async def _stored_watermark(self) -> dict[str, Any] | None:
         async with self.service.uow_factory() as uow:
             latest = await uow.latest_config(WATERMARK_KIND)
-        return datetime.fromisoformat(latest[1]["done_until"]) if latest else None
+        return dict(latest[1]) if latest else None
 
     async def _store_watermark(self, until: datetime) -> None:
+        payload = {"done_until": until.isoformat(), "logs_done_through": dict(self.logs_done_through or {})}
         async with self.service.uow_factory() as uow:
-            await uow.save_config(WATERMARK_KIND, {"done_until": until.isoformat()}, actor_id=SYSTEM_ACTOR.id,
+            await uow.save_config(WATERMARK_KIND, payload, actor_id=SYSTEM_ACTOR.id,
                                   note="retention purge watermark", at=until)
             await uow.commit()

@@ -1,6 +1,8 @@
 """The technician directory and the dispatch rules, administered in chat (and by the bulk import).
 
-  * supervisors/admins add, update, deactivate and reactivate technicians and set anyone's duty;
+  * supervisors/admins add, update, deactivate and reactivate technicians and set anyone's duty; a
+    deactivated technician's open jobs go back to dispatch (core/dispatch/release.py), as with
+    `人员 停用`, the directory sync and the import: one behaviour for everyone who leaves;
     technicians set their own duty (上班/下班);
   * `派单规则` shows the policy; weights and the offer timeout change it as a new version of
     config kind "dispatch" (audited "config_changed"); history and rollback like the SLA matrix;
@@ -22,6 +24,7 @@ from core.dispatch.engine import DispatchPolicy, DispatchWeights, GeoPoint
 from core.dispatch.live import live_index
 from core.dispatch.offers import POLICY_KIND, current_policy, excluded_ids, place_of, request_for
 from core.dispatch.policy import format_seconds
+from core.dispatch.release import release_open_jobs
 from core.dispatch.store import DispatchStore, Store, TechnicianEntry
 from core.errors import InvalidInput, NotAllowed, NotFound
 from core.model import ROLE_LABELS, Role
@@ -290,10 +293,31 @@ async def set_technician_active(ctx: Context, cmd: SetTechnicianActive) -> None:
     entry = await _require_technician(directory, cmd.person_id)
     if entry.active == cmd.active:
         raise InvalidInput(f"技师 {entry.name}（{entry.person_id}）已经是{'启用' if cmd.active else '停用'}状态。")
+    jobs = "" if cmd.active else await _release_jobs(ctx, cmd.person_id)
     await directory.set_active(cmd.person_id, cmd.active)
     await ctx.audit("technician_activated" if cmd.active else "technician_deactivated", {"person_id": cmd.person_id})
-    verb = "启用，可以接单了" if cmd.active else "停用，不会再收到派单（手上的工单不受影响）"
-    await ctx.tell(ctx.actor.id, f"技师 {entry.name}（{entry.person_id}）已{verb}。")
+    verb = "启用，可以接单了" if cmd.active else "停用，不会再收到派单"
+    await ctx.tell(ctx.actor.id, f"技师 {entry.name}（{entry.person_id}）已{verb}。{jobs}")
+
+
+async def _release_jobs(ctx: Context, person_id: str) -> str:
+    """A deactivated technician's open jobs go back to dispatch, as for `人员 停用`, the directory sync
+    and the import (issue 20: people who left); returns the sentence that says what happened to them.
+    Called before the person row is written: the tickets are locked first (core/timers.py)."""
+    person = await ctx.uow.get_person(person_id)
+    if person is None:
+        return ""
+    handled = await release_open_jobs(ctx, replace(person, active=False))
+    if not handled:
+        return "手上没有未结工单。"
+    # release_open_jobs leaves a job on the person only when it needs no technician now (or nobody
+    # else is eligible): those are the supervisors' to 转派.
+    stay = [n for n in handled if (await ctx.ticket(n)).assignee_id == person_id]
+    moved = [n for n in handled if n not in stay]
+    parts = [f"{'、'.join(moved)} 已改派或回到待派单"] if moved else []
+    if stay:
+        parts.append(f"{'、'.join(stay)} 暂时无法改派（如等待备件、待客户确认），已通知主管转派")
+    return f"手上的 {len(handled)} 张未结工单已退回派单：" + "；".join(parts) + "。"
 
 
 @handles(SetDuty)
