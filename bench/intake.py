@@ -3,6 +3,7 @@
 
     python bench/intake.py [--via playground wecom feishu dingtalk] [--duration 10] [--connections 32]
                            [--rate 0] [--drain 120] [--startup] [--database prefilled.db]
+                           [--engine sqlite postgres postgres-redis] [--postgres ADMIN_URL]
 
 Doors (`--via`, one or several; each gets a fresh service in an empty folder, the demo directory
 loaded as on a local trial):
@@ -37,6 +38,16 @@ it took to drain. The echo row is the ceiling: the same requests answered by bar
 Targets (issues 2 and 24): >= 500 tickets/s sustained on SQLite in one process with no growing
 backlog on every door; a chat door's CPU per ticket within 1.5x the playground's; ready <= 2 s;
 RSS <= 150 MB.
+
+`--engine` (one or several, default sqlite): every door is measured on each engine in the same run —
+sqlite (the above), postgres (one process), postgres-redis (PROCESS_INBOX=worker: one web + one worker
+process, then two of each with the load alternating between the two web ports); see
+bench/intake_engines.py. With an engine other than sqlite the run ends with a per-engine table: CPU ms
+per ticket of all the deployment's processes and its ratio to SQLite's for the same door, SQL statements
+and COMMITs per ticket (pg_stat_statements in a PostgreSQL cluster of the run's own), Redis commands per
+ticket (INFO commandstats of a private redis-server) and EVALs per ticket (the alarm / hand-off scripts of
+bot/jobs/arq_timers.py, one round trip each), and the database size. Target (issue 24):
+PostgreSQL within 2x SQLite's CPU per ticket.
 """
 
 from __future__ import annotations
@@ -126,6 +137,25 @@ class Service:
     @property
     def db(self) -> Path:
         return self.workdir / "bench.db"
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.port]
+
+    def cpu(self) -> float:
+        return cpu_s(self.process.pid)
+
+    async def pending(self) -> int:
+        return pending_rows(self.db)
+
+    async def tickets(self, platform: str) -> dict[str, float]:
+        return ticket_times(self.db, platform)
+
+    async def counters(self) -> dict[str, int]:
+        return {}
+
+    async def size_mb(self) -> float:
+        return sum(f.stat().st_size for f in self.workdir.glob("bench.db*")) / 2**20
 
     def stop(self) -> None:
         self.process.terminate()
@@ -371,6 +401,12 @@ def http_sender(session: aiohttp.ClientSession, url: str) -> Callable[[Report], 
     return send
 
 
+def spread_sender(session: aiohttp.ClientSession, urls: list[str]) -> Callable[[Report], Any]:
+    """Reports alternate between the web processes' ports (one port: the same as http_sender)."""
+    senders = itertools.cycle([http_sender(session, url) for url in urls])
+    return lambda report: next(senders)(report)
+
+
 # --- one door ------------------------------------------------------------------------------------
 
 
@@ -388,6 +424,9 @@ class Figures:
     processed: int = 0
     failed: int = 0
     note: str = ""
+    engine: str = "sqlite"
+    per_ticket: dict[str, float] = field(default_factory=dict)  # statements, commits, redis (other engines)
+    size_mb: float = float("nan")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -450,8 +489,34 @@ async def wait_drained(load: Load, count_done: Callable[[], Any], drain: float) 
 def options(args: argparse.Namespace) -> argparse.Namespace:
     """`args` with this script's defaults for what a caller's own parser lacks (bench/api_v1_bench.py
     passes its namespace to measure_http_door)."""
-    defaults = {"database": None, "rate": 0.0, "drain": 120.0, "profile": None, "duration": 10.0, "connections": 32}
+    defaults = {"database": None, "rate": 0.0, "drain": 120.0, "profile": None, "duration": 10.0, "connections": 32,
+                "setup": None, "pg_server": None}
     return argparse.Namespace(**{**defaults, **vars(args)})
+
+
+async def deploy(args: argparse.Namespace, env: dict[str, str]) -> Any:
+    """The service under test: `ticketbot serve` on SQLite, or (args.setup) a PostgreSQL deployment."""
+    if args.setup is None:
+        service = start_service(env, args.database)
+        await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{service.port}/healthz")
+        return service
+    from intake_engines import start_deployment
+
+    return await start_deployment(args.setup, args.pg_server, env, wait_ready)
+
+
+async def undeploy(service: Any) -> None:
+    if isinstance(service, Service):
+        service.stop()
+        shutil.rmtree(service.workdir, ignore_errors=True)
+    else:
+        from intake_engines import end_deployment
+
+        await end_deployment(service)
+
+
+def per_ticket(before: dict[str, int], after: dict[str, int], tickets: int) -> dict[str, float]:
+    return {k: (after[k] - before[k]) / tickets for k in after} if tickets else {}
 
 
 async def measure_http_door(door: str, args: argparse.Namespace) -> Figures:
@@ -477,20 +542,21 @@ async def measure_http_door(door: str, args: argparse.Namespace) -> Figures:
         env = {"FEISHU_APP_ID": APP_ID, "FEISHU_APP_SECRET": APP_SECRET, "FEISHU_ENCRYPT_KEY": FEISHU_KEY,
                "FEISHU_VERIFICATION_TOKEN": FEISHU_TOKEN, "FEISHU_DOMAIN": fake["url"]}
         make, path, platform = feishu_report, "/feishu/events", "feishu"
-    service = start_service(env, args.database)
+    service: Any = None
     try:
-        wait_ready(f"http://127.0.0.1:{service.port}/healthz")
-        url = f"http://127.0.0.1:{service.port}{path}"
+        service = await deploy(args, env)
+        urls = [f"http://127.0.0.1:{port}{path}" for port in service.ports]
         run_id = secrets.token_hex(3)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            send = http_sender(session, url)
+            send = spread_sender(session, urls)
             warm = Load()
             await run_load(send, make, f"ou_warm{run_id}_", duration=120, connections=4, rate=0, load=warm,
                            count=WARM_UP)
             await asyncio.sleep(1)
-            while pending_rows(service.db):  # the warm-up fully processed before the clock starts
+            while await service.pending():  # the warm-up fully processed before the clock starts
                 await asyncio.sleep(0.25)
-            cpu_before = cpu_s(service.process.pid)
+            counts_before = await service.counters()
+            cpu_before = service.cpu()
             profiler = start_profiler(service, args.profile, door)
             load = Load()
             await run_load(send, make, f"ou_b{run_id}_", duration=args.duration, connections=args.connections,
@@ -499,11 +565,12 @@ async def measure_http_door(door: str, args: argparse.Namespace) -> Figures:
             drained = 0.0
         else:
             async def done() -> int:
-                return len(load.accepted) - pending_rows(service.db)
+                return len(load.accepted) - await service.pending()
 
             drained = await wait_drained(load, done, args.drain)
             await asyncio.sleep(0.5)  # the last sends' stamps
-        cpu = cpu_s(service.process.pid) - cpu_before
+        cpu = service.cpu() - cpu_before
+        counts_after = await service.counters()
         stop_profiler(profiler)
         busy_rss = rss_mb(service.process.pid)
         if door == "playground":
@@ -511,18 +578,26 @@ async def measure_http_door(door: str, args: argparse.Namespace) -> Figures:
         else:
             stop.set()
             answered = results.get(timeout=120)
-            processed = ticket_times(service.db, platform)
+            processed = await service.tickets(platform)
         figures = summarise(door, load, processed, answered, cpu, drained)
         figures.note = f"RSS after load {busy_rss:.0f} MB"
-        return figures
+        return await engine_figures(figures, args, service, counts_before, counts_after)
     finally:
         stop.set()
-        service.stop()
+        if service is not None:
+            await undeploy(service)
         if fake_proc is not None:
             fake_proc.join(timeout=10)
             if fake_proc.is_alive():
                 fake_proc.terminate()
-        shutil.rmtree(service.workdir, ignore_errors=True)
+
+
+async def engine_figures(figures: Figures, args: argparse.Namespace, service: Any, before: dict[str, int],
+                         after: dict[str, int]) -> Figures:
+    figures.engine = args.setup.label if args.setup is not None else "sqlite"
+    figures.per_ticket = per_ticket(before, after, figures.processed)
+    figures.size_mb = await service.size_mb()
+    return figures
 
 
 async def measure_dingtalk(args: argparse.Namespace) -> Figures:
@@ -543,8 +618,9 @@ async def measure_dingtalk(args: argparse.Namespace) -> Figures:
             future.set_result(str(ack.get("code")) == "200")
 
     gateway.ack_observers.append(on_ack)
-    service = start_service({"DINGTALK_CLIENT_ID": "bench-app", "DINGTALK_CLIENT_SECRET": "bench-secret",
-                             "DINGTALK_OPENAPI_ENDPOINT": gateway.base_url}, args.database)
+    env = {"DINGTALK_CLIENT_ID": "bench-app", "DINGTALK_CLIENT_SECRET": "bench-secret",
+           "DINGTALK_OPENAPI_ENDPOINT": gateway.base_url}
+    service: Any = None
     frame_ids = itertools.count()
 
     def make(sender: str) -> Report:
@@ -563,35 +639,37 @@ async def measure_dingtalk(args: argparse.Namespace) -> Figures:
             waiting.pop(frame["headers"]["messageId"], None)
 
     try:
-        await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{service.port}/healthz")
-        await gateway.wait_connections(1, timeout=60)
+        service = await deploy(args, env)
+        await gateway.wait_connections(len(service.ports), timeout=60)
         run_id = secrets.token_hex(3)
         warm = Load()
         await run_load(send, make, f"dwarm{run_id}_", duration=120, connections=4, rate=0, load=warm, count=WARM_UP)
         await asyncio.sleep(1)
-        while pending_rows(service.db):
+        while await service.pending():
             await asyncio.sleep(0.25)
-        cpu_before = cpu_s(service.process.pid)
+        counts_before = await service.counters()
+        cpu_before = service.cpu()
         profiler = start_profiler(service, args.profile, "dingtalk")
         load = Load()
         await run_load(send, make, f"db{run_id}_", duration=args.duration, connections=args.connections,
                        rate=args.rate, load=load)
 
         async def done() -> int:
-            return len(load.accepted) - pending_rows(service.db)
+            return len(load.accepted) - await service.pending()
 
         drained = await wait_drained(load, done, args.drain)
         await asyncio.sleep(0.5)
-        cpu = cpu_s(service.process.pid) - cpu_before
+        cpu = service.cpu() - cpu_before
+        counts_after = await service.counters()
         stop_profiler(profiler)
         busy_rss = rss_mb(service.process.pid)
-        figures = summarise("dingtalk", load, ticket_times(service.db, "dingtalk"), recorder.first, cpu, drained)
+        figures = summarise("dingtalk", load, await service.tickets("dingtalk"), recorder.first, cpu, drained)
         figures.note = f"RSS after load {busy_rss:.0f} MB"
-        return figures
+        return await engine_figures(figures, args, service, counts_before, counts_after)
     finally:
-        service.stop()
+        if service is not None:
+            await undeploy(service)
         await gateway.close()
-        shutil.rmtree(service.workdir, ignore_errors=True)
 
 
 async def measure_echo(door: str, args: argparse.Namespace) -> Figures:
@@ -644,11 +722,14 @@ def measure_startup(database: Path | None) -> str:
 # --- report ---------------------------------------------------------------------------------------
 
 
-def print_table(rows: list[Figures], args: argparse.Namespace) -> None:
+def print_table(rows: list[Figures], args: argparse.Namespace, engine: Any = None) -> None:
     load = f"open loop at {args.rate:g}/s (<= {args.connections} in flight)" if args.rate > 0 else \
         f"closed loop, {args.connections} connections"
     db = f"prefilled copy of {args.database}" if args.database else "empty"
-    print(f"SQLite ({db} database), one service process, {os.cpu_count()} CPUs; {load}; {args.duration:g} s of load, "
+    where = "SQLite ({db} database), one service process" if engine is None else \
+        (f"PostgreSQL (empty database), {engine.webs} web process(es)"
+         + (f" + {engine.workers} worker(s), PROCESS_INBOX=worker, Redis" if engine.workers else ""))
+    print(f"{where.format(db=db)}, {os.cpu_count()} CPUs; {load}; {args.duration:g} s of load, "
           f"then up to {args.drain:g} s to drain. 'processed' = ticket row written AND the customer's answer "
           f"delivered to the fake platform.")
     head = (f"{'door':<11}{'accepted/s':>11}{'processed/s':>12}{'→processed p50/p99 ms':>24}"
@@ -676,18 +757,64 @@ def print_table(rows: list[Figures], args: argparse.Namespace) -> None:
         print(f"{f.door}: >= 500 tickets/s with no growing backlog: {verdict}{ratio}")
 
 
-async def run(args: argparse.Namespace) -> None:
-    rows: list[Figures] = []
-    echo_done = False
+def print_engines(rows: list[Figures]) -> None:
+    """Per engine and door: CPU of all the deployment's processes, its ratio to SQLite's, round trips."""
+    print("\nEngines (CPU ms/ticket: every process of the deployment, warm-up excluded; statements and COMMITs "
+          "per ticket from pg_stat_statements, BEGIN/SAVEPOINT included; Redis: commands per ticket, the workers' "
+          "polling and scripts' own commands included; EVAL: alarm / hand-off scripts, one round trip each):")
+    print(f"{'engine':<17}{'door':<11}{'processed/s':>12}{'CPU ms/ticket':>14}{'vs SQLite':>10}{'statements':>11}"
+          f"{'COMMITs':>9}{'Redis':>7}{'EVAL':>6}{'DB MiB':>8}")
+    sqlite = {f.door: f for f in rows if f.engine == "sqlite" and f.door != "echo"}
+    for f in rows:
+        if f.door == "echo":
+            continue
+        base = sqlite.get(f.door)
+        ratio = f"{f.cpu_ms / base.cpu_ms:.2f}x" if base is not None else "—"
+        counts = [f"{f.per_ticket[k]:.1f}" if f.per_ticket.get(k) else "—"
+                  for k in ("statements", "commits", "redis", "evals")]
+        print(f"{f.engine:<17}{f.door:<11}{f.processed_rate:>12.0f}{f.cpu_ms:>14.2f}{ratio:>10}{counts[0]:>11}"
+              f"{counts[1]:>9}{counts[2]:>7}{counts[3]:>6}{f.size_mb:>8.1f}")
+    for f in rows:
+        base = sqlite.get(f.door)
+        if f.engine.startswith("postgres") and base is not None and f.door != "echo":
+            verdict = "met" if f.cpu_ms <= 2 * base.cpu_ms else "NOT met"
+            print(f"{f.engine} {f.door}: CPU per ticket within 2x SQLite's: {verdict}")
+
+
+async def measure_doors(args: argparse.Namespace, rows: list[Figures], echo: bool) -> None:
     for door in args.via:
-        if not echo_done:  # one ceiling per run, with the first door's requests
+        if echo:  # one ceiling per run, with the first door's requests
             rows.append(await measure_echo(door, args))
-            echo_done = True
+            echo = False
         if door == "dingtalk":
             rows.append(await measure_dingtalk(args))
         else:
             rows.append(await measure_http_door(door, args))
-    print_table(rows, args)
+
+
+async def run(args: argparse.Namespace) -> None:
+    rows: list[Figures] = []
+    engines = getattr(args, "engine", None) or ["sqlite"]
+    if "sqlite" in engines:
+        await measure_doors(args, rows, echo=True)
+        print_table(rows, args)
+    if engines == ["sqlite"]:
+        return
+    from intake_engines import PostgresServer, setups
+
+    server = PostgresServer(args.postgres)
+    await server.start()
+    try:
+        for setup in setups(engines):
+            engine_rows: list[Figures] = []
+            await measure_doors(argparse.Namespace(**{**vars(args), "setup": setup, "pg_server": server}),
+                                engine_rows, echo=not rows)
+            print(f"\n{setup.label}:")
+            print_table(engine_rows, args, engine=setup)
+            rows += engine_rows
+    finally:
+        server.stop()
+    print_engines(rows)
 
 
 def main() -> None:
@@ -701,6 +828,10 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None,
                         help="folder: py-spy records each service during load and drain (<door>.txt, collapsed stacks)")
     parser.add_argument("--startup", action="store_true", help="also measure start-up time and idle RSS")
+    parser.add_argument("--engine", nargs="+", choices=("sqlite", "postgres", "postgres-redis"), default=["sqlite"],
+                        help="engine(s), each measured on every door (see bench/intake_engines.py)")
+    parser.add_argument("--postgres", default=None,
+                        help="admin URL of a PostgreSQL server to use (default: a private cluster for the run)")
     args = parser.parse_args()
     if args.startup:
         print(measure_startup(args.database))

@@ -39,6 +39,8 @@ from storage.webhook_store import SqlWebhookStore
 
 log = logging.getLogger(__name__)
 
+SQLITE_BATCH = 3  # inbox rows per member of the group commit (more: a request may wait for more of them)
+
 
 # Modules that register chat commands (@text_command) and inbound handlers; imported once.
 # bot.chat.sla comes after bot.chat.lifecycle: it wraps the IMAGE handler (customer photos confirm 紧急).
@@ -81,9 +83,14 @@ class Runtime:
         for module in COMMAND_MODULES:
             importlib.import_module(module)
         self.conversation = Conversation(self.service, {"runtime": self}, lookup_factory=self.lookup_uow)
-        # SQLite has one connection: one background message at a time keeps inbox inserts quick.
+        # The 打开后台 button on staff's help card works in every process, not only one that saw 帮助/后台.
+        from bot.chat.console_link import attach_console_links
+        attach_console_links(self)
+        # SQLite has one connection: one worker, a few rows per member of the group commit, in turns
+        # with the inbox inserts that acknowledge platforms (bot/jobs/delivery.py). PostgreSQL: 8
+        # workers, a transaction per message.
         self.processor = InboxProcessor(SqlInbox(self.sessions, self.clock), self.conversation.handle,
-                                        concurrency=1 if is_sqlite(self.database_url) else 8)
+                                        concurrency=8, batch=SQLITE_BATCH if is_sqlite(self.database_url) else 1)
         self.inbox = self.processor.inbox
         self.inbox.on_accepted = self.processor.schedule
         self.outbox = SqlOutbox(self.sessions, self.clock)
@@ -250,3 +257,6 @@ class Runtime:
             self.checkpointer.close()
         await drain_report_reads(self.engine)  # a report job in a thread must not outlive the engine's loop
         await self.engine.dispose()
+        # What start-up froze (see _warm_and_freeze) is collectable again: a process that starts and stops
+        # runtimes again and again (the tests) would otherwise keep every stopped one's objects for ever.
+        gc.unfreeze()

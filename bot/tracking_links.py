@@ -29,15 +29,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESSIV
-
 from core.audit.chain import AuditKey
 from core.model import Ticket
 from core.ports import Clock
 from core.tracking import link_generation
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
     from core.service import TicketService
     from storage.unit_of_work import SqlUnitOfWork
 
@@ -46,6 +45,7 @@ TOKEN_VERSION = 1
 MAX_TOKEN_CHARS = 120  # a real token has ~44; longer input is not even decoded
 PATH_PREFIX = "/t/"
 NONCE_LIFETIME_S = 6 * 3600  # a sign-off form left open this long is reloaded first
+TOKENS_KEPT = 4096  # tokens remembered (see token_for)
 
 
 def tracking_key(audit_key: AuditKey) -> bytes:
@@ -58,18 +58,40 @@ class TrackingLinks:
 
     def __init__(self, key: bytes, *, base_url: Callable[[], str], uow_factory: Callable[[], SqlUnitOfWork],
                  clock: Clock, days_after_close: float) -> None:
-        self._siv = AESSIV(key)
+        self._key = key
+        self._cipher: AESSIV | None = None  # built at first use: see _siv
+        self._tokens: dict[tuple[str, int], str] = {}  # (number, generation) → token, see token_for
         self._nonce_key = hmac.digest(key, b"page-nonce", "sha256")
         self._base_url = base_url  # read at each call: the web app learns its bind after the runtime is built
         self._uow_factory = uow_factory
         self._clock = clock
         self.valid_after_close = timedelta(days=days_after_close)
 
+    @property
+    def _siv(self) -> AESSIV:
+        """`cryptography` (~6 MB of RSS) is imported when the first link is made or opened, not at start-up:
+        a process that never sends a customer a message (a worker idling, the CLI) never loads it (issue 24:
+        idle RSS)."""
+        if self._cipher is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+            self._cipher = AESSIV(self._key)
+        return self._cipher
+
     # --- making links ---
     def token_for(self, ticket: Ticket) -> str:
+        # The token is deterministic and every message to the ticket's customer carries it (at intake, 1.5 per
+        # ticket on average in bench/intake.py): remembered, not encrypted again. Bounded: emptied when full.
         generation = link_generation(ticket)
-        plain = bytes((TOKEN_VERSION,)) + generation.to_bytes(4, "big") + ticket.number.encode("utf-8")
-        return base64.urlsafe_b64encode(self._siv.encrypt(plain, None)).rstrip(b"=").decode("ascii")
+        key = (ticket.number, generation)
+        token = self._tokens.get(key)
+        if token is None:
+            plain = bytes((TOKEN_VERSION,)) + generation.to_bytes(4, "big") + ticket.number.encode("utf-8")
+            token = base64.urlsafe_b64encode(self._siv.encrypt(plain, None)).rstrip(b"=").decode("ascii")
+            if len(self._tokens) >= TOKENS_KEPT:
+                self._tokens.clear()
+            self._tokens[key] = token
+        return token
 
     def url_for(self, ticket: Ticket) -> str:
         return f"{self._base_url().rstrip('/')}{PATH_PREFIX}{self.token_for(ticket)}"
@@ -97,6 +119,8 @@ class TrackingLinks:
         """(ticket number, generation) of an authentic token; None for anything else."""
         if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
             return None
+        from cryptography.exceptions import InvalidTag
+
         try:
             sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             plain = self._siv.decrypt(sealed, None)

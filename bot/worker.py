@@ -95,10 +95,8 @@ class TimerWorkerStack:
         candidates = await self.store.pending_due_before(horizon, limit=SWEEP_BATCH)
         # One round trip tells which alarms Redis still holds; only the missing ones are enqueued.
         present = await self.alarm.existing([(timer_id, generation) for timer_id, generation, _ in candidates])
-        enqueued = 0
-        for timer_id, generation, due_at in candidates:
-            if (timer_id, generation) not in present and await self.alarm.enqueue_one(timer_id, generation, due_at):
-                enqueued += 1
+        # And one more puts back all the missing ones.
+        enqueued = await self.alarm.enqueue_many([c for c in candidates if (c[0], c[1]) not in present])
         if enqueued:
             log.info("sweep re-armed %s timer alarm(s)", enqueued)
         return enqueued

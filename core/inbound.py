@@ -7,6 +7,7 @@ conversation layer turns them into commands later.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -80,3 +81,13 @@ class InboundMessage:
             sender_name=data.get("sender_name"),
             reply_context=dict(data.get("reply_context") or {}),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """What the handling of a message left for after the message's transaction (see
+    bot/chat/conversation.py `answer_later`): a long read, run outside any transaction, then the
+    answer made of what it read, in a transaction of its own that also finishes the inbox row."""
+
+    read: Callable[[], Awaitable[Any]]
+    answer: Callable[[Any], Awaitable[None]]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -20,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 
 from storage.errors import StorageError
 from storage.sqlite.inline import InlineDBAPI, inline_creator
+from storage.sqlite.prepared import HotResult, HotStatement, Plan, _row_type, hot_statement
 from storage.sqlite.session import InlineAsyncSession
 from storage.transactions.connection import Transaction
 from storage.transactions.shared import TransactionGroup, own_transaction, shared_here
@@ -62,9 +66,15 @@ def parse_json(text: str | bytes) -> Any:
     return orjson.loads(text)
 
 
-def create_engine(url: str, *, inline_checkpoint_pages: int | None = None, **kwargs: Any) -> AsyncEngine:
+# PostgreSQL: a pooled connection idle for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_S = 5.0
+
+
+def create_engine(url: str, *, inline_checkpoint_pages: int | None = None,
+                  ping_after_idle_s: float = PING_AFTER_IDLE_S, **kwargs: Any) -> AsyncEngine:
     """`inline_checkpoint_pages` (SQLite): the log size at which a commit checkpoints inline, for a
-    process that checkpoints in the background (storage/sqlite/wal_checkpoint.py); None keeps SQLite's 1000."""
+    process that checkpoints in the background (storage/sqlite/wal_checkpoint.py); None keeps SQLite's 1000.
+    `ping_after_idle_s` (PostgreSQL): see _check_connections_out."""
     url = async_url(url)
     kwargs.setdefault("json_serializer", compact_json)
     kwargs.setdefault("json_deserializer", parse_json)
@@ -79,7 +89,41 @@ def create_engine(url: str, *, inline_checkpoint_pages: int | None = None, **kwa
                                      async_creator=inline_creator(database), pool_size=1, max_overflow=0, **kwargs)
         _configure_sqlite(engine, inline_checkpoint_pages)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
+    engine = create_async_engine(url, pool_size=10, max_overflow=10, **kwargs)
+    _check_connections_out(engine, ping_after_idle_s)
+    if engine.dialect.driver == "asyncpg":
+        engine = _HotAsyncEngine(engine.sync_engine)
+    return engine
+
+
+def _check_connections_out(engine: AsyncEngine, ping_after_idle_s: float) -> None:
+    """SQLAlchemy's pool_pre_ping on every checkout, but only where a dead connection is likely.
+
+    pool_pre_ping cost three round trips per checkout on asyncpg (BEGIN, ";", ROLLBACK): ~6 of a
+    fault report's ~44 statements, each a socket write and a wake-up. A connection the server closed
+    (a restart, pg_terminate_backend, an idle timeout) is known closed for free: asyncpg saw the
+    socket end while it sat in the pool. One idle for longer than `ping_after_idle_s` (where a silent
+    network drop can hide) is still pinged. Either way DisconnectionError makes the pool replace it
+    with a fresh connection, as pool_pre_ping would."""
+    pool_events = engine.sync_engine.pool
+
+    @event.listens_for(pool_events, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(pool_events, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in_at = record.info.pop("checked_in_at", None)
+        if checked_in_at is None:
+            return  # a fresh connection
+        raw = getattr(dbapi_connection, "driver_connection", None)
+        if raw is not None and raw.is_closed():
+            raise exc.DisconnectionError("the server closed this pooled connection")
+        if time.monotonic() - checked_in_at > ping_after_idle_s:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except Exception as error:  # any failure: replace the connection, as pool_pre_ping does
+                raise exc.DisconnectionError(f"pooled connection failed its ping: {error}") from error
 
 
 def _configure_sqlite(engine: AsyncEngine, inline_checkpoint_pages: int | None) -> None:
@@ -99,6 +143,119 @@ def _configure_sqlite(engine: AsyncEngine, inline_checkpoint_pages: int | None) 
         if inline_checkpoint_pages is not None:
             cursor.execute(f"PRAGMA wal_autocheckpoint={int(inline_checkpoint_pages)}")
         cursor.close()
+
+
+# --- hot statements on asyncpg -------------------------------------------------------------------
+# The statements storage/unit_of_work.py marks hot (built once at import; SQLite runs them through
+# storage/sqlite/prepared.py) run here straight on the asyncpg connection, in the transaction the
+# connection began, as the SQL and positional arguments SQLAlchemy's own compilation and bind
+# processors make (a Plan, once per parameter-key set), through the SQLAlchemy adapter's own cache
+# of prepared statements. Why: SQLAlchemy's execute costs ~160 µs of CPU per statement over
+# asyncpg's own ~90 (cache-key lookup, execution context, a greenlet, result set-up), and a fault
+# report runs ~20 of these. Errors come out as SQLAlchemy's (IntegrityError ...), as before. What a
+# plan cannot reproduce (IN lists, executemany, Python-side defaults, a statement not marked hot,
+# execution options) runs through SQLAlchemy. SQLAlchemy's before_cursor_execute listeners, if any,
+# still see every statement. tests/test_pg_hot.py runs them both ways.
+
+class _PgPlan:
+    """A Plan's SQL and arguments; the rows' conversion is made at the first run, from the column
+    types asyncpg reports (SQLAlchemy's result processors for asyncpg want them, e.g. for numerics)."""
+
+    __slots__ = ("columns", "convert", "plan")
+
+    def __init__(self, plan: Plan, columns: list[Any]) -> None:
+        self.plan = plan
+        self.columns = columns  # SQLAlchemy's result columns
+        self.convert: Any = None
+
+    def converter(self, dialect: Any, attributes: Any) -> Any:
+        if self.convert is None:
+            processors = [column.type._cached_result_processor(dialect, attribute.type.oid)
+                          for column, attribute in zip(self.columns, attributes, strict=True)]
+            row_type = _row_type(tuple(column.keyname for column in self.columns))
+            self.convert = lambda record: row_type(*(value if f is None else f(value)
+                                                     for f, value in zip(processors, record, strict=True)))
+        return self.convert
+
+
+_PG_PLANS: dict[tuple[int, frozenset[str]], _PgPlan | None] = {}
+
+
+def _pg_plan(hot: HotStatement, dialect: Any, keys: frozenset[str]) -> _PgPlan | None:
+    key = (id(hot), keys)
+    if key not in _PG_PLANS:
+        _PG_PLANS[key] = _compile_pg(hot, dialect, keys)
+    return _PG_PLANS[key]
+
+
+def _compile_pg(hot: HotStatement, dialect: Any, keys: frozenset[str]) -> _PgPlan | None:
+    compiled = hot.statement.compile(dialect=dialect, column_keys=sorted(keys))  # type: ignore[attr-defined]
+    if (not compiled.positional or compiled.literal_execute_params or compiled.insert_prefetch
+            or compiled.update_prefetch or compiled.post_compile_params):
+        return None
+    columns = list(compiled._result_columns)
+    arguments_only = copy.copy(compiled)
+    arguments_only._result_columns = []  # the rows are converted by _PgPlan
+    try:
+        _row_type(tuple(column.keyname for column in columns))
+        return _PgPlan(Plan(arguments_only, keys), columns)
+    except Exception:  # noqa: BLE001 — _Unplannable: SQLAlchemy runs it
+        return None
+
+
+async def run_hot_asyncpg(sync: Any, hot: HotStatement, parameters: Any) -> HotResult | None:
+    """Run a hot statement on this (sync) connection's asyncpg connection; None: let SQLAlchemy run it."""
+    if parameters is None:
+        parameters = {}
+    elif not isinstance(parameters, dict):
+        return None  # executemany, positional: SQLAlchemy's
+    pg_plan = _pg_plan(hot, sync.dialect, frozenset(parameters))
+    if pg_plan is None:
+        return None
+    plan = pg_plan.plan
+    adapted = sync.connection.dbapi_connection  # SQLAlchemy's AsyncAdapt_asyncpg_connection
+    sql, arguments = plan.sql, plan.arguments(parameters)
+    if sync._has_events or sync.engine._has_events:
+        # Statement observers (tests/statements.py) see these as they saw them through SQLAlchemy.
+        for listener in sync.dispatch.before_cursor_execute:
+            sql, arguments = listener(sync, None, sql, arguments, None, False)
+    try:
+        async with adapted._execute_mutex:
+            if adapted._transaction is None:  # the adapter sends BEGIN before a transaction's first statement
+                await adapted._start_transaction()
+            try:
+                prepared, attributes = await adapted._prepare(sql, adapted._invalidate_schema_cache_asof)
+                records = await prepared.fetch(*arguments)
+                status = prepared.get_statusmsg() or ""
+            except Exception as error:  # noqa: BLE001 — translated (and raised) as SQLAlchemy's cursor does
+                adapted._handle_exception(error)
+    except sync.dialect.loaded_dbapi.Error as error:
+        # A lost connection is not invalidated here (that would await outside a greenlet): the pool
+        # finds it closed at its next checkout (_check_connections_out) and replaces it.
+        raise exc.DBAPIError.instance(sql, arguments, error, sync.dialect.loaded_dbapi.Error,
+                                      dialect=sync.dialect) from error
+    counted = _ROWCOUNT.match(status)
+    rows = list(map(pg_plan.converter(sync.dialect, attributes), records)) if pg_plan.columns else []
+    return HotResult(rows, int(counted.group(1)) if counted else -1)
+
+
+_ROWCOUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
+
+
+class _HotAsyncConnection(AsyncConnection):
+    async def execute(self, statement: Any, parameters: Any = None, *, execution_options: Any = None) -> Any:
+        hot = hot_statement(statement)
+        if hot is not None and execution_options is None:
+            sync = self._proxied
+            if sync.in_transaction():
+                result = await run_hot_asyncpg(sync, hot, parameters)
+                if result is not None:
+                    return result
+        return await super().execute(statement, parameters, execution_options=execution_options)
+
+
+class _HotAsyncEngine(AsyncEngine):
+    _connection_cls = _HotAsyncConnection
 
 
 class Sessions(async_sessionmaker[AsyncSession]):

@@ -102,7 +102,8 @@ class SqlInbox:
         accept's answer (WeCom retries after 5 s), nobody waits for background processing: under a
         burst, processing that yields to accepts keeps the answers fast while the backlog is worked
         off between them. The bound keeps a stream of slow accepts (a struggling database) from
-        starving processing altogether."""
+        starving processing altogether. (PostgreSQL's workers wait here; on SQLite the processor
+        takes turns with accepts in the group commit instead: bot/jobs/delivery.py, `batch`.)"""
         if not self._accepting:
             return
         await wait_for_event(self._settled, MAX_YIELD_S)

@@ -13,6 +13,12 @@ The fold runs in two phases so that neither the ticket transaction nor the event
    (`x = x + excluded.x`). Applying a plan twice changes nothing the second time, and several
    processes may fold at once: the CAS lets one of them through.
 
+The write keeps the sums at several grains from the same differences: report_day_counts (day × store ×
+category × priority), its rollups per store / per category / all (report_day_rollups), the per-day
+histograms and technicians' rows (report_day_values, report_day_technicians) — so that a question reads
+the coarsest grain that answers it (`_rollup`) and a 30-day period costs tens of rows per day, not a walk
+over the period's facts.
+
 Reads (`read_figures`) combine both: the aggregates as folded, plus a plan of what is not folded yet
 (the events after the watermark), applied in memory as the same differences — exact at the moment of
 the question. Changes that write no audit event are not seen, except the first response (recorded on
@@ -25,7 +31,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, cast
 
 from sqlalchemy import Executable, Table, and_, case, delete, func, insert, or_, select, update
@@ -60,7 +66,10 @@ from storage.tables import AuditEventRow, TicketRow
 from storage.tables_reports import (
     DAY_COUNTERS,
     ReportDayCountRow,
+    ReportDayRollupRow,
+    ReportDayTechnicianRow,
     ReportDayTopStayRow,
+    ReportDayValueRow,
     ReportDayWaitRow,
     ReportFoldStateRow,
     ReportTicketFactRow,
@@ -71,6 +80,9 @@ Execute = Callable[[Executable], Sequence[Any]]  # the rows of a statement (bot/
 
 FACTS = cast(Table, ReportTicketFactRow.__table__)  # type: ignore[attr-defined]
 DAYS = cast(Table, ReportDayCountRow.__table__)  # type: ignore[attr-defined]
+ROLLUPS = cast(Table, ReportDayRollupRow.__table__)  # type: ignore[attr-defined]
+VALUES = cast(Table, ReportDayValueRow.__table__)  # type: ignore[attr-defined]
+TECHS = cast(Table, ReportDayTechnicianRow.__table__)  # type: ignore[attr-defined]
 WAITS = cast(Table, ReportDayWaitRow.__table__)  # type: ignore[attr-defined]
 TOPS = cast(Table, ReportDayTopStayRow.__table__)  # type: ignore[attr-defined]
 STATE = cast(Table, ReportFoldStateRow.__table__)  # type: ignore[attr-defined]
@@ -88,6 +100,14 @@ DayKey = tuple[date, str, str, str]  # day, store, category, priority
 
 # --- facts <-> rows ---
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since 1970 (exact): sums of durations in SQL without the dialects' date arithmetic."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
 def fact_row(f: TicketFacts) -> dict[str, Any]:
     r, s = f.response, f.resolution
     return {
@@ -102,7 +122,9 @@ def fact_row(f: TicketFacts) -> dict[str, Any]:
         "photos": f.photos, "checked_in": f.checkin, "signed": f.signed, "confirmed": f.confirmed,
         "rating": f.rating, "reworked": f.reworked, "came_back": f.came_back, "asset_key": f.asset_key[:200],
         "ongoing_state": f.ongoing_state, "ongoing_since": f.ongoing_since,
+        "ongoing_since_us": None if f.ongoing_since is None else epoch_us(f.ongoing_since),
         "stays": [[x.state, x.entered_at.isoformat(), x.micros] for x in f.stays],
+        "longest_stay": max((x.micros for x in f.stays), default=0),
         "root_causes": [list(x) for x in f.root_causes], "rca_pending": bool(f.root_causes),
     }
 
@@ -148,17 +170,64 @@ def day_counts_of(f: TicketFacts) -> list[tuple[DayKey, dict[str, int]]]:
     return out
 
 
+NONE_X = -(2**31)  # report_day_values.x of "no value yet" (a wait is never that)
+HOURLY_FROM = 3600  # wait buckets: 30 s wide up to an hour, then an hour wide
+
+
+def wait_bucket(value: int | None) -> int:
+    """The coarse bucket of a wait in whole seconds: 0 (≤ 0 s), b = 1…120 ((30b − 30, 30b] s), then
+    hourly; its edges include every edge the figures use (90 s, and the dashboards' 30/60/180/600/3600).
+    Migration 0014 computes the same in SQL (WAIT_BUCKET_SQL)."""
+    if value is None:
+        return NONE_X
+    if value <= 0:
+        return 0
+    if value <= HOURLY_FROM:
+        return (value + 29) // 30
+    return 121 + (value - HOURLY_FROM - 1) // 3600
+
+
+def bucket_span(bucket: int) -> tuple[int, int]:
+    """The smallest and largest whole seconds in a bucket."""
+    if bucket == 0:
+        return NONE_X + 1, 0
+    if bucket <= 120:
+        return 30 * bucket - 29, 30 * bucket
+    return HOURLY_FROM + 1 + (bucket - 121) * 3600, HOURLY_FROM + (bucket - 120) * 3600
+
+
+def value_keys(f: TicketFacts) -> list[tuple[str, date, int, int]]:
+    """The report_day_values cells one ticket counts in (the same predicates as the facts' reads):
+    its waits exactly ("fr", "acc") and by bucket ("frb", "accb"), its photos × rating when rated."""
+    out = [("fr", f.created_day, NONE_X if f.first_response_s is None else f.first_response_s, 0),
+           ("acc", f.created_day, NONE_X if f.accept_s is None else f.accept_s, 0),
+           ("frb", f.created_day, wait_bucket(f.first_response_s), 0),
+           ("accb", f.created_day, wait_bucket(f.accept_s), 0)]
+    if f.closed_day is not None and f.rating is not None:
+        out.append(("photo", f.closed_day, f.photos, f.rating))
+    return out
+
+
 @dataclass(slots=True)
 class Deltas:
     days: dict[DayKey, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     waits: dict[tuple[date, str], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     tops: list[tuple[date, str, str, datetime, int]] = field(default_factory=list)
+    values: dict[tuple[str, date, int, int], int] = field(default_factory=lambda: defaultdict(int))
+    technicians: dict[tuple[date, str], list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
 
     def add(self, f: TicketFacts, sign: int) -> None:
         for key, counters in day_counts_of(f):
             row = self.days[key]
             for name, value in counters.items():
                 row[name] += sign * value
+        for vkey in value_keys(f):
+            self.values[vkey] += sign
+        if f.closed_day is not None and f.assignee_id:
+            tech = self.technicians[(f.closed_day, f.assignee_id)]
+            tech[0] += sign
+            tech[1] += sign * (f.rating or 0)
+            tech[2] += sign * int(f.rating is not None)
         for s in f.stays:
             pair = self.waits[(f.created_day, s.state)]
             pair[0] += sign
@@ -355,7 +424,7 @@ async def apply_fold(conn: AsyncConnection, plan: FoldPlan) -> bool:
             moved = await conn.execute(delete(STATE).where(STATE.c.id == 1, STATE.c.zone == plan.state["zone"]))
             if moved.rowcount != 1:
                 return False
-            for table in (FACTS, DAYS, WAITS, TOPS):
+            for table in (FACTS, DAYS, ROLLUPS, VALUES, TECHS, WAITS, TOPS):
                 await conn.execute(delete(table))
         return bool((await conn.execute(_insert_new(conn, STATE).values(**new_state))).rowcount == 1)
     if not plan.new and all(plan.new_state.get(k) == plan.state.get(k) for k in ("seq", "backfill_next_id")):
@@ -375,12 +444,37 @@ async def apply_fold(conn: AsyncConnection, plan: FoldPlan) -> bool:
                  **{name: v.get(name, 0) for name in DAY_COUNTERS}} for k, v in d.days.items() if any(v.values())]
     if day_rows:
         await conn.execute(_upsert(conn, DAYS, ("day", "store_id", "category", "priority"), DAY_COUNTERS), day_rows)
+        await conn.execute(_upsert(conn, ROLLUPS, ("dim", "day", "value", "priority"), DAY_COUNTERS),
+                           rollup_rows(day_rows))
+    value_rows = [{"kind": k[0], "day": k[1], "x": k[2], "y": k[3], "n": n} for k, n in d.values.items() if n]
+    if value_rows:
+        await conn.execute(_upsert(conn, VALUES, ("kind", "day", "x", "y"), ("n",)), value_rows)
+    tech_rows = [{"day": k[0], "assignee_id": k[1], "closed": v[0], "rating_sum": v[1], "rating_n": v[2]}
+                 for k, v in d.technicians.items() if any(v)]
+    if tech_rows:
+        await conn.execute(_upsert(conn, TECHS, ("day", "assignee_id"), ("closed", "rating_sum", "rating_n")),
+                           tech_rows)
     wait_rows = [{"day": k[0], "state": k[1], "stays": v[0], "micros": v[1]} for k, v in d.waits.items() if any(v)]
     if wait_rows:
         await conn.execute(_upsert(conn, WAITS, ("day", "state"), ("stays", "micros")), wait_rows)
     if d.tops:
         await _keep_top_stays(conn, d.tops)
     return True
+
+
+def rollup_rows(day_rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """report_day_counts rows (or their differences) summed per report_day_rollups key."""
+    sums: dict[tuple[str, date, str, str], list[int]] = {}
+    for row in day_rows:
+        for dim, value in (("all", ""), ("store", row["store_id"]), ("category", row["category"])):
+            key = (dim, row["day"], value, row["priority"])
+            total = sums.get(key)
+            if total is None:
+                total = sums[key] = [0] * len(DAY_COUNTERS)
+            for index, name in enumerate(DAY_COUNTERS):
+                total[index] += row[name]
+    return [{"dim": k[0], "day": k[1], "value": k[2], "priority": k[3], **dict(zip(DAY_COUNTERS, v, strict=True))}
+            for k, v in sums.items() if any(v)]
 
 
 async def _keep_top_stays(conn: AsyncConnection, stays: list[tuple[date, str, str, datetime, int]]) -> None:
@@ -460,10 +554,20 @@ def day_sums(execute: Execute, first: date, last: date, filters: Filters, live: 
     A technician filter reads the facts (the day rows have no technician)."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(DAY_COUNTERS, 0))
     if filters.technician is None:
-        key = DAYS.c[group] if group else None
-        columns = [func.sum(DAYS.c[name]) for name in DAY_COUNTERS]
-        statement = select(*([key] if key is not None else []), *columns).where(
-            DAYS.c.day >= first, DAYS.c.day <= last, *filters.where(DAYS))
+        rollup = _rollup(filters, group)
+        if rollup is not None:  # one grain summed already: a 30-day period is ≤ 30 × its values × 3 rows
+            dim, values = rollup
+            table = ROLLUPS
+            where = [ROLLUPS.c.dim == dim, ROLLUPS.c.day >= first, ROLLUPS.c.day <= last]
+            where += [] if values is None else [ROLLUPS.c.value.in_(sorted(values))]
+            key = None if group is None else ROLLUPS.c.value if group in ("store_id", "category") \
+                else ROLLUPS.c[group]
+        else:
+            table = DAYS
+            where = [DAYS.c.day >= first, DAYS.c.day <= last, *filters.where(DAYS)]
+            key = DAYS.c[group] if group else None
+        columns = [func.sum(table.c[name]) for name in DAY_COUNTERS]
+        statement = select(*([key] if key is not None else []), *columns).where(*where)
         if key is not None:
             statement = statement.group_by(key)
         for row in execute(statement):
@@ -492,6 +596,22 @@ def day_sums(execute: Execute, first: date, last: date, filters: Filters, live: 
     return dict(out)
 
 
+def _rollup(filters: Filters, group: str | None) -> tuple[str, frozenset[str] | None] | None:
+    """The report_day_rollups grain that answers sums `group`ed under `filters`: (dim, the values
+    to read; None: all), or None when only report_day_counts' full grain does (two filters at once)."""
+    if filters.technician is not None:
+        return None
+    if group == "store_id":
+        return ("store", filters.store_ids) if filters.category is None else None
+    if group == "category":
+        if filters.store_ids is not None:
+            return None
+        return "category", None if filters.category is None else frozenset({filters.category})
+    if filters.category is None:
+        return ("all", None) if filters.store_ids is None else ("store", filters.store_ids)
+    return ("category", frozenset({filters.category})) if filters.store_ids is None else None
+
+
 def _facts_in(execute: Execute, first: date, last: date, filters: Filters, *, exclude: set[str],
               closed_too: bool = True) -> list[TicketFacts]:
     """Stored facts reported (or, with closed_too, closed) in the days, filtered, minus `exclude`."""
@@ -506,6 +626,11 @@ def wait_histograms(execute: Execute, first: date, last: date, filters: Filters,
                     ) -> tuple[dict[int | None, int], dict[int | None, int]]:
     """{whole seconds (None: none yet): tickets} of first response and of acceptance, reported in the days."""
     hists: tuple[dict[int | None, int], dict[int | None, int]] = (defaultdict(int), defaultdict(int))
+    if filters == Filters():
+        changes = [(f, -1) for f in live.old.values()] + [(f, +1) for f in live.new.values()]
+        changes = [(f, sign) for f, sign in changes if first <= f.created_day <= last]
+        return (_bucketed(execute, "fr", first, last, [(f.first_response_s, sign) for f, sign in changes]),
+                _bucketed(execute, "acc", first, last, [(f.accept_s, sign) for f, sign in changes]))
     for index, column in enumerate((FACTS.c.first_response_s, FACTS.c.accept_s)):
         for value, count in execute(select(column, func.count()).where(
                 FACTS.c.created_day.between(first, last), *filters.where(FACTS)).group_by(column)):
@@ -515,6 +640,42 @@ def wait_histograms(execute: Execute, first: date, last: date, filters: Filters,
             hists[0][f.first_response_s] += sign
             hists[1][f.accept_s] += sign
     return hists
+
+
+def _bucketed(execute: Execute, kind: str, first: date, last: date, live: list[tuple[int | None, int]]
+              ) -> dict[int | None, int]:
+    """The period's histogram as wait_figures and the dashboards' buckets read it, from ≤ 30 × buckets
+    rows: every bucket's count at its upper edge, except the ≤ 3 buckets holding the ranks of the median
+    and the p90, read exactly (their per-day values). Every threshold the figures use is a bucket edge,
+    so the figures are those of the exact histogram."""
+    counts: dict[int, int] = defaultdict(int)
+    for bucket, n in execute(select(VALUES.c.x, func.sum(VALUES.c.n)).where(
+            VALUES.c.kind == kind + "b", VALUES.c.day.between(first, last)).group_by(VALUES.c.x)):
+        counts[int(bucket)] += int(n or 0)
+    for value, sign in live:
+        counts[wait_bucket(value)] += sign
+    hist: dict[int | None, int] = defaultdict(int)
+    if counts.get(NONE_X):
+        hist[None] = counts[NONE_X]
+    filled = sorted((b, n) for b, n in counts.items() if b != NONE_X and n > 0)
+    total = sum(n for _, n in filled)
+    ranks = {(total + 1) // 2, total // 2, total // 2 + 1, max(1, -(-9 * total // 10))} if total else set()
+    seen = 0
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    for bucket, n in filled:
+        if not any(seen < rank <= seen + n for rank in ranks):
+            hist[bucket_span(bucket)[1]] += n
+        else:  # one seek per day into this bucket's values
+            low, high = bucket_span(bucket)
+            for value, count in execute(select(VALUES.c.x, func.sum(VALUES.c.n)).where(
+                    VALUES.c.kind == kind, VALUES.c.day.in_(days), VALUES.c.x.between(low, high))
+                    .group_by(VALUES.c.x)):
+                hist[int(value)] += int(count or 0)
+            for value, sign in live:
+                if value is not None and wait_bucket(value) == bucket:
+                    hist[value] += sign
+        seen += n
+    return hist
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,16 +739,46 @@ def _not_live(live: Live) -> list[Any]:
     return [FACTS.c.number.not_in(sorted(live.numbers))] if live.numbers else []
 
 
-def ongoing_stays(execute: Execute, first: date, last: date, filters: Filters, live: Live
-                  ) -> list[tuple[str, str, datetime]]:
-    """(number, state, since) of the open tickets reported in the days (narrow: three columns)."""
-    rows = execute(select(FACTS.c.number, FACTS.c.ongoing_state, FACTS.c.ongoing_since).where(
-        FACTS.c.is_open.is_(True), FACTS.c.created_day.between(first, last), FACTS.c.ongoing_state.is_not(None),
-        *filters.where(FACTS), *_not_live(live)))
+def ongoing_stays(execute: Execute, first: date, last: date, filters: Filters, live: Live, now: datetime,
+                  state: str | None = None, limit: int = 10) -> list[tuple[str, str, datetime]]:
+    """(number, state, since) of the open tickets reported in the days whose current stay (in `state`)
+    is at least MIN_WAIT long and may be among the `limit` longest: the earliest `since`, ties included
+    (the rest of the open tickets count in `ongoing_totals` only)."""
+    where = [FACTS.c.is_open.is_(True), FACTS.c.created_day.between(first, last), FACTS.c.ongoing_state.is_not(None),
+             FACTS.c.ongoing_since <= now - MIN_WAIT, *filters.where(FACTS), *_not_live(live)]
+    where += [FACTS.c.ongoing_state == state] if state else []
+    cut = execute(select(FACTS.c.ongoing_since).where(*where).order_by(FACTS.c.ongoing_since)
+                  .limit(1).offset(limit - 1))
+    if cut:
+        where.append(FACTS.c.ongoing_since <= cut[0][0])
+    rows = execute(select(FACTS.c.number, FACTS.c.ongoing_state, FACTS.c.ongoing_since).where(*where))
     out = [(r[0], r[1], r[2]) for r in rows]
     out += [(f.number, f.ongoing_state, f.ongoing_since) for f in live.new.values()
             if f.is_open and f.ongoing_state and f.ongoing_since and filters.match(f)
-            and first <= f.created_day <= last]
+            and first <= f.created_day <= last and (state is None or f.ongoing_state == state)]
+    return out
+
+
+def ongoing_totals(execute: Execute, first: date, last: date, filters: Filters, live: Live, now: datetime
+                   ) -> dict[str, tuple[int, int]]:
+    """{state: (micros, stays)} of the current stays (≥ MIN_WAIT, to `now`) of the open tickets reported
+    in the days: one grouped read of the open tickets' index (Σ(now − since) = n·now − Σsince)."""
+    out: dict[str, tuple[int, int]] = {}
+    now_us = epoch_us(now)
+    for state, count, since_sum in execute(
+            select(FACTS.c.ongoing_state, func.count(), func.sum(FACTS.c.ongoing_since_us)).where(
+                FACTS.c.is_open.is_(True), FACTS.c.created_day.between(first, last),
+                FACTS.c.ongoing_state.is_not(None), FACTS.c.ongoing_since <= now - MIN_WAIT,
+                *filters.where(FACTS), *_not_live(live)).group_by(FACTS.c.ongoing_state)):
+        out[state] = (int(count) * now_us - int(since_sum or 0), int(count))
+    minimum = MIN_WAIT // timedelta(microseconds=1)
+    for f in live.new.values():
+        if f.is_open and f.ongoing_state and f.ongoing_since and filters.match(f) \
+                and first <= f.created_day <= last:
+            micros = (now - f.ongoing_since) // timedelta(microseconds=1)
+            if micros >= minimum:
+                total, count = out.get(f.ongoing_state, (0, 0))
+                out[f.ongoing_state] = (total + micros, count + 1)
     return out
 
 
@@ -646,9 +837,18 @@ def top_stays(execute: Execute, first: date, last: date, live: Live, now: dateti
     """(number, state, entered, micros, ongoing) longest first: the days' top tens, the ongoing stays of
     open tickets, and the live part's stays (unfiltered: 报表's TOP10)."""
     where = [TOPS.c.day.between(first, last)] + ([TOPS.c.state == state] if state else [])
+    # Only the rows that can make the top: a live stay may replace a stored one (same key, another
+    # length), so `limit` + that many longest stored ones, ties included (an ongoing stay never has the
+    # key of a completed one). Rows in key order, as the dict below was always filled.
+    replaced = sum(1 for f in live.new.values() if first <= f.created_day <= last
+                   for s in f.stays if state is None or s.state == state)
+    cut = execute(select(TOPS.c.micros).where(*where).order_by(TOPS.c.micros.desc())
+                  .limit(1).offset(limit - 1 + replaced))
+    if cut:
+        where.append(TOPS.c.micros >= cut[0][0])
     found: dict[tuple[str, str, datetime], tuple[int, bool]] = {
         (r.number, r.state, r.entered_at): (int(r.micros), False)
-        for r in execute(select(TOPS).where(*where))}
+        for r in execute(select(TOPS).where(*where).order_by(*TOPS.primary_key.columns))}
     for f in live.new.values():
         if first <= f.created_day <= last:
             for s in f.stays:
@@ -664,8 +864,8 @@ def top_stays(execute: Execute, first: date, last: date, live: Live, now: dateti
     return [(n, s, e, m, is_ongoing) for (n, s, e), (m, is_ongoing) in ordered[:limit]]
 
 
-def wait_totals(execute: Execute, first: date, last: date, live: Live, now: datetime,
-                ongoing: Sequence[tuple[str, str, datetime]]) -> dict[str, tuple[int, int]]:
+def wait_totals(execute: Execute, first: date, last: date, live: Live,
+                ongoing: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
     """{state: (micros, stays)} of the waits of tickets reported in the days (ongoing ones to `now`)."""
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for state, stays, micros in execute(select(WAITS.c.state, func.sum(WAITS.c.stays), func.sum(WAITS.c.micros))
@@ -677,12 +877,9 @@ def wait_totals(execute: Execute, first: date, last: date, live: Live, now: date
             for s in f.stays:
                 totals[s.state][0] += sign * s.micros
                 totals[s.state][1] += sign
-    minimum = MIN_WAIT // timedelta(microseconds=1)
-    for _, current, since in ongoing:
-        micros = max(0, (now - since) // timedelta(microseconds=1))
-        if micros >= minimum:
-            totals[current][0] += micros
-            totals[current][1] += 1
+    for current, (micros, stays) in ongoing.items():  # ongoing_totals
+        totals[current][0] += micros
+        totals[current][1] += stays
     return {k: (v[0], v[1]) for k, v in totals.items() if v[1]}
 
 
@@ -748,13 +945,14 @@ def _report_figures(execute: Execute, state: dict[str, Any], start: datetime, en
     breach_count, breaches = open_breach_list(execute, everything, live, now)
     root_causes = pending_root_causes(execute, live, now)
     state_name = state_filter.value if state_filter else None
-    ongoing = ongoing_stays(execute, first, last, everything, live)
+    ongoing = ongoing_stays(execute, first, last, everything, live, now, state_name)
     top = [MetricStay(n, TicketStatus(s), e, timedelta(microseconds=m), is_ongoing)
            for n, s, e, m, is_ongoing in top_stays(execute, first, last, live, now, state_name, ongoing)]
     totals: list[tuple[TicketStatus, timedelta, int]] = []
     if state_filter is None:
+        still = ongoing_totals(execute, first, last, everything, live, now)
         totals = order_totals((TicketStatus(s), timedelta(microseconds=m), n)
-                              for s, (m, n) in wait_totals(execute, first, last, live, now, ongoing).items())
+                              for s, (m, n) in wait_totals(execute, first, last, live, still).items())
     sums = {k: sum(v.get(k, 0) for v in by_priority.values()) for k in ("reported", "closed", "ftf_failed")}
     figures = ReportFigures(reported=sums["reported"], first_response=_stats(wait_figures(fr_hist)),
                             acceptance=_stats(wait_figures(acc_hist)), compliance=ordered_priorities(compliance),

@@ -31,9 +31,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select
 
 from core.model import TicketStatus
+from core.reports.facts import MIN_WAIT
 from storage.report_aggregates import (
-    DAYS,
     FACTS,
+    ROLLUPS,
+    TECHS,
+    VALUES,
     Execute,
     Filters,
     Live,
@@ -42,6 +45,7 @@ from storage.report_aggregates import (
     day_sums,
     live_part,
     ongoing_stays,
+    ongoing_totals,
     read_state,
     ready,
     running_outcomes,
@@ -134,10 +138,11 @@ def _figures(execute: Execute, state: dict[str, Any], first: date, last: date, n
     _backlog(execute, out, filters, live, now)
     _blocked(execute, out, first, last, filters, live, now)
     out.technicians = _technicians(execute, first, last, filters, live)
-    out.stores = _stores(execute, by_store)
+    out.stores = _stores(execute, by_store, filters.store_ids)
     out.photo_rating, out.photo_rating_r = _photo_rating(execute, first, last, filters, live)
-    out.categories = sorted(c for (c,) in execute(select(DAYS.c.category).where(DAYS.c.day.between(first, last))
-                                                  .distinct()) if c) if filters.category is None else [filters.category]
+    out.categories = sorted(c for (c,) in execute(
+        select(ROLLUPS.c.value).where(ROLLUPS.c.dim == "category", ROLLUPS.c.day.between(first, last)).distinct())
+        if c) if filters.category is None else [filters.category]
     return out
 
 
@@ -204,23 +209,24 @@ def _blocked(execute: Execute, out: DashboardFigures, first: date, last: date, f
     """The ten longest waits of tickets reported in the period, and the total per state."""
     unfiltered = filters == Filters()
     if unfiltered:
-        ongoing = ongoing_stays(execute, first, last, filters, live)
+        ongoing = ongoing_stays(execute, first, last, filters, live, now)
         top = top_stays(execute, first, last, live, now, None, ongoing)
-    else:  # a store/category/technician: the facts' own stays (narrow: the stays of each ticket of the filter)
-        rows = execute(select(FACTS.c.number, FACTS.c.stays, FACTS.c.is_open, FACTS.c.ongoing_state,
-                              FACTS.c.ongoing_since).where(FACTS.c.created_day.between(first, last),
-                                                           *filters.where(FACTS), *_not_live(live)))
+    else:  # a store/category/technician: the stays of the (≤ 10, ties included) tickets with the longest
+        # ones — a stay of any other ticket has ten longer ones before it — and the ongoing stays
+        ongoing = ongoing_stays(execute, first, last, filters, live, now)
+        where = [FACTS.c.created_day.between(first, last), *filters.where(FACTS), *_not_live(live)]
+        tenth = execute(select(FACTS.c.longest_stay).where(*where).order_by(FACTS.c.longest_stay.desc())
+                        .limit(1).offset(9))
+        least = max(int(tenth[0][0]) if tenth else 0, MIN_WAIT // timedelta(microseconds=1))
         found: list[tuple[int, str, str, Any, bool]] = []
-        for number, stays, is_open, state, since in rows:
+        for number, stays in execute(select(FACTS.c.number, FACTS.c.stays)
+                                     .where(*where, FACTS.c.longest_stay >= least)):
             found += [(int(x[2]), number, x[0], x[1], False) for x in stays or ()]
-            if is_open and state and since:
-                found.append(((now - since) // timedelta(microseconds=1), number, state, since, True))
         for f in live.new.values():
             if filters.match(f) and first <= f.created_day <= last:
                 found += [(x.micros, f.number, x.state, x.entered_at, False) for x in f.stays]
-                if f.is_open and f.ongoing_state and f.ongoing_since:
-                    found.append(((now - f.ongoing_since) // timedelta(microseconds=1), f.number, f.ongoing_state,
-                                  f.ongoing_since, True))
+        found += [((now - since) // timedelta(microseconds=1), number, state, since, True)
+                  for number, state, since in ongoing]
         minimum = timedelta(minutes=1) // timedelta(microseconds=1)
         best = heapq.nlargest(10, (x for x in found if x[0] >= minimum), key=lambda x: (x[0], x[1]))
         top = [(n, st, e if isinstance(e, datetime) else datetime.fromisoformat(e), m, o) for m, n, st, e, o in best]
@@ -229,18 +235,36 @@ def _blocked(execute: Execute, out: DashboardFigures, first: date, last: date, f
     if unfiltered:  # the totals per state, as 报表 sums them (per-day rows)
         out.blocked_totals = [{"state": s, "label": STATE_LABELS.get(s, s), "hours": round(m / 3_600_000_000, 1),
                                "stays": n}
-                              for s, (m, n) in sorted(wait_totals(execute, first, last, live, now, ongoing).items(),
+                              for s, (m, n) in sorted(wait_totals(execute, first, last, live, ongoing_totals(
+                                  execute, first, last, filters, live, now)).items(),
                                                       key=lambda kv: kv[1][0], reverse=True)]
 
 
 def _technicians(execute: Execute, first: date, last: date, filters: Filters, live: Live) -> list[dict[str, Any]]:
     exclude = [FACTS.c.number.not_in(sorted(live.numbers))] if live.numbers else []
     per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # closed, rating sum, ratings, open
-    for assignee, closed, rating_sum, ratings in execute(
-            select(FACTS.c.assignee_id, func.count(), func.sum(FACTS.c.rating), func.count(FACTS.c.rating))
-            .where(FACTS.c.closed_day.between(first, last), FACTS.c.assignee_id != "",
-                   *filters.where(FACTS), *exclude).group_by(FACTS.c.assignee_id)):
-        per[assignee][:3] = [int(closed), int(rating_sum or 0), int(ratings)]
+    if filters == Filters():  # the per-day rows, minus the live part's stored facts (as the query below)
+        sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        for assignee, closed, rating_sum, ratings in execute(
+                select(TECHS.c.assignee_id, func.sum(TECHS.c.closed), func.sum(TECHS.c.rating_sum),
+                       func.sum(TECHS.c.rating_n)).where(TECHS.c.day.between(first, last))
+                .group_by(TECHS.c.assignee_id)):
+            sums[assignee] = [int(closed or 0), int(rating_sum or 0), int(ratings or 0)]
+        for f in live.old.values():
+            if f.assignee_id and f.closed_day is not None and first <= f.closed_day <= last:
+                entry = sums[f.assignee_id]
+                entry[0] -= 1
+                entry[1] -= f.rating or 0
+                entry[2] -= int(f.rating is not None)
+        for assignee, values in sums.items():
+            if values[0]:  # a technician with closed tickets (no rows: not listed for them)
+                per[assignee][:3] = values
+    else:
+        for assignee, closed, rating_sum, ratings in execute(
+                select(FACTS.c.assignee_id, func.count(), func.sum(FACTS.c.rating), func.count(FACTS.c.rating))
+                .where(FACTS.c.closed_day.between(first, last), FACTS.c.assignee_id != "",
+                       *filters.where(FACTS), *exclude).group_by(FACTS.c.assignee_id)):
+            per[assignee][:3] = [int(closed), int(rating_sum or 0), int(ratings)]
     for assignee, count in execute(select(FACTS.c.assignee_id, func.count()).where(
             FACTS.c.is_open.is_(True), FACTS.c.assignee_id != "", *filters.where(FACTS), *exclude)
             .group_by(FACTS.c.assignee_id)):
@@ -270,11 +294,18 @@ def _names(execute: Execute, ids: list[str]) -> dict[str, str]:
     return out
 
 
-def _stores(execute: Execute, per: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+def _stores(execute: Execute, per: dict[str, dict[str, int]], scope: frozenset[str] | None) -> list[dict[str, Any]]:
+    """Per store: tickets reported and closed, traceability, position. Every located store in the
+    scope is listed, those without a ticket in the period too: the heat map shows the whole store map
+    (quiet stores pale), not only where something broke — never an empty chart while stores exist."""
     known = {r[0]: (r[1], r[2], r[3]) for r in execute(select(StoreRow.id, StoreRow.name, StoreRow.lat,  # type: ignore[call-overload]
                                                                StoreRow.lng))}
+    per = dict(per)
+    for store_id, (_, lat, _lng) in known.items():
+        if lat is not None and store_id not in per and (scope is None or store_id in scope):
+            per[store_id] = {}
     out = []
-    for store_id, sums in sorted(per.items(), key=lambda kv: kv[1].get("reported", 0), reverse=True):
+    for store_id, sums in sorted(per.items(), key=lambda kv: (-kv[1].get("reported", 0), kv[0])):
         name, lat, lng = known.get(store_id, (store_id or "未指定门店", None, None))
         out.append({"id": store_id, "name": name, "lat": lat, "lng": lng, "reported": sums.get("reported", 0),
                     "closed": sums.get("closed", 0),
@@ -286,11 +317,22 @@ def _photo_rating(execute: Execute, first: date, last: date, filters: Filters, l
                   ) -> tuple[list[dict[str, Any]], float | None]:
     exclude = [FACTS.c.number.not_in(sorted(live.numbers))] if live.numbers else []
     cells: dict[tuple[int, int], int] = defaultdict(int)
-    for photos, rating, count in execute(
-            select(FACTS.c.photos, FACTS.c.rating, func.count()).where(
-                FACTS.c.closed_day.between(first, last), FACTS.c.rating.is_not(None),
-                *filters.where(FACTS), *exclude).group_by(FACTS.c.photos, FACTS.c.rating)):
-        cells[(int(photos), int(rating))] += int(count)
+    if filters == Filters():  # the per-day cells (the live part's stored facts taken out)
+        for photos, rating, count in execute(
+                select(VALUES.c.x, VALUES.c.y, func.sum(VALUES.c.n)).where(
+                    VALUES.c.kind == "photo", VALUES.c.day.between(first, last)).group_by(VALUES.c.x, VALUES.c.y)):
+            cells[(int(photos), int(rating))] += int(count or 0)
+        for f in live.old.values():
+            if f.rating is not None and f.closed_day is not None and first <= f.closed_day <= last:
+                cells[(f.photos, f.rating)] -= 1
+        for key in [k for k, n in cells.items() if not n]:
+            del cells[key]
+    else:
+        for photos, rating, count in execute(
+                select(FACTS.c.photos, FACTS.c.rating, func.count()).where(
+                    FACTS.c.closed_day.between(first, last), FACTS.c.rating.is_not(None),
+                    *filters.where(FACTS), *exclude).group_by(FACTS.c.photos, FACTS.c.rating)):
+            cells[(int(photos), int(rating))] += int(count)
     for f in live.new.values():
         if f.rating is not None and f.ftf_counted and f.closed_day and first <= f.closed_day <= last \
                 and filters.match(f):
@@ -304,7 +346,8 @@ def _photo_rating(execute: Execute, first: date, last: date, filters: Filters, l
     return rows, _pearson(cells)
 
 
-def _pearson(cells: dict[tuple[int, int], int]) -> float | None:
+def _pearson(unordered: dict[tuple[int, int], int]) -> float | None:
+    cells = dict(sorted(unordered.items()))  # one order of the float sums whichever rows they came from
     n = sum(cells.values())
     if n < 3:
         return None

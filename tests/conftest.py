@@ -163,3 +163,15 @@ def runtime_of(client: TestClient) -> Runtime:
 
 # The browser tests' fixtures (Chromium through Playwright, a real `ticketbot serve`): tests/browser_support.py.
 from tests.browser_support import browser, served  # noqa: E402, F401
+
+
+@pytest.fixture(autouse=True)
+def _forget_aiohttp_middleware_chains() -> Iterator[None]:
+    """aiohttp caches each (handler, app) middleware chain in a module-level LRU of 1,024 entries
+    (`aiohttp.web_app._cached_build_middleware`): one process serves one app, but a test session builds
+    ~2,000, and the cache kept up to 1,024 handler chains — each holding its app, and so its runtime,
+    classifier and engine — alive (the suite's RSS grew past 15 GB). Emptied after every test."""
+    yield
+    from aiohttp import web_app
+
+    web_app._cached_build_middleware.cache_clear()

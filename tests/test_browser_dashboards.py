@@ -65,6 +65,11 @@ def test_dashboards_in_the_browser(browser: Any, tmp_path: Path) -> None:
         assert page.get_attribute("#chart-waits", "role") == "img"
         kpis = page.inner_text(".kpis")
         assert "报修" in kpis and "过程可追溯率" in kpis and "一次修复率" in kpis
+        # The heat map draws the store map, stores without a ticket in the period too (was empty when
+        # the period's tickets had no located store).
+        points = page.evaluate("JSON.parse(document.getElementById('dash-charts').textContent)"
+                               ".stores.series[0].data.length")
+        assert points >= 2, points
         page.click("#chart-blocked ~ details summary")  # the table view opens on demand
         assert page.is_visible("#chart-blocked ~ details table")
         assert not errors, errors

@@ -100,3 +100,21 @@ async def test_a_card_pressed_in_a_process_that_has_not_answered_help_yet(sqlite
             await person.say("帮助")  # any 帮助 (or 后台) registers this process: the card works again
             await person.press(card["id"], SIGN_IN_ACTION)
             assert "/console/signin/" in await person.last_text()
+
+
+
+def test_the_help_cards_registry_does_not_keep_a_runtime_alive(sqlite_url: str, tmp_path: Path) -> None:
+    """The registry is weak both ways: a strong runtime value would keep its service key, so every stopped
+    runtime (its engine, caches, classifier) would stay in memory for the life of the process."""
+    import gc
+    import weakref
+
+    from bot.chat.console_link import _RUNTIMES
+    from bot.runtime import Runtime
+
+    runtime = Runtime(make_settings(sqlite_url, tmp_path))  # registers itself in __init__
+    assert _RUNTIMES[runtime.service]() is runtime
+    gone = weakref.ref(runtime)
+    del runtime
+    gc.collect()
+    assert gone() is None

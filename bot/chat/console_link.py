@@ -21,7 +21,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any
 
 from bot.chat.conversation import HELP_WORDS, Conversation, HelpLine, Incoming, help_for, text_command
 from core.cards import ActionStyle, Card, CardAction, CardKind
@@ -32,8 +32,8 @@ from core.repository import StoredCard
 from core.service import Context, TicketService, handles
 from storage.console_store import ConsoleStore
 
-if TYPE_CHECKING:
-    from bot.runtime import Runtime
+# The runtime (bot.runtime.Runtime, a layer above the chat): its settings, sessions and public base URL.
+Runtime = Any
 
 # Who has a console (bot/console/scope.py decides which stores each sees).
 CONSOLE_ROLES = frozenset({Role.SUPERVISOR, Role.ADMIN, Role.QUALITY, Role.FRONT_DESK, Role.WAREHOUSE,
@@ -44,7 +44,9 @@ REFUSAL = "抱歉，后台只对主管、管理员、质量改进组、前台、
 
 CARD_PREFIX = "console"  # the help card's id prefix: its presses come to `_pressed`
 SIGN_IN_ACTION = "console_signin"
-_RUNTIMES: weakref.WeakKeyDictionary[TicketService, Runtime] = weakref.WeakKeyDictionary()
+# Weak both ways: a runtime holds its service, so a strong value would keep the key (and every stopped
+# runtime with its engine) alive for ever.
+_RUNTIMES: weakref.WeakKeyDictionary[TicketService, weakref.ref[Runtime]] = weakref.WeakKeyDictionary()
 
 
 def signin_url(base_url: str, token: str) -> str:
@@ -53,13 +55,12 @@ def signin_url(base_url: str, token: str) -> str:
 
 def attach_console_links(runtime: Runtime) -> None:
     """Let the help card's button make links for `runtime`'s service (see the module docstring)."""
-    _RUNTIMES[runtime.service] = runtime
+    _RUNTIMES[runtime.service] = weakref.ref(runtime)
 
 
 def may_use_console(person: Person) -> bool:
-    from bot.console.scope import may_use_console as console_scope  # scope imports this module
-
-    return console_scope(person)
+    """The same rule as bot/console/scope.py's (which takes CONSOLE_ROLES from here: the console is a layer up)."""
+    return person.active and person.role in CONSOLE_ROLES
 
 
 async def issue_signin(runtime: Runtime, person: Person, now: datetime) -> str:
@@ -123,7 +124,8 @@ async def _pressed(ctx: Context, stored: StoredCard, action: str, values: dict[s
     core/intake/tickets.py checked; whether they may still use the console is checked now)."""
     if not may_use_console(ctx.actor):
         raise NotAllowed(REFUSAL, reason="console_role")
-    runtime = _RUNTIMES.get(ctx.service)
+    registered = _RUNTIMES.get(ctx.service)
+    runtime = registered() if registered is not None else None
     if runtime is None:  # a process whose runtime did not register (see the module docstring)
         raise InvalidInput("请发送「后台」获取后台登录链接。")
     await ctx.tell(ctx.actor.id, await issue_signin(runtime, ctx.actor, ctx.now))

@@ -25,7 +25,7 @@ from typing import Any
 from core.audit.refusals import RefuseCommand
 from core.commands import ListMyTickets, PressCardAction, ReportFault, ShowTicket, SplitFollowUp
 from core.errors import NotAllowed, TicketbotError
-from core.inbound import InboundKind, InboundMessage
+from core.inbound import InboundKind, InboundMessage, Later
 from core.intake.details import ADDRESS_LIKE, GiveAddress
 from core.model import ROLE_LABELS, Person, Role
 from core.replies import Reply
@@ -200,17 +200,60 @@ class Conversation:
         # New senders, by the (platform, event key) of the message that introduced them: the first
         # command of that message that commits stores them.
         self._unstored: dict[tuple[str, str], NewActor] = {}
+        # Work left for after the message's transaction, by the message's (platform, event key).
+        self._later: dict[tuple[str, str], Later] = {}
 
-    async def handle(self, message: InboundMessage) -> None:
+    async def handle(self, message: InboundMessage) -> Later | None:
+        """Handle a message inside the caller's transaction. Returns what a handler left for after
+        it (`answer_later`), for the caller to run once that transaction has ended, or None."""
+        key = (message.platform, message.event_key)
         person = await self.resolve_sender(message)
+        later: Later | None = None
         try:
-            await self._route(person, message)
-        except NotAllowed as refusal:
-            await self.refuse(person, message, refusal)
-        except TicketbotError as error:
-            await self.reply(person, message, error.user_message)
+            try:
+                await self._route(person, message)
+            except NotAllowed as refusal:
+                await self.refuse(person, message, refusal)
+            except TicketbotError as error:
+                await self.reply(person, message, error.user_message)
+            else:
+                later = self._later.get(key)
         finally:
-            self._unstored.pop((message.platform, message.event_key), None)
+            self._unstored.pop(key, None)
+            self._later.pop(key, None)
+        return None if later is None else self._answered(person, message, later)
+
+    def answer_later(self, message: InboundMessage, read: Callable[[], Awaitable[Any]],
+                     answer: Callable[[Any], Awaitable[None]]) -> None:
+        """For a handler whose work is a long read off the loop (报表): `read()` runs after this
+        message's transaction, outside any transaction, and `answer(what it read)` then runs in a
+        transaction of its own, which also finishes the message's inbox row. So the message's
+        transaction (on SQLite: the group commit every other message joins) and the processing slot
+        are not held while the read runs. A crash before the answer leaves the row to the sweep,
+        which handles the message again: what the handler did before must be safe to repeat (reads)."""
+        self._later[(message.platform, message.event_key)] = Later(read, answer)
+
+    def _answered(self, person: Person, message: InboundMessage, later: Later) -> Later:
+        """`later` with its refusals and errors for the user answered as the handler's own would be."""
+
+        async def read() -> tuple[bool, Any]:
+            try:
+                return True, await later.read()
+            except TicketbotError as error:
+                return False, error
+
+        async def answer(result: tuple[bool, Any]) -> None:
+            ok, value = result
+            try:
+                if not ok:
+                    raise value
+                await later.answer(value)
+            except NotAllowed as refusal:
+                await self.refuse(person, message, refusal)
+            except TicketbotError as error:
+                await self.reply(person, message, error.user_message)
+
+        return Later(read, answer)
 
     async def refuse(self, person: Person, message: InboundMessage, refusal: NotAllowed) -> None:
         """The one place a refusal is answered and audited (the refused command's work rolled back)."""

@@ -11,6 +11,8 @@ run off the event loop (bot/chat/report_reads.py: a worker process on SQLite): a
 30-day report walks ~80,000 tickets, and intake, /healthz and the timers must not wait for it. Other
 features add sections with `@report_section`, run in the same job (the lifecycle's first-time-fix
 rate goes there): `section(execute, period, tickets) -> lines`, `execute` giving a statement's rows.
+The job runs after the message's transaction (`Conversation.answer_later`), not inside it: the
+playground's answer still waits for it; a platform gets the report as an outbox message once it is ready.
 """
 
 from __future__ import annotations
@@ -203,5 +205,13 @@ async def _report(conv: Conversation, inc: Incoming) -> None:
     zone: ZoneInfo = conv.service.config.timezone
     now = conv.service.clock.now()
     period, state = parse_period(inc.args, now, zone)
-    text = await report_reads(runtime).run(report_job, period, now, zone, state, list(_SECTIONS))
-    await conv.reply(inc.person, inc.message, text)
+
+    async def read() -> str:
+        return await report_reads(runtime).run(report_job, period, now, zone, state, list(_SECTIONS))
+
+    async def answer(text: str) -> None:
+        await conv.reply(inc.person, inc.message, text)
+
+    # The job takes 0.1–1 s off the loop: awaited inside the message's transaction, it would hold the
+    # group commit and the processing slot, and every message behind it would wait (issue 24).
+    conv.answer_later(inc.message, read, answer)

@@ -21,14 +21,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Alignment, Font
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from sqlalchemy import Select, case, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
@@ -47,14 +42,18 @@ from bot.console.ticket_query import (
 from core.model import STATUS_LABELS, TicketStatus
 from storage.tables import PersonRow, StoreRow, TicketRow
 
+if TYPE_CHECKING:
+    # openpyxl (with the lxml and Pillow it loads: ~12 MB of RSS) is imported by the export jobs, which run in
+    # the export worker process, not by the web process that only names them (issue 24: idle RSS).
+    from openpyxl import Workbook
+    from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+
 T = TypeVar("T")
 BATCH = 2000  # rows per statement: ~2 ms each on SQLite, a few hundred kB in memory
 
 _STATUS_WORDS = {status.value: label for status, label in STATUS_LABELS.items()}
 _ILLEGAL = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")  # what XML (and so xlsx) cannot hold
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_BOLD = Font(bold=True)
-_WRAP = Alignment(vertical="top")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,18 +171,25 @@ def csv_safe(value: Any) -> Any:
 
 def _header(ws: WriteOnlyWorksheet, columns: Sequence[tuple[str, int]]) -> None:
     """Widths, the frozen header row (set before any row: write-only sheets need it first)."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    bold = Font(bold=True)
     for index, (_, width) in enumerate(columns, start=1):
         ws.column_dimensions[get_column_letter(index)].width = width
     ws.freeze_panes = "A2"
     cells = []
     for name, _ in columns:
         cell = WriteOnlyCell(ws, name)
-        cell.font = _BOLD
+        cell.font = bold
         cells.append(cell)
     ws.append(cells)
 
 
 def _cells(ws: WriteOnlyWorksheet, values: Sequence[Any]) -> list[Any]:
+    from openpyxl.cell import WriteOnlyCell  # imported once: later calls find it in sys.modules
+
     out: list[Any] = []
     for value in values:
         if type(value) is str:
@@ -224,6 +230,8 @@ def filter_words(f: TicketFilter) -> str:
 
 def write_ticket_workbook(execute: Execute, spec: ListExport, path: str) -> int:
     """Job: the ticket list as an xlsx at `path`; returns the number of tickets."""
+    from openpyxl import Workbook
+
     wb = Workbook(write_only=True)
     count = add_sheet(wb, "工单列表", LIST_COLUMNS,
                       (list_values(row, spec) for row in list_rows(execute, spec)))
@@ -296,6 +304,8 @@ def write_report_workbook(execute: Execute, spec: ReportExport, path: str) -> in
     del all_tickets, all_open, all_history
     now, zone = spec.now, spec.zone
     found_waits = waits(history, now)
+    from openpyxl import Workbook
+
     wb = Workbook(write_only=True)
 
     fr, accepted = first_response_stats(tickets), acceptance_stats(tickets)
@@ -390,6 +400,8 @@ def write_dashboard_workbook(execute: Execute, spec: DashboardExport, path: str)
     if not figures.ready:
         raise NotReady(figures.progress)
     zone = ZoneInfo(spec.zone_name)
+    from openpyxl import Workbook
+
     wb = Workbook(write_only=True)
     fr, acc = figures.first_response, figures.acceptance
     add_sheet(wb, "首响", (("指标", 30), ("首次响应（报修→派单送达）", 24), ("接单（报修→技师接单）", 22)), iter([

@@ -5,34 +5,48 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from core.errors import DeliveryRejected, DeliveryRetryLater
-from core.inbound import InboundMessage
+from core.inbound import InboundMessage, Later
 from core.ports import ChannelSender, OutboundDelivery
 from core.wakeups import wait_for_event
 from storage.inbox import SqlInbox
 from storage.outbox import ClaimedDelivery, SqlOutbox, offer_ticket
-from storage.sqlite.session import let_others_run
+from storage.sqlite.session import YIELD_TURNS, let_others_run
+from storage.transactions.shared import commit_soon, savepoint
 
 log = logging.getLogger(__name__)
+
+ROW_TURNS = 4  # loop turns between two rows of a batch
 
 
 class InboxProcessor:
     """Processes inbox rows: right after they are accepted, and by a sweep after a crash."""
 
-    def __init__(self, inbox: SqlInbox, handle: object, *, concurrency: int = 4) -> None:
+    def __init__(self, inbox: SqlInbox, handle: object, *, concurrency: int = 4, batch: int = 1) -> None:
+        """`batch` > 1 (SQLite): one worker handles up to `batch` waiting rows, in the order they were
+        accepted, in one member of the group commit (storage/transactions/shared.py), each row in a
+        savepoint of its own: a failure undoes that row only, which stays pending for the sweep. The
+        rows then share one COMMIT instead of one each, and a burst is worked off in turns with the
+        accepts (one batch, one accept, ...) instead of waiting for a pause in them. One worker, rows
+        in order: two messages of one sender are never handled out of order."""
         self.inbox = inbox
-        self._handle = handle  # async (InboundMessage) -> None
+        self._handle = handle  # async (InboundMessage) -> Later | None (bot/chat/conversation.py)
         # A burst must not starve the inbox inserts that acknowledge platforms: at most `concurrency`
         # workers process rows (each holds one database connection at a time). A queue and a few
         # workers, not a task per row: a burst of thousands of rows would otherwise be thousands of
         # live coroutines for the garbage collector to walk.
-        self._concurrency = concurrency
+        self._concurrency = 1 if batch > 1 else concurrency
+        self._batch = batch
         self._waiting: collections.deque[int] = collections.deque()
         self._queued: set[int] = set()  # rows scheduled here and not done yet: not the sweep's business
         self._workers: set[asyncio.Task[None]] = set()
         self._active = 0
+        # Work handlers left for after their row's transaction (`Later`), by row, until it is taken.
+        self._later: dict[int, Later] = {}
+        self._answering: set[asyncio.Task[bool]] = set()
 
     def schedule(self, row_id: int) -> None:
         if row_id in self._queued:
@@ -48,48 +62,126 @@ class InboxProcessor:
     async def _work(self) -> None:
         try:
             while self._waiting:
-                row_id = self._waiting.popleft()
+                rows = [self._waiting.popleft() for _ in range(min(self._batch, len(self._waiting)))]
                 try:
-                    await self._process_gated(row_id)
-                except Exception:  # the database failed under us: the sweep retries the row later
-                    log.exception("inbox row %s could not be processed", row_id)
+                    if self._batch > 1:
+                        await self._process_batch(rows)
+                    else:
+                        await self._process_gated(rows[0])
+                except Exception:  # the database failed under us: the sweep retries the rows later
+                    log.exception("inbox rows %s could not be processed", rows)
                 finally:
-                    self._queued.discard(row_id)
+                    self._queued.difference_update(rows)
+                # Then let the loop run: on SQLite the handling never yields, and requests that
+                # arrived meanwhile must not wait until a backlog is worked off.
+                await let_others_run(ROW_TURNS if self._batch > 1 else YIELD_TURNS)
         finally:
             self._active -= 1  # in the same step as the empty check: schedule() never strands a row
 
     async def _process_gated(self, row_id: int) -> None:
         # Accepts go first, before our transaction (see SqlInbox.accepts_settled).
         await self.inbox.accepts_settled()
-        await self.process(row_id)
-        # Then let the loop run: on SQLite the handling never yields, and requests that arrived
-        # meanwhile must not wait until a backlog is worked off.
-        await let_others_run()
+        later = await self._process_row(row_id)
+        if later is not None:
+            self._answer_in_background(row_id, later)
+
+    async def _process_batch(self, rows: list[int]) -> None:
+        """Several rows in one transaction, each in a savepoint (see __init__)."""
+        laters: list[tuple[int, Later]] = []
+        async with self.inbox.one_transaction():
+            for index, row_id in enumerate(rows):
+                if index:
+                    # Requests that arrived meanwhile are read and answered (see `_work`): as many
+                    # turns as a row processed alone gets (its commit's wait takes two or more).
+                    await let_others_run(ROW_TURNS)
+                try:
+                    async with savepoint():
+                        later = await self._claim_and_handle(row_id)
+                except Exception:
+                    # Undone, claim included: still pending, for the sweep (exactly once all the same).
+                    log.exception("inbox row %s could not be processed", row_id)
+                    continue
+                if later is not None:
+                    laters.append((row_id, later))
+            commit_soon()  # the next batch waits for this commit: not for a pause in the accepts
+        for row_id, later in laters:  # committed: their reads run now, outside the transaction
+            self._answer_in_background(row_id, later)
 
     async def process(self, row_id: int) -> None:
         """Claim, handle and finish a row in one transaction (the units of work of the handling are
         savepoints in it): one commit per message instead of four, and a crash in between leaves the
-        row pending, as it was, for the sweep. On SQLite rows handled back to back commit as a group."""
+        row pending, as it was, for the sweep. On SQLite rows handled back to back commit as a group.
+        Work the handler left for later (`Later`) runs after that transaction, before this returns."""
+        later = await self._process_row(row_id)
+        if later is not None:
+            await self.answer_later(row_id, later)
+
+    async def _process_row(self, row_id: int) -> Later | None:
         async with self.inbox.one_transaction():
-            message = await self.inbox.claim(row_id)
-            if message is not None:
-                await self.process_claimed(row_id, message)
+            return await self._claim_and_handle(row_id)
+
+    async def _claim_and_handle(self, row_id: int) -> Later | None:
+        message = await self.inbox.claim(row_id)
+        if message is None:
+            return None
+        if not await self.handle_claimed(row_id, message):
+            return None
+        later = self.take_later(row_id)
+        if later is None:
+            await self.inbox.finish(row_id)  # else the later work's transaction finishes it
+        return later
 
     async def process_claimed(self, row_id: int, message: InboundMessage) -> None:
         """Handle a row this caller holds (claimed, or accepted with `schedule=False`), then finish it."""
         if await self.handle_claimed(row_id, message):
-            await self.inbox.finish(row_id)
+            later = self.take_later(row_id)
+            if later is None:
+                await self.inbox.finish(row_id)
+            else:
+                await self.answer_later(row_id, later)
 
     async def handle_claimed(self, row_id: int, message: InboundMessage) -> bool:
-        """Run the conversation on a held row. True: handled, and the caller finishes the row;
-        False: it failed, and the row is already back in the inbox with the error."""
+        """Run the conversation on a held row. True: handled, and the caller finishes the row (after
+        the work left for later, if `take_later` gives some); False: it failed, and the row is already
+        back in the inbox with the error."""
         try:
-            await self._handle(message)  # type: ignore[operator]
+            later = await self._handle(message)  # type: ignore[operator]
         except Exception as error:
             log.exception("inbox row %s failed", row_id)
             await self.inbox.finish(row_id, error=f"{type(error).__name__}: {error}")
             return False
+        if isinstance(later, Later):
+            self._later[row_id] = later
         return True
+
+    def take_later(self, row_id: int) -> Later | None:
+        """The work the handling of this row left for after its transaction, if any (once)."""
+        return self._later.pop(row_id, None)
+
+    async def answer_later(self, row_id: int, later: Later,
+                           then: Callable[[], Awaitable[None]] | None = None) -> bool:
+        """Run a row's later work, outside the row's transaction (which has ended): the read, then
+        the answer and the row's finish in one transaction (and `then`, the playground's read-back).
+        A failure puts the row back in the inbox with the error, for the sweep (which handles the
+        message again): False."""
+        try:
+            value = await later.read()
+            async with self.inbox.one_transaction():
+                await later.answer(value)
+                await self.inbox.finish(row_id)
+                if then is not None:
+                    await then()
+        except Exception as error:
+            log.exception("inbox row %s: the work after its handling failed", row_id)
+            await self.inbox.finish(row_id, error=f"{type(error).__name__}: {error}")
+            return False
+        return True
+
+    def _answer_in_background(self, row_id: int, later: Later) -> None:
+        # Not in the worker: the next rows must not wait for this one's read.
+        task = asyncio.get_running_loop().create_task(self.answer_later(row_id, later))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
 
     async def sweep(self) -> int:
         """Rows left behind (a crash, an error, another process gone) join the same queue as fresh
@@ -100,8 +192,8 @@ class InboxProcessor:
         return len(ids)
 
     async def drain(self) -> None:
-        while self._workers:
-            await asyncio.gather(*list(self._workers), return_exceptions=True)
+        while self._workers or self._answering:
+            await asyncio.gather(*list(self._workers), *list(self._answering), return_exceptions=True)
 
 
 class OutboxDispatcher:

@@ -134,12 +134,25 @@ async def _accept_and_process(request: web.Request, message: InboundMessage) -> 
             return _taken_answer(message.sender)
         row_id = await runtime.inbox.accept_row(message, schedule=False)
         handled = row_id is not None and await runtime.processor.handle_claimed(row_id, message)
+        later = runtime.processor.take_later(row_id) if handled and row_id is not None else None
         # The newest few rows are enough for the last 10 items (in-place card updates are folded
         # away); a supervisor may have hundreds.
         async with runtime.sessions.transaction(savepoint=False) as conn:  # fails only with the whole block
-            if handled and row_id is not None:
+            if handled and row_id is not None and later is None:
                 await runtime.inbox.finish_in(conn, row_id)
-            items = await runtime.outbox.local_messages_in(conn, message.sender, limit=RECENT_ROWS)
+            items = [] if later is not None else \
+                await runtime.outbox.local_messages_in(conn, message.sender, limit=RECENT_ROWS)
+    if later is not None and row_id is not None:
+        # A long read the handler left for after the transaction (报表): the answer waits for it,
+        # the transaction (and every message sharing its commit) did not. Read back in the answer's
+        # transaction, as above: what this message answered are the newest rows.
+        async def read_back() -> None:
+            nonlocal items
+            async with runtime.sessions.transaction(savepoint=False) as conn:
+                items = await runtime.outbox.local_messages_in(conn, message.sender, limit=RECENT_ROWS)
+
+        if not await runtime.processor.answer_later(row_id, later, read_back):
+            items = await runtime.outbox.local_messages(message.sender, limit=RECENT_ROWS)
     return web.json_response({"accepted": row_id is not None, "messages": items[-RECENT_ITEMS:]}, dumps=compact_json)
 
 

@@ -58,13 +58,13 @@ class InlineAsyncConnection(AsyncConnection):
 YIELD_TURNS = 2
 
 
-async def let_others_run() -> None:
+async def let_others_run(turns: int = YIELD_TURNS) -> None:
     """Give the event loop YIELD_TURNS turns after inline work. Statements on the inline engine never
     yield: without this, a backlog of inbox rows would be processed end to end while the platforms'
     callbacks (the inbox accepts, which processing otherwise waits for) sit unread in their sockets.
     Two turns: one reads the sockets (starting the handlers), one runs the handlers up to their own
     inbox transaction, before our next one."""
-    for _ in range(YIELD_TURNS):
+    for _ in range(turns):
         await asyncio.sleep(0)
 
 

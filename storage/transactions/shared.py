@@ -25,6 +25,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from storage.sqlite.inline import InlineDBAPI
+
 log = logging.getLogger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None]]
@@ -41,6 +43,7 @@ class SharedTransaction:
     connection: AsyncConnection
     owner: asyncio.Task[Any] | None
     after_commit: list[AfterCommit] = field(default_factory=list)
+    commit_soon: Callable[[], None] | None = None  # a group member's: see `commit_soon`
 
 
 _SHARED: ContextVar[SharedTransaction | None] = ContextVar("ticketbot_shared_transaction", default=None)
@@ -63,6 +66,16 @@ async def after_commit(callback: AfterCommit) -> None:
         shared.after_commit.append(callback)
 
 
+def commit_soon() -> None:
+    """Inside a member of a group commit: commit the group as soon as this member ends, without
+    waiting for a pause in arrivals. For background work that waits for its commit before it takes
+    more (the inbox processor): under a steady stream of accepts a group only closes at its age
+    limit, and a batch per MAX_GROUP_AGE_S is all the processing would get. Elsewhere: nothing."""
+    shared = shared_here()
+    if shared is not None and shared.commit_soon is not None:
+        shared.commit_soon()
+
+
 async def _run_after_commit(callbacks: list[AfterCommit]) -> None:
     # The work is committed whatever these do; what they start (the arq timer alarm) is also
     # recovered by a sweep, so a failure is logged rather than turned into a failed answer.
@@ -71,6 +84,35 @@ async def _run_after_commit(callbacks: list[AfterCommit]) -> None:
             await callback()
         except Exception:
             log.exception("after-commit work failed")
+
+
+@asynccontextmanager
+async def savepoint() -> AsyncIterator[None]:
+    """A savepoint of this task's shared transaction: an exception in the block undoes the block's
+    work only (and drops the after-commit work it registered) and propagates. Used to handle several
+    inbox rows in one member of a group commit, each undone alone if it fails."""
+    shared = shared_here()
+    if shared is None:
+        raise RuntimeError("savepoint() outside a shared transaction")
+    registered = len(shared.after_commit)
+    sync = shared.connection.sync_connection
+    assert sync is not None
+    # The inline driver never waits on I/O: no greenlet for the savepoint (as in TransactionGroup.member).
+    inline = _is_inline(shared.connection)
+    nested: Any = sync.begin_nested() if inline else await shared.connection.begin_nested()
+    try:
+        yield
+    except BaseException:
+        if nested.is_active:
+            nested.rollback() if inline else await nested.rollback()
+        del shared.after_commit[registered:]
+        raise
+    if nested.is_active:
+        nested.commit() if inline else await nested.commit()
+
+
+def _is_inline(connection: AsyncConnection) -> bool:
+    return isinstance(connection.dialect.loaded_dbapi, InlineDBAPI)
 
 
 @asynccontextmanager
@@ -115,6 +157,10 @@ class TransactionGroup:
         self._members: list[_Member] = []
         self._arrived = 0  # members since the group opened: is anyone still arriving?
         self._closing: asyncio.Task[None] | None = None
+        self._hurried = False  # a member asked for the commit once it ends (`commit_soon`)
+
+    def _hurry(self) -> None:
+        self._hurried = True
 
     @asynccontextmanager
     async def member(self) -> AsyncIterator[None]:
@@ -128,6 +174,7 @@ class TransactionGroup:
                 savepoint = connection.sync_connection.begin_nested()  # type: ignore[union-attr]
                 try:
                     async with _joined(connection) as shared:
+                        shared.commit_soon = self._hurry
                         yield
                 except BaseException:
                     savepoint.rollback()  # this member's work only
@@ -152,7 +199,7 @@ class TransactionGroup:
     async def _commit_when_quiet(self) -> None:
         loop = asyncio.get_running_loop()
         quiet = 0
-        while (quiet < QUIET_TURNS and len(self._members) < MAX_GROUP_MEMBERS
+        while (not self._hurried and quiet < QUIET_TURNS and len(self._members) < MAX_GROUP_MEMBERS
                and loop.time() - self._opened_at < MAX_GROUP_AGE_S):
             arrived = self._arrived
             await asyncio.sleep(0)
@@ -160,7 +207,7 @@ class TransactionGroup:
         async with self._turn:
             members, self._members = self._members, []
             connection, self._connection = self._connection, None
-            self._closing, self._arrived = None, 0
+            self._closing, self._arrived, self._hurried = None, 0, False
             assert connection is not None
             try:
                 await connection.commit()
