@@ -175,3 +175,24 @@ def _forget_aiohttp_middleware_chains() -> Iterator[None]:
     from aiohttp import web_app
 
     web_app._cached_build_middleware.cache_clear()
+
+
+@pytest.fixture
+def scratch_postgres() -> Iterator[str]:
+    """An empty PostgreSQL database of this test's own (bench/prefill_db.py needs an empty one), dropped after."""
+    if not _port_open("127.0.0.1", 5432):
+        service_missing("PostgreSQL at 127.0.0.1:5432")
+    import asyncpg
+
+    name = f"ticketbot_scratch_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

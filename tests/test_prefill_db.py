@@ -4,23 +4,17 @@ head, and 报表 reads it. SQLite and PostgreSQL, through the real scripts."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from bot.chat.report_reads import direct, read_only_sqlite
 from bot.chat.reports import parse_period, report_job
 from tests.audit_support import ROOT, cli_env
-from tests.conftest import PG_ADMIN_URL, _port_open
 
 KEY = "prefill-test-key-0123456789abcdef01234567"
 TICKETS = 150
@@ -68,25 +62,6 @@ def test_a_prefilled_sqlite_database_verifies_and_reports(tmp_path: Path) -> Non
         text = report_job(direct(connection), period, now, zone, None, [])
     assert f"报修 {TICKETS} 张" in text and "响应 100.0%" in text, text
 
-
-@pytest.fixture
-def scratch_postgres() -> Iterator[str]:
-    if not _port_open("127.0.0.1", 5432):
-        pytest.skip("PostgreSQL at 127.0.0.1:5432")
-    import asyncpg
-
-    name = f"ticketbot_prefill_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_a_prefilled_postgres_database_verifies(scratch_postgres: str, tmp_path: Path) -> None:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +32,6 @@ from storage.report_aggregates import DAYS, FACTS, ROLLUPS, STATE, TECHS, VALUES
 from storage.report_dashboard import dashboard_job
 from storage.tables import StoreRow, TicketRow
 from tests.audit_support import ROOT
-from tests.conftest import PG_ADMIN_URL, _port_open
 from tests.playground_client import PlaygroundUser
 from tests.sla_support import advance_to, assign_and_accept, at, fixed_clock_app, force, move, report, runtime
 
@@ -66,25 +64,6 @@ async def day_rows(engine: AsyncEngine) -> list[tuple[Any, ...]]:
     async with engine.connect() as conn:
         return [tuple(r) for r in await conn.execute(select(DAYS).order_by(*DAYS.primary_key.columns))]
 
-
-@pytest.fixture
-def scratch_postgres() -> Iterator[str]:
-    if not _port_open("127.0.0.1", 5432):
-        pytest.skip("PostgreSQL at 127.0.0.1:5432")
-    import asyncpg
-
-    name = f"ticketbot_d2agg_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
