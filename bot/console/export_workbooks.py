@@ -3,7 +3,8 @@
 The ticket list: one row per ticket in the list's order, read in keyset batches of BATCH short
 statements (bot/console/ticket_query.py `after`), never all at once. The xlsx is written with
 openpyxl's write-only workbook (rows go to a temporary file as they come; memory stays flat) and the
-route streams the finished file; the CSV is streamed row by row by the route itself.
+route streams the finished file; the CSV is streamed batch by batch as the jobs here read and encode
+each batch (`csv_batch`), each one job off the loop.
 
 Cells are typed: times are datetimes in the tenant's zone (Excel has no zones: the header says which),
 durations and counts are numbers, text is text — never a formula (a description starting with "=" stays
@@ -15,6 +16,8 @@ SQLite they run in a worker process of their own (bot/console/exports.py), on Po
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -164,6 +167,28 @@ def csv_safe(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value
+
+
+def csv_cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return "" if value is None else value
+
+
+def csv_lines(rows: Sequence[Sequence[Any]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def csv_batch(execute: Execute, spec: ListExport, last: tuple[Any, str] | None,
+              batch: int = BATCH) -> tuple[bytes, tuple[Any, str] | None]:
+    """One batch of the CSV after `last`, read and encoded (a job: off the event loop — the batch's
+    statement sorts the whole filtered list on SQLite when the filter's index is not the order's, ~0.1 s
+    at 100,000 tickets, and encoding 2,000 rows takes tens of ms); the key of the next batch, None at the end."""
+    rows = execute(list_statement(spec, last, batch))
+    data = csv_lines([[csv_safe(csv_cell(v)) for v in list_values(row, spec)] for row in rows]) if rows else b""
+    return data, ((rows[-1].sort_key, rows[-1].number) if len(rows) >= batch else None)
 
 
 # --- xlsx ---

@@ -8,7 +8,9 @@ POLL_SECONDS through htmx (vendored); without JavaScript the page is complete, a
 
 Speed (bench/console_queue_bench.py, 1 M tickets): every query is index-backed for the filters the docs
 list; the counts are per OPEN state only (closed tickets are the bulk and nobody works them from a queue),
-and the pager fetches one row more than a page instead of counting the whole result.
+and the pager fetches one row more than a page instead of counting the whole result. A filter over the
+history (closed / cancelled tickets) or with a text search has no such bound: its reads run off the event
+loop, in the report worker (bot/console/queue_reads.py; issue 24).
 """
 
 from __future__ import annotations
@@ -25,22 +27,29 @@ from urllib.parse import parse_qsl, urlencode
 import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDict
-from sqlalchemy import case, event, func, select
+from sqlalchemy import select
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlmodel import col
 
+from bot.chat.report_reads import report_reads
 from bot.console.auth import console_store, forbidden, page_context, posted_form, runtime_of, staff
+from bot.console.queue_reads import (
+    RESPONSE_STATES,
+    PageReads,
+    needs_worker,
+    page_reads,
+    urgent_base,
+    urgent_counts,
+    urgent_statements,
+)
 from bot.console.ticket_query import (
-    DEFAULT_PER,
-    DEFAULT_SORT,
     FIELD_LABELS,
     SLA_LABELS,
     FilterError,
     TicketFilter,
     count_select,
-    sla_conditions,
     sla_state_of,
     ticket_select,
-    ticket_where,
 )
 from bot.web.api import RUNTIME
 from core.model import STATUS_LABELS, Role, TicketStatus
@@ -49,7 +58,6 @@ from storage.tables import PersonRow, StoreRow, TicketRow
 
 POLL_SECONDS = 10
 TICKET_NUMBER = re.compile(r"^[A-Za-z]{0,16}-\d{8}-\d{1,8}$")  # GD-20261206-0001 (core/intake/tickets.py)
-URGENT_LIMIT = 10  # breached / at-risk tickets listed on top
 # The breached / at-risk counts and the urgent ten of one filter and scope are computed at most every
 # URGENT_TTL_S per process (they scan every open ticket of the filter; the page refreshes every POLL_SECONDS,
 # and several people watch the same queue): at most this stale.
@@ -67,8 +75,6 @@ ROW_COLUMNS = (col(TicketRow.number), col(TicketRow.status), col(TicketRow.prior
                col(TicketRow.assignee_id), col(TicketRow.created_at), col(TicketRow.response_due),
                col(TicketRow.resolution_due))
 DIRECTORY_TTL_S = 30.0  # stores and technicians for the filter form: re-read at most this often per process
-# The states whose running clock is the response clock (nobody has accepted yet).
-RESPONSE_STATES = (TicketStatus.TRIAGE.value, TicketStatus.PENDING_DISPATCH.value, TicketStatus.DISPATCHED.value)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,17 +134,24 @@ async def queue_page(request: web.Request) -> web.StreamResponse:
             raise web.HTTPFound(f"/console/tickets/{found}")
     kw: dict[str, Any] = {"now": now, "reminder_lead": lead, "tz": zone, "pause_states": pauses}
     page_filter = dataclasses.replace(f, per=f.per + 1)  # one more row: is there a next page?
+    heavy: PageReads | None = None
+    if needs_worker(f):  # issue 24: the history or a text search: off the loop, before the transaction
+        heavy = await report_reads(runtime).run(page_reads, f, session.store_ids, now, lead, zone, pauses)
     async with runtime.sessions.transaction() as conn:
         # The page's ids first (filter and order read only columns stored before the JSON `data`, or an
         # index), then those rows: reading a ticket's later columns walks its data's overflow pages.
-        ids = [int(i) for i, in await conn.execute(_queue_index(ticket_select(page_filter, session.store_ids, **kw)
-                                                                 .with_only_columns(col(TicketRow.id))
-                                                                 .offset((f.page - 1) * f.per), f))]
+        ids = heavy.ids if heavy is not None else [
+            int(i) for i, in await conn.execute(_queue_index(ticket_select(page_filter, session.store_ids, **kw)
+                                                             .with_only_columns(col(TicketRow.id))
+                                                             .offset((f.page - 1) * f.per), f))]
         rows = await _rows_by_id(conn, ids)
-        open_filter = dataclasses.replace(f, statuses=OPEN_STATUSES)
-        counts = {str(status): int(n) for status, n in await conn.execute(
-            _queue_index(count_select(open_filter, session.store_ids, ignore_status=False, **kw), open_filter))}
-        sla_counts, urgent = await _urgent(runtime, conn, f, session.store_ids, kw)
+        if heavy is not None:
+            counts, sla_counts, urgent = heavy.counts, heavy.sla_counts, await _rows_by_id(conn, heavy.urgent_ids)
+        else:
+            open_filter = dataclasses.replace(f, statuses=OPEN_STATUSES)
+            counts = {str(status): int(n) for status, n in await conn.execute(
+                _queue_index(count_select(open_filter, session.store_ids, ignore_status=False, **kw), open_filter))}
+            sla_counts, urgent = await _urgent(runtime, conn, f, session.store_ids, kw)
         names = await _names(conn, {r.assignee_id for r in rows[:f.per]} | {r.assignee_id for r in urgent})
     stores = dict(await _directory(runtime, "stores"))
     has_next = len(rows) > f.per
@@ -164,7 +177,7 @@ async def _urgent(runtime: Any, conn: Any, f: TicketFilter, store_ids: frozenset
                   kw: dict[str, Any]) -> tuple[dict[str, int], list[Any]]:
     """Counts of breached / at-risk open tickets of the filter (its SLA and status choice aside), and
     the most urgent of them (earliest deadline first)."""
-    base = dataclasses.replace(f, sla=None, statuses=OPEN_STATUSES, page=1, per=DEFAULT_PER, sort=DEFAULT_SORT)
+    base = urgent_base(f)
     key = (store_ids, base)
     per_runtime = _URGENT.setdefault(runtime, {})
     cached = per_runtime.get(key)
@@ -179,51 +192,44 @@ async def _urgent(runtime: Any, conn: Any, f: TicketFilter, store_ids: frozenset
 
 async def _urgent_ids(conn: Any, base: TicketFilter, store_ids: frozenset[str] | None,
                       kw: dict[str, Any]) -> tuple[dict[str, int], list[int]]:
-    where = ticket_where(base, store_ids, now=kw["now"], reminder_lead=kw["reminder_lead"], tz=kw["tz"],
-                         pause_states=kw["pause_states"])
-    breached = sla_conditions(kw["now"], kw["reminder_lead"], kw["pause_states"])["breached"]
-    # Breached or at risk = past its deadline at now + lead (read from ix_tickets_queue, see _queue_index).
-    urgent_where = sla_conditions(kw["now"] + kw["reminder_lead"], timedelta(0), kw["pause_states"])["breached"]
-    row = (await conn.execute(_queue_index(select(func.sum(case((breached, 1), else_=0)), func.count())
-                                           .where(*where, urgent_where), base))).one()
-    counts = {"breached": int(row[0] or 0), "at_risk": int(row[1] or 0) - int(row[0] or 0)}
+    counting, first = urgent_statements(base, store_ids, **kw)  # read from ix_tickets_queue, see _queue_index
+    row = (await conn.execute(_queue_index(counting, base))).one()
+    counts = urgent_counts(row)
     if not row[1]:
         return counts, []
-    running_due = case((col(TicketRow.status).in_(RESPONSE_STATES), col(TicketRow.response_due)),
-                       else_=col(TicketRow.resolution_due))
-    # The ten first by id only (the covering indexes answer it without reading a ticket row), then those ten.
-    ids = [int(i) for i, in await conn.execute(_queue_index(
-        select(col(TicketRow.id)).where(*where, urgent_where)
-        .order_by(case((breached, 0), else_=1), running_due, col(TicketRow.id)).limit(URGENT_LIMIT), base))]
+    ids = [int(i) for i, in await conn.execute(_queue_index(first, base))]
     return counts, ids
 
 
-QUEUE_INDEX_MARK = "/* ix_tickets_queue */"
+QUEUE_INDEX = "ix_tickets_queue"
+
+
+class _HintingSQLiteCompiler(SQLiteCompiler):
+    """SQLite's compiler, rendering a table hint (`with_hint`) after the table's name, where SQLite
+    reads `INDEXED BY`; SQLAlchemy's own SQLite compiler renders none."""
+
+    def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
+        return text
 
 
 def _queue_index(stmt: Any, f: TicketFilter) -> Any:
     """On SQLite, queries over open tickets only read ix_tickets_queue, which covers every filter and sort of
     the queue (migration 0012): ~1 % of a million tickets, scanned in the index without reading a row. Left
     to itself the planner (no statistics) takes the index of the most specific equality — a technician's or a
-    store's tickets of a whole year — and reads each row. SQLAlchemy renders no index hint for SQLite: the
-    statement carries a mark that `_indexed_by` (an engine event) turns into INDEXED BY."""
+    store's tickets of a whole year — and reads each row. The hint is rendered by the engine's compiler
+    (install_queue_index); other dialects ignore it."""
     if f.statuses and all(s.is_open for s in f.statuses):
-        return stmt.prefix_with(QUEUE_INDEX_MARK, dialect="sqlite")
+        return stmt.with_hint(TicketRow, f"INDEXED BY {QUEUE_INDEX}", dialect_name="sqlite")
     return stmt
 
 
-def _indexed_by(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
-                _executemany: bool) -> tuple[str, Any]:
-    if QUEUE_INDEX_MARK in statement:
-        statement = statement.replace("FROM tickets", "FROM tickets INDEXED BY ix_tickets_queue", 1)
-    return statement, parameters
-
-
 def install_queue_index(engine: Any) -> None:
-    """Once per engine (SQLite only): the rewrite `_queue_index` asks for."""
-    sync = engine.sync_engine
-    if sync.dialect.name == "sqlite" and not event.contains(sync, "before_cursor_execute", _indexed_by):
-        event.listen(sync, "before_cursor_execute", _indexed_by, retval=True)
+    """Once per engine (SQLite only): a compiler that renders the hint `_queue_index` asks for. Why not an
+    engine event rewriting the SQL (as before): any engine event makes SQLAlchemy dispatch events on every
+    BEGIN, SAVEPOINT, RELEASE and COMMIT of the process — ~20 calls per fault report for nothing."""
+    dialect = engine.sync_engine.dialect
+    if dialect.name == "sqlite" and dialect.statement_compiler is SQLiteCompiler:
+        dialect.statement_compiler = _HintingSQLiteCompiler
 
 
 async def _rows_by_id(conn: Any, ids: list[int]) -> list[Any]:

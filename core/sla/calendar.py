@@ -12,15 +12,18 @@ wall-clock times in the tenant's zone; durations are real elapsed time.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from types import MappingProxyType
+from pathlib import Path
+from types import MappingProxyType, ModuleType
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import holidays
 
 from core.errors import CalendarError
 from core.settings import WorkingHours
@@ -88,21 +91,48 @@ class _StatutoryYear:
     notice_known: bool  # the package carries the State Council notice for this year
 
 
+_CHINA = "holidays.countries.china"
+_CHINA_LOCK = threading.Lock()
+
+
+def _china() -> ModuleType:
+    """python-holidays' China module, imported on first use and without the `holidays.countries` package.
+
+    Idle processes need no holidays at all (the package and dateutil are ~3.6 MB of RSS), and that
+    package's __init__ imports all ~250 countries (~8 MB more) when only China is used. The module
+    is registered under its own name, so a later `import holidays.countries` reuses it.
+    """
+    with _CHINA_LOCK:
+        module = sys.modules.get(_CHINA)
+        if module is not None:
+            return module
+        import holidays  # the base classes china.py imports; its country registry stays lazy
+
+        spec = importlib.util.spec_from_file_location(_CHINA, Path(holidays.__file__).parent / "countries" / "china.py")
+        if spec is None or spec.loader is None:  # pragma: no cover - layout change in a future holidays release
+            return importlib.import_module(_CHINA)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_CHINA] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[_CHINA]
+            raise
+        return module
+
+
 def _notice_years() -> frozenset[int]:
     # The years whose notice the package encodes as static substitutions. This is an internal
     # table of python-holidays, so it is only a second signal next to `weekend_workdays`.
-    try:
-        from holidays.countries.china import ChinaStaticHolidays
-    except ImportError:  # pragma: no cover - layout change in a future holidays release
-        return frozenset()
-    return frozenset(getattr(ChinaStaticHolidays, "special_public_holidays", {}))
+    static: Any = getattr(_china(), "ChinaStaticHolidays", None)
+    return frozenset(getattr(static, "special_public_holidays", {}))
 
 
 @lru_cache(maxsize=256)
 def _statutory_year(year: int) -> _StatutoryYear:
     # Populate the next year too: a notice may put a make-up workday into late December of the
     # year before the holiday it compensates (e.g. 2001-12-29 for the 2002 New Year).
-    cn = holidays.China(years=(year, year + 1), language="zh_CN")  # type: ignore[no-untyped-call]  # untyped in holidays
+    cn = _china().China(years=(year, year + 1), language="zh_CN")
     days_off = {d: str(name) for d, name in cn.items() if d.year == year}
     makeup = frozenset(d for d in cn.weekend_workdays if d.year == year)
     # Every notice since 2001 has had make-up workdays; the package has none for an unknown
