@@ -714,6 +714,22 @@ async def measure_echo(door: str, args: argparse.Namespace) -> Figures:
 # --- start-up (playground) --------------------------------------------------------------------
 
 
+def settled_rss_mb(pid: int, *, at_least_s: float = 10.0, at_most_s: float = 60.0) -> float:
+    """RSS once the idle service has settled: the background jieba warm-up takes 1-3 s on a quiet machine and
+    much longer on a loaded one, so a fixed 3 s read under-reported (124-145 MB for services settling at
+    157-166). At least `at_least_s` after ready, then until two reads a second apart agree within 0.5 MB."""
+    time.sleep(at_least_s)
+    deadline = time.monotonic() + at_most_s
+    last = rss_mb(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = rss_mb(pid)
+        if abs(now - last) < 0.5:
+            return now
+        last = now
+    return last
+
+
 def measure_startup(database: Path | None) -> str:
     ready_times: list[float] = []
     idle_rss = float("nan")
@@ -722,8 +738,7 @@ def measure_startup(database: Path | None) -> str:
         try:
             ready_times.append(wait_ready(f"http://127.0.0.1:{service.port}/healthz"))
             if i == STARTS - 1:
-                time.sleep(3)  # the background jieba warm-up
-                idle_rss = rss_mb(service.process.pid)
+                idle_rss = settled_rss_mb(service.process.pid)
         finally:
             service.stop()
             shutil.rmtree(service.workdir, ignore_errors=True)
