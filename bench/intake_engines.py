@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from redis_scratch import private_redis  # bench/, on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), Path("/usr/bin"))
@@ -178,25 +180,6 @@ async def _shared_settings() -> dict[str, str]:
 
 
 # --- Redis -------------------------------------------------------------------------------------------
-
-
-async def private_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    from redis.asyncio import Redis
-
-    port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(folder)], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(200):
-        try:
-            client = Redis.from_url(url)
-            await client.ping()
-            await client.aclose()
-            return server, url
-        except Exception:  # noqa: BLE001 — refused while the server starts
-            await asyncio.sleep(0.05)
-    server.kill()
-    raise RuntimeError("the private redis-server did not start")
 
 
 async def redis_calls(url: str) -> tuple[int, int]:

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from pg_scratch import drop_postgres, fresh_postgres  # bench/, on sys.path when run as a script
+from redis_scratch import private_redis
 from sqlalchemy import insert, select
 from sqlmodel import col
 
@@ -421,30 +422,6 @@ async def run_setup(args: argparse.Namespace, setup: str) -> Result:
     result.loads.append(load())
     report(title, result)
     return result
-
-
-async def private_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A redis-server for this run alone, on a free port, nothing saved to disk."""
-    import socket
-
-    from redis.asyncio import Redis
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            client = Redis.from_url(url)
-            await client.ping()
-            await client.aclose()
-            return server, url
-        except Exception:  # noqa: BLE001 — refused while the server starts
-            await asyncio.sleep(0.05)
-    server.kill()
-    raise RuntimeError("the private redis-server did not start")
 
 
 async def wait_ready(redis_url: str, workers: int, timeout_s: float = 120) -> None:

@@ -45,26 +45,36 @@ def _port_open(host: str, port: int) -> bool:
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, migrated to head."""
-    if not _port_open("127.0.0.1", 5432):
-        service_missing("PostgreSQL at 127.0.0.1:5432")
-    import asyncpg
-
     from storage.migrate import upgrade
 
-    name = f"ticketbot_test_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = asyncio.run(create_postgres_database("ticketbot_test"))
     upgrade(url)
     yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(drop_postgres_database(url))
+
+
+async def pg_admin(sql: str) -> None:
+    """One statement on the server's admin database (CREATE / DROP DATABASE)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def create_postgres_database(prefix: str) -> str:
+    """A new, empty database named `prefix`_<random>; its URL. Fails (or skips outside CI) without PostgreSQL."""
+    if not _port_open("127.0.0.1", 5432):
+        service_missing("PostgreSQL at 127.0.0.1:5432")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    await pg_admin(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def drop_postgres_database(url: str) -> None:
+    await pg_admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 async def _truncate_postgres(url: str) -> None:
@@ -180,19 +190,6 @@ def _forget_aiohttp_middleware_chains() -> Iterator[None]:
 @pytest.fixture
 def scratch_postgres() -> Iterator[str]:
     """An empty PostgreSQL database of this test's own (bench/prefill_db.py needs an empty one), dropped after."""
-    if not _port_open("127.0.0.1", 5432):
-        service_missing("PostgreSQL at 127.0.0.1:5432")
-    import asyncpg
-
-    name = f"ticketbot_scratch_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    url = asyncio.run(create_postgres_database("ticketbot_scratch"))
+    yield url
+    asyncio.run(drop_postgres_database(url))

@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import logging
 import stat
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,7 +34,7 @@ from tests.audit_support import (
     rows,
     ticketbot,
 )
-from tests.conftest import PG_ADMIN_URL, _port_open, make_settings, runtime_of, service_missing
+from tests.conftest import create_postgres_database, drop_postgres_database, make_settings, runtime_of
 
 # --- a fresh, empty database (SQLite, then PostgreSQL), for migrations from an old schema ---
 
@@ -44,24 +43,11 @@ async def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> 
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    if not _port_open("127.0.0.1", 5432):
-        service_missing("PostgreSQL at 127.0.0.1:5432")
-    import asyncpg
-
-    name = f"ticketbot_i19_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    await admin(f'CREATE DATABASE "{name}"')
+    url = await create_postgres_database("ticketbot_i19")
     try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        yield url
     finally:
-        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_postgres_database(url)
 
 
 KEY = "k3y-" + "0123456789abcdef" * 3  # 52 characters
