@@ -128,6 +128,17 @@ def test_console_in_the_browser(browser: Any, tmp_path: Path) -> None:
         assert len(images_loaded(page, ".photos img")) == 4
         screenshot_both_widths(page, tmp_path, "console-ticket-signed")
 
+        # A word of a description: a text search reads off the event loop, in the report worker
+        # (bot/console/queue_reads.py); the page shows the same rows as before.
+        page.goto(base + "/console/")
+        page.click("summary:has-text('筛选')")
+        page.fill("input[name=q]", "刹车发软")
+        page.click("button:has-text('筛选')")
+        page.wait_for_url("**/console/?*q=*")
+        rows = page.inner_text("table.tickets:not(.urgent) tbody")
+        assert breached in rows and signed not in rows
+        screenshot_both_widths(page, tmp_path, "console-queue-search")
+
         # A used link opens nothing.
         other = browser.new_context(viewport=DESKTOP, locale="zh-CN").new_page()
         other.goto(url)
