@@ -55,7 +55,8 @@ def person_name(rng: random.Random) -> str:
 
 def masterdata(stores: int, technicians: int, customers: int, sqlite_times: bool, now: datetime
                ) -> dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]]:
-    """Rows of stores, people (technicians, customers, a supervisor per store, an admin) and technicians."""
+    """Rows of stores, people (technicians, customers, a supervisor per store and one at headquarters, an
+    admin) and technicians."""
     rng = random.Random(11)
     at: Any = now.isoformat(" ", "microseconds")[:26] if sqlite_times else now
     store_rows = [(sid, name, lat, lng, f"{name}地址", "08:00-22:00", "", True)
@@ -74,6 +75,9 @@ def masterdata(stores: int, technicians: int, customers: int, sqlite_times: bool
     for n in range(stores):
         people.append((f"sup-{n:03d}", f"店长{n:03d}", "supervisor", f"137{n:08d}", f"store-{n:03d}", None,
                        "local", True, at))
+    # Headquarters' dispatch desk (no store): a store-less ticket nobody can take goes there, not to the
+    # 50 store managers (core/masterdata/org.py), as in a real chain.
+    people.append(("sup-hq", "总部调度", "supervisor", "13600000000", None, None, "local", True, at))
     people.append(("admin-0", "管理员", "admin", None, None, None, "local", True, at))
     # Staff reachable in the playground (platform "local", their id): 报表, 后台 and the benches use them.
     identities = [("local", row[0], row[0]) for row in people if row[2] != "customer"]

@@ -6,7 +6,7 @@ audit events, outbox rows, cards, timers) commits together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -96,7 +96,11 @@ class UnitOfWork(Protocol):
         """Map a platform user id to an existing person (replacing an older mapping of that id)."""
         ...
 
-    async def list_people(self, role: Role | None = None) -> list[Person]: ...
+    async def list_people(self, role: Role | None = None, *, stores: Iterable[str | None] | None = None
+                          ) -> list[Person]:
+        """The active people (of `role`), by id; with `role` and `stores`: only those whose store is one of
+        `stores` (None in it: those without a store)."""
+        ...
 
     async def people_by_phone(self, phone: str) -> list[Person]:
         """Everyone whose stored phone is exactly `phone` (normalised by the caller), oldest id first."""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, insert, null, select, update
+from sqlalchemy import Row, bindparam, func, insert, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -130,6 +130,11 @@ _INSERT_IDENTITY = hot(insert(IdentityRow))
 _ACTIVE_PEOPLE = hot(select(PersonRow).where(col(PersonRow.active).is_(True))
                      .order_by(col(PersonRow.id)))
 _ACTIVE_PEOPLE_IN_ROLE = hot(_ACTIVE_PEOPLE.where(col(PersonRow.role) == bindparam("role")))
+# A role's people at some stores and/or at none (the supervisor chain: a chain of 50 stores reads its few
+# candidates, not 50 store managers, for every ticket that escalates).
+_ACTIVE_PEOPLE_IN_ROLE_AT = hot(_ACTIVE_PEOPLE_IN_ROLE.where(or_(
+    col(PersonRow.store_id).in_(bindparam("stores", expanding=True)),
+    (col(PersonRow.store_id).is_(None)) & bindparam("storeless"))))
 RECENT_TICKETS_LIMIT = 200
 # Intake reads it on every report: on the (customer_id, created_at) index.
 _RECENT_TICKETS = hot(select(TicketRow).where(
@@ -417,10 +422,16 @@ class SqlUnitOfWork:
             row.person_id = person_id
         await session.flush()
 
-    async def list_people(self, role: Role | None = None) -> list[Person]:
+    async def list_people(self, role: Role | None = None, *, stores: Iterable[str | None] | None = None
+                          ) -> list[Person]:
         conn = await self._connection()
-        rows = await (conn.execute(_ACTIVE_PEOPLE) if role is None
-                      else conn.execute(_ACTIVE_PEOPLE_IN_ROLE, {"role": role.value}))
+        if stores is not None and role is not None:
+            wanted = set(stores)
+            rows = await conn.execute(_ACTIVE_PEOPLE_IN_ROLE_AT, {
+                "role": role.value, "stores": sorted(s for s in wanted if s), "storeless": None in wanted})
+        else:
+            rows = await (conn.execute(_ACTIVE_PEOPLE) if role is None
+                          else conn.execute(_ACTIVE_PEOPLE_IN_ROLE, {"role": role.value}))
         return [self._seen(person_from_row(r)) for r in rows]
 
     async def people_by_phone(self, phone: str) -> list[Person]:

@@ -175,7 +175,9 @@ async def test_inbox_counts_land_in_the_exported_series() -> None:
     assert INBOX.labels("bench-cache", "accepted")._value.get() == _inbox_count("bench-cache", "accepted")
 
 
-async def test_the_supervisor_chain_reads_the_supervisors_once(client: TestClient) -> None:
+async def test_the_supervisor_chain_reads_only_its_candidates(client: TestClient) -> None:
+    """One read of the candidate supervisors (the stores in question and headquarters), not of every
+    supervisor; a second read of everyone only when none of them exists (level 5 of the chain)."""
     rt = runtime_of(client)
     traced = Statements(client)
     now = rt.clock.now()
@@ -185,18 +187,27 @@ async def test_the_supervisor_chain_reads_the_supervisors_once(client: TestClien
     async with rt.uow() as uow:
         ctx = Context(uow=uow, clock=rt.clock, actor=SYSTEM_ACTOR, service=rt.service)
 
-        async def chain(ticket: Ticket | None, person: Person | None = None, *, fallback: bool = True) -> list[str]:
+        async def chain(ticket: Ticket | None, person: Person | None = None, *, fallback: bool = True,
+                        reads: int = 1) -> list[str]:
             traced.sql.clear()
             found = sorted(p.id for p in await supervisor_chain(ctx, ticket, person, fallback=fallback))
-            assert len([s for s in traced.sql if "FROM people" in s]) <= 1, traced.sql
+            assert len([s for s in traced.sql if "FROM people" in s]) == reads, traced.sql
             return found
 
         assert await chain(on_ticket, lent) == ["sup-chen"]  # S02 has none: the lent handler's store S03
         on_ticket.store_id = "S03"
         assert await chain(on_ticket) == ["sup-chen"]
-        on_ticket.store_id = "S09"  # a store nobody supervises: everyone, as before master data
-        assert await chain(on_ticket) == ["sup-chen", "sup-li"]
+        on_ticket.store_id = "S09"  # a store nobody supervises, no headquarters: everyone, as before master data
+        assert await chain(on_ticket, reads=2) == ["sup-chen", "sup-li"]
         assert await chain(on_ticket, fallback=False) == []
         on_ticket.store_id = None
-        assert await chain(on_ticket, fallback=False) == [] and traced.sql == []  # nothing to read
-        assert await chain(None) == ["sup-chen", "sup-li"]
+        assert await chain(on_ticket, fallback=False, reads=0) == []  # nothing to read
+        assert await chain(None, reads=2) == ["sup-chen", "sup-li"]
+        hq = Person(id="sup-hq", name="总部调度", role=Role.SUPERVISOR)  # no store: headquarters
+        await uow.add_person(hq)
+        assert await chain(None) == ["sup-hq"]
+        on_ticket.store_id = "S03"
+        assert await chain(on_ticket) == ["sup-chen"]  # the store's own supervisor before headquarters'
+        on_ticket.store_id = "S09"
+        assert await chain(on_ticket) == ["sup-hq"]
+        assert await chain(on_ticket, fallback=False) == []

@@ -136,3 +136,27 @@ async def test_nobody_to_dispatch_tells_the_stores_supervisor(database_url: str,
         picks = [c for c in await cards(client, "sup-chen") if number in c["title"]]
         assert picks and "人工派单" in picks[0]["title"]
         assert not [c for c in await cards(client, "sup-li") if number in c["title"]]
+
+
+async def test_a_ticket_without_a_store_goes_to_the_chain_wide_supervisors(database_url: str, tmp_path: Path,
+                                                                          clock: FixedClock) -> None:
+    """A store-less ticket (a chat customer no store knows yet) nobody can take: the supervisors without a
+    store of their own (headquarters' desk) get the pick card, not every store's manager; with no such
+    supervisor, every supervisor, as before."""
+    async with fixed_clock_app(database_url, tmp_path, clock) as client:
+        rt = runtime(client)
+        admin = PlaygroundUser(client, "admin")
+        for tech in ("tech-wang", "tech-zhang", "tech-liu", "tech-huang", "tech-xu"):
+            await admin.say(f"技师 离岗 {tech}")
+        await admin.say("人员 新增 sup-hq 姓名=总部调度 角色=主管")
+        first = await report(client, "cust-walkin", "中控黑屏")
+        t = await ticket(rt, first)
+        assert t.store_id is None and t.assignee_id is None
+        assert [c for c in await cards(client, "sup-hq") if first in c["title"]]
+        for store_manager in ("sup-li", "sup-chen"):
+            assert not [c for c in await cards(client, store_manager) if first in c["title"]]
+        assert await _chain(rt, t) == ["sup-hq"]
+
+        await admin.say("人员 停用 sup-hq")
+        await admin.say("确认")
+        assert await _chain(rt, await ticket(rt, first)) == ["sup-chen", "sup-li"]

@@ -9,8 +9,11 @@ The first level, most specific first:
   2. the active supervisors of the ticket's store (Ticket.store_id; people with role supervisor whose
      store_id is that store);
   3. the active supervisors of the handler's own store (a technician lent to another store);
-  4. only as a last resort, when the organisation names nobody: every active supervisor (a service
-     without stores or supervisor links keeps working as before master data existed).
+  4. when no store names anybody (a ticket from a chat or the API with no store yet): the chain-wide
+     supervisors, those without a store of their own (headquarters' dispatch desk) — a chain of 50
+     stores does not send 50 store managers a card for every store-less ticket;
+  5. only as a last resort, when the organisation names nobody at all: every active supervisor (a
+     service without stores or supervisor links keeps working as before master data existed).
 Higher levels follow Person.supervisor_id upward (`supervisors_above`); the SLA's second level goes
 there, and to the admins (the director) when nobody is above.
 """
@@ -36,7 +39,7 @@ async def store_supervisors(ctx: Context, store_id: str | None) -> list[Person]:
     """The active supervisors whose store is `store_id` (none for no store)."""
     if not store_id:
         return []
-    return [p for p in await ctx.uow.list_people(Role.SUPERVISOR) if p.store_id == store_id]
+    return await ctx.uow.list_people(Role.SUPERVISOR, stores=[store_id])
 
 
 async def supervisor_chain(ctx: Context, ticket: Ticket | None = None, person: Person | str | None = None,
@@ -56,15 +59,16 @@ async def supervisor_chain(ctx: Context, ticket: Ticket | None = None, person: P
     handler_store = handler.store_id if handler is not None else None
     if not store_id and not handler_store and not fallback:
         return []  # no store names anybody, and no fallback wanted: nothing to read
-    # Every level below is a subset of the active supervisors: read them once (one query, where
-    # asking per store took up to three).
-    everyone = await ctx.uow.list_people(Role.SUPERVISOR)
-    found = [p for p in everyone if p.store_id == store_id] if store_id else []
+    # Levels 2–4 in one query that reads only their candidates (asking per store took up to three; reading
+    # every supervisor cost a row each, 50 of them in a chain of 50 stores); level 5 reads everyone.
+    wanted: list[str | None] = [s for s in (store_id, handler_store) if s]
+    nearby = await ctx.uow.list_people(Role.SUPERVISOR, stores=[*wanted, None] if fallback else wanted)
+    found = [p for p in nearby if p.store_id == store_id] if store_id else []
     if not found and handler_store and handler_store != store_id:
-        found = [p for p in everyone if p.store_id == handler_store]
+        found = [p for p in nearby if p.store_id == handler_store]
     if found or not fallback:
         return [p for p in found if handler is None or p.id != handler.id]
-    return everyone
+    return [p for p in nearby if not p.store_id] or await ctx.uow.list_people(Role.SUPERVISOR)
 
 
 async def supervisors_above(ctx: Context, people: Iterable[Person | str]) -> list[Person]:
