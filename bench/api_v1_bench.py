@@ -78,7 +78,7 @@ class ApiReports:
 async def measure_api(args: argparse.Namespace) -> tuple[Figures, str]:
     service = start_service({"API_RATE_LIMIT_PER_MINUTE": "100000000"})
     try:
-        wait_ready(f"http://127.0.0.1:{service.port}/healthz")
+        wait_ready(f"http://127.0.0.1:{service.port}/healthz", process=service.process)
         reports = ApiReports(register_client(service.workdir))
         url = f"http://127.0.0.1:{service.port}/api/v1/tickets"
         answers: dict[str, tuple[int, bytes]] = {}

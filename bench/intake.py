@@ -122,11 +122,15 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def wait_ready(url: str, timeout_s: float = 60) -> float:
+def wait_ready(url: str, timeout_s: float = 60, process: subprocess.Popen[bytes] | None = None) -> float:
+    """Seconds until `url` answers 200; `process`: the service, whose exit (a bad setting, say) fails at
+    once instead of after `timeout_s`."""
     import urllib.request
 
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the service exited with {process.returncode} before {url} answered (see its log)")
         try:
             with urllib.request.urlopen(url, timeout=0.5) as resp:
                 if resp.status == 200:
@@ -506,7 +510,7 @@ async def deploy(args: argparse.Namespace, env: dict[str, str]) -> Any:
     """The service under test: `ticketbot serve` on SQLite, or (args.setup) a PostgreSQL deployment."""
     if args.setup is None:
         service = start_service(env, args.database)
-        await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{service.port}/healthz")
+        await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{service.port}/healthz", 60, service.process)
         return service
     from intake_engines import start_deployment
 
@@ -687,7 +691,7 @@ async def measure_echo(door: str, args: argparse.Namespace) -> Figures:
     echo = subprocess.Popen([sys.executable, str(ROOT / "bench" / "echo_server.py"), str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/healthz")
+        wait_ready(f"http://127.0.0.1:{port}/healthz", process=echo)
         makers: dict[str, Callable[[str], Report]] = {"wecom": WeComReports("ww-test-corp", 1000002),
                                                       "feishu": feishu_report}
         make = makers.get(door, playground_report)
@@ -736,7 +740,7 @@ def measure_startup(database: Path | None) -> str:
     for i in range(STARTS):
         service = start_service(database=database)
         try:
-            ready_times.append(wait_ready(f"http://127.0.0.1:{service.port}/healthz"))
+            ready_times.append(wait_ready(f"http://127.0.0.1:{service.port}/healthz", process=service.process))
             if i == STARTS - 1:
                 idle_rss = settled_rss_mb(service.process.pid)
         finally:

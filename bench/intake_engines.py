@@ -304,7 +304,7 @@ async def start_deployment(setup: EngineSetup, server: PostgresServer, extra_env
             port = free_port()
             deployment.webs.append(_spawn(["serve", "--port", str(port)], env, workdir, f"serve{i}.log"))
             deployment.ports.append(port)
-            await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}/healthz")
+            await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}/healthz", 60, deployment.webs[-1])
         for i in range(setup.workers):
             deployment.workers.append(_spawn(["worker"], env, workdir, f"worker{i}.log"))
         if setup.workers:

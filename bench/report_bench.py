@@ -147,7 +147,7 @@ async def intake(db: Path, seconds: float, audit_key: str) -> None:
         process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port)], cwd=workdir,
                                    env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/healthz", timeout_s=300)
+        wait_ready(f"http://127.0.0.1:{port}/healthz", timeout_s=300, process=process)
         url = f"http://127.0.0.1:{port}/playground/api/messages"
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             plain = http_sender(session, url)
