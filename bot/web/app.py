@@ -13,6 +13,7 @@ from bot.web import api as http_api
 from bot.web import exposure, icons, pages, playground
 from bot.web.api import RUNTIME
 from bot.web.customer import routes as customer_routes
+from core.dispatch.live import live_index
 
 
 def build_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, runtime: Runtime | None = None,
@@ -43,10 +44,15 @@ def build_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, 
         if prepare:
             await rt.prepare_database(bind=host)
         await rt.start()
+        # Issue 24: built before the service is ready, not inside the first fault report after a start.
+        async with rt.uow() as uow:
+            await live_index(rt.service).prepare(uow.dispatch_store(), rt.clock.now())
 
     async def on_cleanup(_app: web.Application) -> None:
         await rt.stop()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
+    # Issue 24: templates compiled in a thread once started (after jieba's load), not on a page's first view.
+    pages.warm_templates_after_start(app, after=rt.rulebook.ready)
     return app
