@@ -28,6 +28,8 @@ from bot.web.api import LIST_SLICE
 from bot.web.app import build_app
 from core.dispatch.live import live_index
 from core.model import TicketStatus
+from core.sla import calendar as sla_calendar
+from core.sla import stored_config
 from storage.database import compact_json
 from storage.tables import PersonRow, TicketRow
 from tests.conftest import make_settings, runtime_of
@@ -100,6 +102,23 @@ async def test_the_dispatch_index_is_built_before_the_first_report(
     number = await report(client, "cust-warm", "空调不制冷，出风口是热风")
     assert (await ticket(client, number)).status == TicketStatus.DISPATCHED  # ranked through the index ...
     assert index.rebuilds == 1  # ... which caught up by the chain's events, not rebuilt in the report
+
+
+async def test_the_statutory_calendar_and_the_sla_matrix_are_ready_before_the_first_report(
+        sqlite_url: str, tmp_path: Path) -> None:
+    """python-holidays builds a year in ~30 ms of pure Python, the default SLA matrix is parsed on first use:
+    both once at start-up (the calendar in a thread), not inside the first fault report after a start."""
+    sla_calendar._statutory_year.cache_clear()
+    stored_config._matrix_cache.clear()
+    app = build_app(make_settings(sqlite_url, tmp_path))
+    async with TestClient(TestServer(app)) as client:
+        year = runtime_of(client).clock.now().year
+        assert sla_calendar._statutory_year.cache_info().currsize >= 2  # this year and the next
+        for built in (year, year + 1):
+            hits = sla_calendar._statutory_year.cache_info().hits
+            sla_calendar._statutory_year(built)
+            assert sla_calendar._statutory_year.cache_info().hits == hits + 1, built  # it was there already
+        assert stored_config._matrix_cache
 
 
 @pytest.fixture

@@ -142,6 +142,14 @@ def _statutory_year(year: int) -> _StatutoryYear:
     return _StatutoryYear(MappingProxyType(days_off), makeup, known)
 
 
+def warm_up(day: date) -> None:
+    """Build the statutory years a deadline from `day` reads. python-holidays builds a year in ~30 ms of
+    pure Python: the service calls this in a thread at start-up, so that the first fault report after a
+    start does not build it on the event loop (issue 24)."""
+    for year in (day.year, day.year + 1):
+        _statutory_year(year)
+
+
 class BusinessCalendar:
     """One tenant's calendar. Immutable; build a new one when its settings change."""
 
