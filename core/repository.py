@@ -96,10 +96,11 @@ class UnitOfWork(Protocol):
         """Map a platform user id to an existing person (replacing an older mapping of that id)."""
         ...
 
-    async def list_people(self, role: Role | None = None, *, stores: Iterable[str | None] | None = None
-                          ) -> list[Person]:
+    async def list_people(self, role: Role | None = None, *, stores: Iterable[str | None] | None = None,
+                          or_all: bool = False) -> list[Person]:
         """The active people (of `role`), by id; with `role` and `stores`: only those whose store is one of
-        `stores` (None in it: those without a store)."""
+        `stores` (None in it: those without a store) — or, with `or_all`, everyone in the role when nobody
+        is at those stores."""
         ...
 
     async def people_by_phone(self, phone: str) -> list[Person]:

@@ -8,10 +8,11 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, insert, null, or_, select, update
+from sqlalchemy import Row, bindparam, exists, func, insert, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 from sqlmodel import col
 
 from core.audit.chain import SEAL_ACTOR, SEAL_KIND, AuditKey, event_hash, head_mac, seal_payload
@@ -130,11 +131,22 @@ _INSERT_IDENTITY = hot(insert(IdentityRow))
 _ACTIVE_PEOPLE = hot(select(PersonRow).where(col(PersonRow.active).is_(True))
                      .order_by(col(PersonRow.id)))
 _ACTIVE_PEOPLE_IN_ROLE = hot(_ACTIVE_PEOPLE.where(col(PersonRow.role) == bindparam("role")))
-# A role's people at some stores and/or at none (the supervisor chain: a chain of 50 stores reads its few
-# candidates, not 50 store managers, for every ticket that escalates).
+
+
+def _at_stores(person: Any, suffix: str = "") -> Any:
+    """`person` (PersonRow or an alias) is active in the role and at one of the stores (or at none)."""
+    return ((person.role == bindparam("role" + suffix)) & person.active.is_(True)
+            & or_(person.store_id.in_(bindparam("stores" + suffix, expanding=True)),
+                  person.store_id.is_(None) & bindparam("storeless" + suffix)))
+
+
+_OTHER_PERSON = aliased(PersonRow)
+# A role's people at some stores and/or at none, or (`or_all`) everyone in the role when nobody is there: the
+# supervisor chain's one read (a chain of 50 stores reads its few candidates, not 50 store managers, for every
+# ticket that escalates; the last resort in the same round trip).
 _ACTIVE_PEOPLE_IN_ROLE_AT = hot(_ACTIVE_PEOPLE_IN_ROLE.where(or_(
-    col(PersonRow.store_id).in_(bindparam("stores", expanding=True)),
-    (col(PersonRow.store_id).is_(None)) & bindparam("storeless"))))
+    _at_stores(PersonRow),
+    bindparam("or_all") & ~exists().where(_at_stores(_OTHER_PERSON, "_2")))))
 RECENT_TICKETS_LIMIT = 200
 # Intake reads it on every report: on the (customer_id, created_at) index.
 _RECENT_TICKETS = hot(select(TicketRow).where(
@@ -422,13 +434,14 @@ class SqlUnitOfWork:
             row.person_id = person_id
         await session.flush()
 
-    async def list_people(self, role: Role | None = None, *, stores: Iterable[str | None] | None = None
-                          ) -> list[Person]:
+    async def list_people(self, role: Role | None = None, *, stores: Iterable[str | None] | None = None,
+                          or_all: bool = False) -> list[Person]:
         conn = await self._connection()
         if stores is not None and role is not None:
             wanted = set(stores)
+            at = {"role": role.value, "stores": sorted(s for s in wanted if s), "storeless": None in wanted}
             rows = await conn.execute(_ACTIVE_PEOPLE_IN_ROLE_AT, {
-                "role": role.value, "stores": sorted(s for s in wanted if s), "storeless": None in wanted})
+                **at, **{f"{k}_2": v for k, v in at.items()}, "or_all": or_all})
         else:
             rows = await (conn.execute(_ACTIVE_PEOPLE) if role is None
                           else conn.execute(_ACTIVE_PEOPLE_IN_ROLE, {"role": role.value}))

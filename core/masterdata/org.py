@@ -59,16 +59,18 @@ async def supervisor_chain(ctx: Context, ticket: Ticket | None = None, person: P
     handler_store = handler.store_id if handler is not None else None
     if not store_id and not handler_store and not fallback:
         return []  # no store names anybody, and no fallback wanted: nothing to read
-    # Levels 2–4 in one query that reads only their candidates (asking per store took up to three; reading
-    # every supervisor cost a row each, 50 of them in a chain of 50 stores); level 5 reads everyone.
+    # Every level below in one query that reads only their candidates (asking per store took up to three;
+    # reading every supervisor cost a row each, 50 of them in a chain of 50 stores): the supervisors of the
+    # ticket's and the handler's store and headquarters' — or, when there are none, every supervisor.
     wanted: list[str | None] = [s for s in (store_id, handler_store) if s]
-    nearby = await ctx.uow.list_people(Role.SUPERVISOR, stores=[*wanted, None] if fallback else wanted)
+    nearby = await ctx.uow.list_people(Role.SUPERVISOR, stores=[*wanted, None] if fallback else wanted,
+                                       or_all=fallback)
     found = [p for p in nearby if p.store_id == store_id] if store_id else []
     if not found and handler_store and handler_store != store_id:
         found = [p for p in nearby if p.store_id == handler_store]
     if found or not fallback:
         return [p for p in found if handler is None or p.id != handler.id]
-    return [p for p in nearby if not p.store_id] or await ctx.uow.list_people(Role.SUPERVISOR)
+    return [p for p in nearby if not p.store_id] or nearby
 
 
 async def supervisors_above(ctx: Context, people: Iterable[Person | str]) -> list[Person]:
