@@ -20,7 +20,10 @@ import json
 import math
 import re
 from itertools import accumulate
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import aiohttp
 
 MAX_JSON_DEPTH = 32  # the deepest platform payload we read is under 10 levels
 MAX_INT_DIGITS = 20  # 2**64 has 20 digits: every id or time a platform sends fits
@@ -107,3 +110,21 @@ def _float(text: str) -> float:
 
 def _constant(name: str) -> Any:
     raise UnsafePayload(f"{name} is not JSON")
+
+
+def api_session(timeout_s: float) -> aiohttp.ClientSession:
+    """An aiohttp client session for a platform's server API. Those APIs authenticate by token and
+    set no cookie we need, so the session has no cookie jar: aiohttp's default one filters its
+    cookies for every request and stores every answer's, once per message sent."""
+    import aiohttp  # here: the parsers above are also used by code that makes no HTTP call
+
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s),
+                                 cookie_jar=aiohttp.DummyCookieJar())
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def json_body(value: Any) -> bytes:
+    """The bytes aiohttp's `json=` sends (json.dumps, UTF-8), without its payload object per call."""
+    return json.dumps(value).encode("utf-8")

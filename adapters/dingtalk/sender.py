@@ -21,6 +21,7 @@ from adapters.base import adapter_logger
 from adapters.dingtalk import cards
 from adapters.dingtalk.config import DingTalkConfig
 from adapters.media import read_capped
+from adapters.wire import api_session, json_body
 from core.cards import Notification
 from core.errors import DeliveryRejected, DeliveryRetryLater
 from core.ports import DeliveryReceipt, OutboundDelivery, TokenCache
@@ -69,7 +70,7 @@ class DingTalkSender:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._config.http_timeout_s))
+            self._session = api_session(self._config.http_timeout_s)
             self._owns_session = True
         return self._session
 
@@ -275,7 +276,7 @@ class DingTalkSender:
         url = self._config.openapi_endpoint + path
         headers = {"x-acs-dingtalk-access-token": token, "Content-Type": "application/json"}
         try:
-            async with self._http().request(method, url, json=body, headers=headers) as response:
+            async with self._http().request(method, url, data=json_body(body), headers=headers) as response:
                 text = await response.text()
                 status = response.status
                 retry_after = response.headers.get("Retry-After")

@@ -19,6 +19,7 @@ import aiohttp
 from adapters.base import adapter_logger
 from adapters.feishu.config import FeishuConfig
 from adapters.media import read_capped
+from adapters.wire import JSON_HEADERS, api_session, json_body
 from core.errors import DeliveryRejected, DeliveryRetryLater
 from core.ports import TokenCache
 
@@ -41,8 +42,7 @@ class FeishuApi:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(total=self._config.http_timeout_s)
-            self._session = aiohttp.ClientSession(timeout=timeout)
+            self._session = api_session(self._config.http_timeout_s)
             self._own_session = True
         return self._session
 
@@ -104,8 +104,12 @@ class FeishuApi:
         auth: bool = True,
     ) -> dict[str, Any]:
         headers = _bearer(await self.tenant_token()) if auth else {}
+        body = None
+        if json is not None:
+            body = json_body(json)
+            headers = {**headers, **JSON_HEADERS}
         try:
-            async with self._http().request(method, self._url(path), params=params, json=json, headers=headers) as resp:
+            async with self._http().request(method, self._url(path), params=params, data=body, headers=headers) as resp:
                 data = await _json_or_empty(resp)
                 await _raise_for(resp, data)
                 return data

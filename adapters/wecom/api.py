@@ -21,7 +21,7 @@ import aiohttp
 from adapters.base import adapter_logger
 from adapters.media import read_capped
 from adapters.wecom.config import WeComConfig
-from adapters.wire import UnsafePayload, loads_bounded
+from adapters.wire import JSON_HEADERS, UnsafePayload, api_session, json_body, loads_bounded
 from core.errors import DeliveryRejected, DeliveryRetryLater
 from core.ports import TokenCache
 
@@ -75,8 +75,7 @@ class WeComApi:
             if self._session_factory is not None:
                 self._session = self._session_factory()
             else:
-                timeout = aiohttp.ClientTimeout(total=self._config.http_timeout_s)
-                self._session = aiohttp.ClientSession(timeout=timeout)
+                self._session = api_session(self._config.http_timeout_s)
         return self._session
 
     # --- token -----------------------------------------------------------------------
@@ -158,7 +157,8 @@ class WeComApi:
     ) -> dict[str, Any]:
         url = self._config.api_base_url + path
         try:
-            async with self._http().request(method, url, params=params, json=body) as resp:
+            data_kw: dict[str, Any] = {} if body is None else {"data": json_body(body), "headers": JSON_HEADERS}
+            async with self._http().request(method, url, params=params, **data_kw) as resp:
                 _raise_for_http(resp.status, path)
                 data = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
