@@ -210,6 +210,9 @@ def main() -> int:
     parser.add_argument("--skip-timings", action="store_true")
     args = parser.parse_args()
     print(f"{args.db} ({args.db.stat().st_size / 2**30:.1f} GiB), {os.cpu_count()} CPUs, load {load()}")
+    from storage.migrate import upgrade
+
+    upgrade(f"sqlite:///{args.db}")  # a file prefilled before the newest migration: as the service's start would
     if args.backfill:
         asyncio.run(backfill(args.db))
     if not args.skip_timings:

@@ -102,6 +102,7 @@ TOP_PER_DAY = 10
 ASSET_LOOKBACK = timedelta(days=120)  # first-time fix: how far back a ticket of the same asset is looked for
 FIRST_RESPONSE_TARGET_S = 90
 FR_RECHECK_DAYS = 3  # tickets without a first response are checked against their row this long
+FR_CHECK_MARGIN = timedelta(minutes=5)  # a first response's transaction commits well within this
 DayKey = tuple[date, str, str, str]  # day, store, category, priority
 
 
@@ -291,18 +292,20 @@ def plan_fold(execute: Execute, zone: tzinfo, zone_name: str, now: datetime) -> 
         first, last = execute(select(func.min(col(TicketRow.id)), func.max(col(TicketRow.id))))[0]
         return FoldPlan(state, {"id": 1, "seq": int(top_seq), "zone": zone_name, "folded_at": now, "steps": 0,
                                 "backfill_next_id": first if last is not None else None,
-                                "backfill_until_id": last}, reset=state is not None)
+                                "backfill_until_id": last, "responses_checked_at": None}, reset=state is not None)
     if state["backfill_next_id"] is not None:
         start = int(state["backfill_next_id"])
         end = start + BACKFILL_BATCH
         numbers = [r[0] for r in execute(select(col(TicketRow.number)).where(
             col(TicketRow.id) >= start, col(TicketRow.id) < end, col(TicketRow.id) <= state["backfill_until_id"]))]
         following = None if end > int(state["backfill_until_id"]) else end
-        plan = FoldPlan(state, {**state, "backfill_next_id": following, "folded_at": now})
+        # A backfilled ticket may be answered before the backfill ends: the first look after it is the full one.
+        plan = FoldPlan(state, {**state, "backfill_next_id": following, "folded_at": now,
+                                "responses_checked_at": None})
     else:
         numbers, top = _touched_since(execute, int(state["seq"]), EVENT_BATCH)
-        numbers = sorted(set(numbers) | _first_responses_arrived(execute, zone, now))
-        plan = FoldPlan(state, {**state, "seq": top, "folded_at": now,
+        numbers = sorted(set(numbers) | _first_responses_arrived(execute, zone, now, state.get("responses_checked_at")))
+        plan = FoldPlan(state, {**state, "seq": top, "folded_at": now, "responses_checked_at": now,
                                 "more": top - int(state["seq"]) >= EVENT_BATCH})
     _fill(execute, plan, numbers, zone)
     return plan
@@ -319,12 +322,25 @@ def _touched_since(execute: Execute, seq: int, limit: int | None) -> tuple[list[
     return sorted(numbers), (int(rows[-1][0]) if rows else seq)
 
 
-def _first_responses_arrived(execute: Execute, zone: tzinfo, now: datetime) -> set[str]:
-    """Recent tickets folded without a first response whose row has one now (set without an event)."""
+def _first_responses_arrived(execute: Execute, zone: tzinfo, now: datetime, checked_at: datetime | None
+                             ) -> set[str]:
+    """Recent tickets folded without a first response whose row has one now (set without an event).
+
+    `checked_at`: when the fold last looked; then only the first responses set since (minus
+    FR_CHECK_MARGIN, for a transaction that set one and committed after that look) are read, on their index —
+    not every ticket still waiting, which a backlog of unanswered tickets made every fold step and every
+    报表 read again. None (a new fold state, after a backfill): every waiting ticket of FR_RECHECK_DAYS."""
     since = (now - timedelta(days=FR_RECHECK_DAYS)).astimezone(zone).date()
-    waiting = [r[0] for r in execute(select(FACTS.c.number).where(
-        FACTS.c.created_day >= since, FACTS.c.first_response_s.is_(None), FACTS.c.status != "cancelled"))]
+    waiting_facts = (FACTS.c.created_day >= since, FACTS.c.first_response_s.is_(None), FACTS.c.status != "cancelled")
     found: set[str] = set()
+    if checked_at is not None:
+        answered = [r[0] for r in execute(select(col(TicketRow.number)).where(
+            col(TicketRow.first_response_at) >= checked_at - FR_CHECK_MARGIN))]
+        for start in range(0, len(answered), CHUNK):
+            found.update(r[0] for r in execute(select(FACTS.c.number).where(
+                FACTS.c.number.in_(answered[start:start + CHUNK]), *waiting_facts)))
+        return found
+    waiting = [r[0] for r in execute(select(FACTS.c.number).where(*waiting_facts))]
     for start in range(0, len(waiting), CHUNK):
         found.update(r[0] for r in execute(select(col(TicketRow.number)).where(
             col(TicketRow.number).in_(waiting[start:start + CHUNK]), col(TicketRow.first_response_at).is_not(None))))
@@ -434,8 +450,12 @@ async def apply_fold(conn: AsyncConnection, plan: FoldPlan) -> bool:
             for table in (FACTS, DAYS, ROLLUPS, VALUES, TECHS, WAITS, TOPS):
                 await conn.execute(delete(table))
         return bool((await conn.execute(_insert_new(conn, STATE).values(**new_state))).rowcount == 1)
-    if not plan.new and all(plan.new_state.get(k) == plan.state.get(k) for k in ("seq", "backfill_next_id")):
-        return True  # nothing happened: no write (an idle service does not write every few seconds)
+    first_look = plan.state.get("responses_checked_at") is None and plan.new_state.get("responses_checked_at")
+    if not plan.new and not first_look and all(plan.new_state.get(k) == plan.state.get(k)
+                                               for k in ("seq", "backfill_next_id")):
+        # Nothing happened: no write (an idle service does not write every few seconds). The time of the
+        # look for first responses then stays older: the next look reads a little more, never less.
+        return True
     guard = [STATE.c.id == 1, STATE.c.steps == plan.state["steps"]]
     new_state["steps"] = plan.state["steps"] + 1
     if (await conn.execute(update(STATE).where(*guard).values(new_state))).rowcount != 1:
@@ -544,7 +564,7 @@ class Live:
 
 def live_part(execute: Execute, state: dict[str, Any], zone: tzinfo, now: datetime) -> Live:
     numbers, _ = _touched_since(execute, int(state["seq"]), None)
-    numbers = sorted(set(numbers) | _first_responses_arrived(execute, zone, now))
+    numbers = sorted(set(numbers) | _first_responses_arrived(execute, zone, now, state.get("responses_checked_at")))
     plan = FoldPlan(state, state)
     _fill(execute, plan, numbers, zone)
     return Live(plan.old, plan.new)

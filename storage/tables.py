@@ -145,6 +145,7 @@ class TicketRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_tickets_customer_created", "customer_id", "created_at"),
         Index("ix_tickets_closed_at", "closed_at"),  # 报表's first-time-fix window (migration 0005)
+        Index("ix_tickets_first_response_at", "first_response_at"),  # the fold's first responses (0015)
         Index("ix_tickets_status_updated", "status", "updated_at"),  # the retention purge's cancelled tickets
         # The console's queue (migration 0012): open tickets are ~1 % of a million, and reading their rows (the
         # store column sits after the JSON `data`) cost tens of ms per query. This one covers every filter and

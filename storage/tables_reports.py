@@ -246,3 +246,6 @@ class ReportFoldStateRow(SQLModel, table=True):
     steps: int = Field(default=0, sa_column=Column(BigInteger(), nullable=False))  # writes so far: the CAS
     zone: str = Field(default="", max_length=64)  # the days are this zone's: another zone rebuilds
     folded_at: datetime | None = _dt()
+    # When the fold last looked for first responses (set on the ticket row without an audit event): the next
+    # look reads only those set since (minus a margin); None: the full 3-day check (migration 0015).
+    responses_checked_at: datetime | None = _dt()

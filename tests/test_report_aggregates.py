@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
@@ -28,7 +28,19 @@ from bot.jobs.report_aggregates import ReportAggregator, plan_step
 from core.clock import FixedClock
 from core.model import TicketStatus
 from storage.database import create_engine, session_factory
-from storage.report_aggregates import DAYS, EVENT_BATCH, FACTS, ROLLUPS, STATE, TECHS, VALUES, Filters, apply_fold
+from storage.outbox import record_first_response
+from storage.report_aggregates import (
+    DAYS,
+    EVENT_BATCH,
+    FACTS,
+    ROLLUPS,
+    STATE,
+    TECHS,
+    VALUES,
+    Filters,
+    _first_responses_arrived,
+    apply_fold,
+)
 from storage.report_dashboard import dashboard_job
 from storage.tables import StoreRow, TicketRow
 from tests.audit_support import ROOT
@@ -282,3 +294,56 @@ async def test_every_grain_gives_the_same_figures(engine_of: AsyncEngine) -> Non
     async with engine.begin() as conn:
         await conn.execute(STATE.update().values(seq=STATE.c.seq - 3000))
     await boards()
+
+
+def _first_response_look(execute: Any, zone_name: str, now: datetime, checked_at: datetime | None
+                         ) -> tuple[set[str], int]:
+    """The fold's look for first responses set without an event, and how many rows it read (a report job:
+    module level, run where report jobs run)."""
+    read: list[int] = []
+
+    def counting(statement: Any) -> Any:
+        rows = execute(statement)
+        read.append(len(rows))
+        return rows
+
+    return _first_responses_arrived(counting, ZoneInfo(zone_name), now, checked_at), sum(read)
+
+
+async def test_a_first_response_without_an_event_is_found_by_its_time_not_by_reading_the_backlog(
+        database_url: str, tmp_path: Path) -> None:
+    """Delivery sets a ticket's first response without an audit event. The fold used to re-read every
+    ticket of 3 days still waiting for one, on every step and every 报表 — O(the backlog of unanswered
+    tickets); it now reads the first responses set since its last look (migration 0015)."""
+    clock = FixedClock(at(2026, 11, 18, 9, 0))
+    async with fixed_clock_app(database_url, tmp_path, clock) as client:
+        rt = runtime(client)
+        for task in rt._tasks:  # the runtime's own fold would race this test's steps and looks
+            if getattr(task.get_coro(), "__qualname__", "") == "ReportAggregator.run_forever":
+                task.cancel()
+        reads = ReportReads(rt.engine)
+        aggregator = ReportAggregator(rt)
+        numbers = [await report(client, f"cust-fr-{i}", "中控黑屏") for i in range(4)]
+        async with rt.sessions.transaction() as conn:  # none answered yet (as far as their rows say)
+            await conn.execute(update(TicketRow).values(first_response_at=None))
+        await aggregator.catch_up()
+        await aggregator.step()  # an incremental step after the first fill: the first (full) look
+        async with rt.engine.connect() as conn:
+            checked_at = (await conn.execute(select(STATE.c.responses_checked_at))).scalar_one()
+            waiting = sorted(r[0] for r in await conn.execute(
+                select(FACTS.c.number).where(FACTS.c.first_response_s.is_(None))))
+        assert checked_at is not None and waiting == numbers
+
+        clock.advance(timedelta(minutes=2))
+        async with rt.sessions.transaction() as conn:
+            await record_first_response(conn, waiting[0], clock.now())
+        now = clock.now()
+        found, rows = await reads.run(_first_response_look, "Asia/Shanghai", now, checked_at)
+        assert found == {waiting[0]} and rows <= 2  # the answered ticket and its facts: not every waiting one
+        found, rows = await reads.run(_first_response_look, "Asia/Shanghai", now, None)
+        assert found == {waiting[0]} and rows >= len(waiting) + 1  # the full look reads every waiting one
+
+        await aggregator.step()
+        async with rt.engine.connect() as conn:
+            still = {r[0] for r in await conn.execute(select(FACTS.c.number).where(FACTS.c.first_response_s.is_(None)))}
+        assert still == set(waiting[1:])
