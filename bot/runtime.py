@@ -189,6 +189,19 @@ class Runtime:
 
             self._spawn(start_report_aggregator(self).run_forever())
 
+    async def warm_for_intake(self) -> None:
+        """What the first fault report after a start would otherwise build on the event loop (issue 24): the
+        dispatch index, this year's and next year's statutory calendar (python-holidays, in a thread), the
+        SLA matrix. The web app and inbox workers call it after `start`, before they take messages."""
+        from core.dispatch.live import live_index
+        from core.sla import calendar as sla_calendar
+        from core.sla.stored_config import load_matrix
+
+        await asyncio.to_thread(sla_calendar.warm_up, self.clock.now().date())
+        async with self.uow() as uow:
+            await live_index(self.service).prepare(uow.dispatch_store(), self.clock.now())
+            await load_matrix(uow)
+
     async def _warm_and_freeze(self) -> None:
         await self.rulebook.warm()
         # What start-up loaded (the ~500k-entry dictionary, modules, tables) lives as long as the

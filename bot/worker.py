@@ -149,6 +149,7 @@ def build_worker(
 
             runtime = Runtime(settings, clock=clock, processes_inbox=True)
             await runtime.start(inbound=False)
+            await runtime.warm_for_intake()  # issue 24: not in the first report this worker handles
             ctx["inbox_runtime"] = runtime
 
     async def shutdown(ctx: dict[str, Any]) -> None:

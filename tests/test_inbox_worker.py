@@ -109,3 +109,30 @@ async def test_web_accepts_and_a_worker_processes(postgres_database: str, tmp_pa
             await worker_runtime.stop()
         assert len(await tickets_of(web, "cust-split-2")) == 1
     await redis.aclose()
+
+
+async def test_an_inbox_worker_is_warm_before_its_first_message(postgres_database: str, tmp_path: Path,
+                                                                 redis_url: str) -> None:
+    """Issue 24: a worker that handles fault reports builds the dispatch index, the statutory calendar and the
+    SLA matrix at start-up, as the web process does — not inside the first report it handles."""
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    from core.dispatch.live import live_index
+    from core.sla import calendar as sla_calendar
+
+    settings = make_settings(postgres_database, tmp_path, redis_url=redis_url, process_inbox="worker")
+    async with TestClient(TestServer(build_app(settings))):  # the schema and the demo directory
+        pass
+    sla_calendar._statutory_year.cache_clear()
+    worker = build_worker(settings, handle_signals=False)
+    ctx = {"redis": await create_pool(RedisSettings.from_dsn(redis_url))}
+    assert worker.on_startup is not None and worker.on_shutdown is not None
+    try:
+        await worker.on_startup(ctx)
+        index = live_index(ctx["inbox_runtime"].service)
+        assert index.rebuilds == 1 and index.mark is not None and index.entries
+        assert sla_calendar._statutory_year.cache_info().currsize >= 2
+    finally:
+        await worker.on_shutdown(ctx)
+        await ctx["redis"].aclose()

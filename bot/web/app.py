@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from bot.api_v1 import routes as api_v1_routes
@@ -15,9 +13,6 @@ from bot.web import api as http_api
 from bot.web import exposure, icons, pages, playground
 from bot.web.api import RUNTIME
 from bot.web.customer import routes as customer_routes
-from core.dispatch.live import live_index
-from core.sla import calendar as sla_calendar
-from core.sla.stored_config import load_matrix
 
 
 def build_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, runtime: Runtime | None = None,
@@ -48,12 +43,7 @@ def build_app(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, 
         if prepare:
             await rt.prepare_database(bind=host)
         await rt.start()
-        # Issue 24: built before the service is ready, not inside the first fault report after a start: the
-        # dispatch index, this year's and next year's statutory calendar (in a thread), the SLA matrix.
-        await asyncio.to_thread(sla_calendar.warm_up, rt.clock.now().date())
-        async with rt.uow() as uow:
-            await live_index(rt.service).prepare(uow.dispatch_store(), rt.clock.now())
-            await load_matrix(uow)
+        await rt.warm_for_intake()  # issue 24: before the service is ready, not in its first fault report
 
     async def on_cleanup(_app: web.Application) -> None:
         await rt.stop()
