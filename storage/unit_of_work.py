@@ -134,10 +134,9 @@ _ACTIVE_PEOPLE_IN_ROLE = hot(_ACTIVE_PEOPLE.where(col(PersonRow.role) == bindpar
 
 
 def _at_stores(person: Any, suffix: str = "") -> Any:
-    """`person` (PersonRow or an alias) is active in the role and at one of the stores (or at none)."""
-    return ((person.role == bindparam("role" + suffix)) & person.active.is_(True)
-            & or_(person.store_id.in_(bindparam("stores" + suffix, expanding=True)),
-                  person.store_id.is_(None) & bindparam("storeless" + suffix)))
+    """`person` (PersonRow or an alias) is at one of the stores (or, with `storeless`, at none)."""
+    return or_(person.store_id.in_(bindparam("stores" + suffix, expanding=True)),
+               person.store_id.is_(None) & bindparam("storeless" + suffix))
 
 
 _OTHER_PERSON = aliased(PersonRow)
@@ -146,7 +145,9 @@ _OTHER_PERSON = aliased(PersonRow)
 # ticket that escalates; the last resort in the same round trip).
 _ACTIVE_PEOPLE_IN_ROLE_AT = hot(_ACTIVE_PEOPLE_IN_ROLE.where(or_(
     _at_stores(PersonRow),
-    bindparam("or_all") & ~exists().where(_at_stores(_OTHER_PERSON, "_2")))))
+    bindparam("or_all") & ~exists().where(col(_OTHER_PERSON.role) == bindparam("role_2"),
+                                          col(_OTHER_PERSON.active).is_(True),
+                                          _at_stores(_OTHER_PERSON, "_2")))))
 RECENT_TICKETS_LIMIT = 200
 # Intake reads it on every report: on the (customer_id, created_at) index.
 _RECENT_TICKETS = hot(select(TicketRow).where(

@@ -9,15 +9,13 @@ from datetime import date
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select, text
-from sqlmodel import col
+from sqlalchemy import text
 
 from bot.runtime import Runtime
 from core.masterdata.identifiers import mask_phone
 from core.model import Ticket
 from storage.database import compact_json
-from storage.tables import TicketRow
-from storage.unit_of_work import SqlUnitOfWork, ticket_from_row
+from storage.unit_of_work import SqlUnitOfWork
 
 RUNTIME = web.AppKey("runtime", Runtime)
 # Answers are dumped with compact_json, as the playground's: Chinese as itself, so that
@@ -69,21 +67,19 @@ async def list_tickets(request: web.Request) -> web.Response:
         limit = min(500, max(1, int(request.query.get("limit", "100"))))
     except ValueError:
         return json_error(400, "limit must be an integer")
-    sessions = request.app[RUNTIME].sessions
+    runtime = request.app[RUNTIME]
     items: list[str] = []  # each ticket's JSON: the array joined from them is what one dump of the list gives
     before: int | None = None
     while len(items) < limit:
-        # Newest first, as uow.list_tickets reads them; a slice continues below the last id (keyset).
-        stmt = select(TicketRow).order_by(col(TicketRow.id).desc()).limit(min(LIST_SLICE, limit - len(items)))
         if before is not None:
-            stmt = stmt.where(col(TicketRow.id) < before)
             await asyncio.sleep(0)  # the loop runs between slices
-        async with sessions.transaction() as conn:
-            rows = list(await conn.execute(stmt))
-        items += [compact_json(ticket_from_row(r).to_public_dict()) for r in rows]
-        if len(rows) < LIST_SLICE:
+        # Newest first; a slice continues below the last id (the API v1 list's keyset page).
+        async with runtime.uow() as uow:
+            page = await uow.hub().ticket_page(before_id=before, limit=min(LIST_SLICE, limit - len(items)))
+        items += [compact_json(t.to_public_dict()) for t in page]
+        if len(page) < LIST_SLICE:
             break
-        before = rows[-1].id
+        before = page[-1].id
     return web.Response(text="[" + ",".join(items) + "]", content_type="application/json")
 
 
