@@ -14,8 +14,8 @@ SQLAlchemy's own compilation, once per parameter-key set:
     SQLAlchemy's (`row.id`, `row[0]`, unpacking) in a result with the methods callers use.
 
 Errors arrive as SQLAlchemy's (IntegrityError, OperationalError ...), as before. What a plan
-cannot reproduce exactly runs through SQLAlchemy as before: expanding IN lists, Python-side
-column defaults, executemany with RETURNING, a parameter the statement requires but the caller
+cannot reproduce exactly runs through SQLAlchemy as before: Python-side column defaults, IN
+lists in an executemany, executemany with RETURNING, a parameter the statement requires but the caller
 left out (SQLAlchemy raises its own error), and any statement not marked hot. PostgreSQL never
 comes here. tests/test_sqlite_prepared.py compares every hot statement's plan with SQLAlchemy.
 """
@@ -128,16 +128,15 @@ class Plan:
             out += self.arguments(params)[:width]
         return out + self.arguments(rows[0])[width:]
 
-    def sql_for(self, params: dict[str, Any]) -> str | None:
+    def sql_for(self, params: dict[str, Any]) -> str:
         """The SQL text for these parameters: IN lists become as many placeholders as they have
-        values. None for an empty IN list (SQLAlchemy renders an always-false expression)."""
+        values. An empty one becomes SQLite's empty list, `x IN ()`: false, and `x NOT IN ()` true, for
+        any x including NULL — what SQLAlchemy's always-false subquery for an empty list gives."""
         if not self.expanding:
             return self.sql
         sizes = tuple(len(params[key]) for key, _ in self.expanding)
         sql = self._sql_by_sizes.get(sizes)
         if sql is None:
-            if not all(sizes):
-                return None
             sql = self.sql
             for (_, placeholder), size in zip(self.expanding, sizes, strict=True):
                 sql = sql.replace(placeholder, ", ".join("?" * size), 1)
@@ -226,8 +225,6 @@ def execute(connection: Connection, hot_stmt: HotStatement, parameters: Any) -> 
         # Otherwise one statement per row: the same rows (RETURNING promises no order either way).
         for params in rows_of_params:
             sql = plan.sql_for(params)
-            if sql is None:
-                return None
             arguments = plan.arguments(params)
             cursor = raw.execute(sql, arguments)
             if plan.convert is not None:
