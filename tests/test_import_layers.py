@@ -43,7 +43,8 @@ INNER_LEVELS: dict[str, list[tuple[str, ...]]] = {
         ("bot.settings",),
         ("bot.service_config", "bot.token_cache", "bot.photo_store", "bot.demo", "bot.audit_key",
          "bot.metrics",  # bot.metrics: issue 23, counters the loops increment
-         "bot.tracking_links", "bot.signature_store"),  # issue 21: tracking links, sign-off signatures
+         "bot.tracking_links", "bot.signature_store",  # issue 21: tracking links, sign-off signatures
+         "bot.background_processes"),  # issue 24: report and export worker processes, below the service
         ("bot.rules",),
         ("bot.chat",),
         ("bot.jobs",),

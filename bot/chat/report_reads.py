@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import multiprocessing
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
+from bot.background_processes import background_pool
 from storage.database import compact_json, parse_json, sqlite_path
 
 T = TypeVar("T")
@@ -120,7 +120,7 @@ def _worker_process() -> ProcessPoolExecutor:
     global _PROCESS
     with _PROCESS_LOCK:
         if _PROCESS is None:
-            _PROCESS = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            _PROCESS = background_pool(max_workers=1)
         return _PROCESS
 
 

@@ -23,7 +23,6 @@ EXPORT_SLOTS exports run at once per process, each with a worker process of its 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import tempfile
 import threading
@@ -36,6 +35,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from bot.background_processes import background_pool
 from bot.chat.report_reads import Execute, report_reads
 from bot.console.auth import StaffSession, forbidden, runtime_of, staff
 from bot.console.export_workbooks import (
@@ -122,10 +122,10 @@ _POOL_LOCK = threading.Lock()
 def _pool() -> ProcessPoolExecutor:
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None:  # spawned, not forked from a process with an event loop and threads
+        if _POOL is None:  # spawned, at the background priority (bot/background_processes.py)
             # One process per export slot (a second one is spawned only when two exports run at once):
             # a CSV's batches do not wait behind another export's whole workbook.
-            _POOL = ProcessPoolExecutor(max_workers=EXPORT_SLOTS, mp_context=multiprocessing.get_context("spawn"))
+            _POOL = background_pool(max_workers=EXPORT_SLOTS)
         return _POOL
 
 
