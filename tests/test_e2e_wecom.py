@@ -389,7 +389,16 @@ async def test_two_processes_share_one_access_token_through_redis(
     database_url: str, tmp_path: Path, fake: FakeWeCom, redis_url: str
 ) -> None:
     first, first_client = await start_world(database_url, tmp_path, fake, redis_url=redis_url)
-    second, second_client = await start_world(database_url, tmp_path, fake, redis_url=redis_url)
+    # What is shared is Redis. On SQLite the second "process" gets a file of its own: two runtimes on one
+    # file in ONE event loop can deadlock for the busy timeout (5 s) — one's BEGIN IMMEDIATE waits on the
+    # loop for a write lock that the other's group transaction, on the same blocked loop, cannot release
+    # (1 run in ~8 failed with "database is locked"). Real processes have a loop each: they only wait.
+    second_url, second_path = database_url, tmp_path
+    if database_url.startswith("sqlite"):
+        second_path = tmp_path / "second"
+        second_path.mkdir()
+        second_url = f"sqlite:///{second_path / 'ticketbot.db'}"
+    second, second_client = await start_world(second_url, second_path, fake, redis_url=redis_url)
     try:
         senders = [w.runtime.dispatcher.senders["wecom"] for w in (first, second)]
         assert senders[0] is not senders[1]
