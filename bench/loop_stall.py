@@ -564,7 +564,7 @@ async def run_actions(args: argparse.Namespace, db: Path, workdir: Path) -> list
             figures.append(await measure(service, staff, "idle (nothing asked)", lambda _s: asyncio.sleep(3, ""),
                                          args.settle))
             newcomer = f"stall-{secrets.token_hex(3)}"
-            figures.append(await measure(service, staff, "first fault report after start (dispatch index)",
+            figures.append(await measure(service, staff, "first fault report after start",
                                          lambda s: s.chat(newcomer, "三楼配电箱跳闸了，整层没电", ""), args.settle))
             await staff.sign_in("admin-0")
             only = [w for w in (args.only or "").split(",") if w]
