@@ -789,15 +789,21 @@ def ongoing_stays(execute: Execute, first: date, last: date, filters: Filters, l
 def ongoing_totals(execute: Execute, first: date, last: date, filters: Filters, live: Live, now: datetime
                    ) -> dict[str, tuple[int, int]]:
     """{state: (micros, stays)} of the current stays (≥ MIN_WAIT, to `now`) of the open tickets reported
-    in the days: one grouped read of the open tickets' index (Σ(now − since) = n·now − Σsince)."""
+    in the days: one grouped read of the open tickets' index (Σ(now − since) = n·now − Σsince).
+
+    Σsince is summed as whole seconds and the microseconds left over, each exact: the epoch microseconds
+    themselves (~1.8·10¹⁵ each) overflow SQLite's 64-bit SUM ("integer overflow") past ~5,100 tickets in
+    one state — a day's backlog behind a stalled dispatch."""
     out: dict[str, tuple[int, int]] = {}
     now_us = epoch_us(now)
-    for state, count, since_sum in execute(
-            select(FACTS.c.ongoing_state, func.count(), func.sum(FACTS.c.ongoing_since_us)).where(
-                FACTS.c.is_open.is_(True), FACTS.c.created_day.between(first, last),
-                FACTS.c.ongoing_state.is_not(None), FACTS.c.ongoing_since <= now - MIN_WAIT,
-                *filters.where(FACTS), *_not_live(live)).group_by(FACTS.c.ongoing_state)):
-        out[state] = (int(count) * now_us - int(since_sum or 0), int(count))
+    since = FACTS.c.ongoing_since_us
+    for state, count, seconds, micros in execute(
+            select(FACTS.c.ongoing_state, func.count(), func.sum(since // 1_000_000), func.sum(since % 1_000_000))
+            .where(FACTS.c.is_open.is_(True), FACTS.c.created_day.between(first, last),
+                   FACTS.c.ongoing_state.is_not(None), FACTS.c.ongoing_since <= now - MIN_WAIT,
+                   *filters.where(FACTS), *_not_live(live)).group_by(FACTS.c.ongoing_state)):
+        since_sum = int(seconds or 0) * 1_000_000 + int(micros or 0)
+        out[state] = (int(count) * now_us - since_sum, int(count))
     minimum = MIN_WAIT // timedelta(microseconds=1)
     for f in live.new.values():
         if f.is_open and f.ongoing_state and f.ongoing_since and filters.match(f) \
