@@ -1,7 +1,7 @@
 """Intake cost in CPU instructions: a fixed number of fault reports through the playground into
 `ticketbot serve` running under valgrind's callgrind, counted only while the reports are handled.
 
-    python bench/intake_callgrind.py [--tickets 300] [--connections 8] [--warm-up 60]
+    python bench/intake_callgrind.py [--tickets 300] [--connections 8] [--warm-up 60] [--postgres ADMIN_URL]
 
 Why. On a shared machine wall-clock rates and even CPU ms per ticket move with the neighbours'
 load (caches, hyper-threads, the scheduler); the number of instructions the service executes for
@@ -18,6 +18,11 @@ loops of the service (pollers) run meanwhile by the wall clock, which under valg
 longer per ticket than natively and moves with the machine's load: their rate is measured in an idle
 window afterwards (`--idle` seconds, counters zeroed) and taken out ("net of idling"; the raw figure
 is printed too). Takes a few minutes (valgrind is ~50x slower).
+
+`--postgres ADMIN_URL` (e.g. postgresql://postgres@127.0.0.1:5432/postgres): the service runs on a new
+PostgreSQL database made there (dropped afterwards) instead of SQLite. The server's own work is not
+counted, nor the kernel's (callgrind counts the service's user-space instructions): a measure of what
+ticketbot's Python does per ticket on that engine, round trips' kernel time left out.
 """
 
 from __future__ import annotations
@@ -88,16 +93,19 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=300, help="reports counted")
     parser.add_argument("--connections", type=int, default=8, help="reports in flight (closed loop)")
     parser.add_argument("--warm-up", type=int, default=60, help="reports before counting starts")
+    parser.add_argument("--postgres", default=None,
+                        help="admin URL of a PostgreSQL server: run on a new database there")
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idling measured after the reports")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("valgrind (callgrind) is not installed")
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="tb-callgrind-"))
+    database_url = asyncio.run(_create_database(args.postgres)) if args.postgres else None
     env_process = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={workdir / 'cg.out'}",
          sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],
-        cwd=workdir, env=_service_env(workdir),
+        cwd=workdir, env=_service_env(workdir, database_url),
         stdout=open(workdir / "serve.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     try:
         ready = wait_ready(f"http://127.0.0.1:{port}/healthz", timeout_s=900)
@@ -126,8 +134,12 @@ def main() -> None:
             env_process.wait(60)
         except subprocess.TimeoutExpired:
             env_process.kill()
-    print(f"tree {ROOT}: ready under callgrind in {ready:.0f} s; {warmed} warm-up reports; {done}/{args.tickets} "
-          f"counted reports answered in {elapsed:.0f} s under callgrind ({args.connections} connections)")
+        if database_url is not None:
+            asyncio.run(_drop_database(args.postgres, database_url))
+    engine = "PostgreSQL" if database_url else "SQLite"
+    print(f"tree {ROOT} on {engine}: ready under callgrind in {ready:.0f} s; {warmed} warm-up reports; "
+          f"{done}/{args.tickets} counted reports answered in {elapsed:.0f} s under callgrind "
+          f"({args.connections} connections)")
     net = instructions - idle_rate * elapsed
     print(f"instructions per ticket: {net / max(done, 1) / 1e6:.3f} M net of idling "
           f"({instructions / max(done, 1) / 1e6:.3f} M raw, total {instructions / 1e9:.3f} G Ir; idling "
@@ -135,13 +147,35 @@ def main() -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _service_env(workdir: Path) -> dict[str, str]:
-    """As bench/intake.py starts the service: SQLite in the folder, the playground on."""
+async def _create_database(admin_url: str) -> str:
+    import asyncpg
+
+    name = f"tb_callgrind_{os.getpid()}_{int(time.time())}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def _drop_database(admin_url: str, url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def _service_env(workdir: Path, database_url: str | None = None) -> dict[str, str]:
+    """As bench/intake.py starts the service: SQLite in the folder (or `database_url`), the playground on."""
     dropped = ("REDIS_URL", "PYTHONDONTWRITEBYTECODE", "DATABASE_URL", "PROCESS_INBOX")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("WECOM_", "FEISHU_", "DINGTALK_")) and k not in dropped}
-    env.update(DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}", DATA_DIR=str(workdir), PLAYGROUND="on",
-               PYTHONPATH=str(ROOT))
+    env.update(DATABASE_URL=database_url or f"sqlite:///{workdir / 'bench.db'}", DATA_DIR=str(workdir),
+               PLAYGROUND="on", PYTHONPATH=str(ROOT))
     return env
 
 

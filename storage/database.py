@@ -152,21 +152,35 @@ def _configure_sqlite(engine: AsyncEngine, inline_checkpoint_pages: int | None) 
 # processors make (a Plan, once per parameter-key set), through the SQLAlchemy adapter's own cache
 # of prepared statements. Why: SQLAlchemy's execute costs ~160 µs of CPU per statement over
 # asyncpg's own ~90 (cache-key lookup, execution context, a greenlet, result set-up), and a fault
-# report runs ~20 of these. Errors come out as SQLAlchemy's (IntegrityError ...), as before. What a
-# plan cannot reproduce (IN lists, executemany, Python-side defaults, a statement not marked hot,
-# execution options) runs through SQLAlchemy. SQLAlchemy's before_cursor_execute listeners, if any,
-# still see every statement. tests/test_pg_hot.py runs them both ways.
+# report runs ~20 of these. Errors come out as SQLAlchemy's (IntegrityError ...), as before.
+# IN lists are expanded by SQLAlchemy's own compiled statement (construct_expanded_state: the SQL for
+# these many values, ~12 µs); several rows of parameters (executemany) go as one pipelined round
+# trip (asyncpg's executemany, or fetchmany for RETURNING), one execution of the statement per row
+# as SQLAlchemy's executemany does. What a plan cannot reproduce (Python-side defaults, a statement
+# not marked hot, rows with different keys, execution options) runs through SQLAlchemy.
+# SQLAlchemy's before_cursor_execute listeners, if any, still see every statement (once per list of
+# rows, as executemany). tests/test_pg_hot.py runs them both ways.
 
 class _PgPlan:
     """A Plan's SQL and arguments; the rows' conversion is made at the first run, from the column
     types asyncpg reports (SQLAlchemy's result processors for asyncpg want them, e.g. for numerics)."""
 
-    __slots__ = ("columns", "convert", "plan")
+    __slots__ = ("columns", "compiled", "convert", "plan")
 
-    def __init__(self, plan: Plan, columns: list[Any]) -> None:
+    def __init__(self, plan: Plan, columns: list[Any], compiled: Any) -> None:
         self.plan = plan
         self.columns = columns  # SQLAlchemy's result columns
+        self.compiled = compiled  # for IN lists: SQLAlchemy expands them (numbered after the other parameters)
         self.convert: Any = None
+
+    def statement(self, parameters: dict[str, Any]) -> tuple[str, list[Any]]:
+        """The SQL and its arguments for these parameters."""
+        if not self.plan.expanding:
+            return self.plan.sql, self.plan.arguments(parameters)
+        state = self.compiled.construct_expanded_state(parameters)
+        processors, values = state.processors, state.parameters
+        return state.statement, [processors[name](values[name]) if name in processors else values[name]
+                                 for name in state.positiontup]
 
     def converter(self, dialect: Any, attributes: Any) -> Any:
         if self.convert is None:
@@ -191,42 +205,64 @@ def _pg_plan(hot: HotStatement, dialect: Any, keys: frozenset[str]) -> _PgPlan |
 def _compile_pg(hot: HotStatement, dialect: Any, keys: frozenset[str]) -> _PgPlan | None:
     compiled = hot.statement.compile(dialect=dialect, column_keys=sorted(keys))  # type: ignore[attr-defined]
     if (not compiled.positional or compiled.literal_execute_params or compiled.insert_prefetch
-            or compiled.update_prefetch or compiled.post_compile_params):
+            or compiled.update_prefetch or any(not b.expanding for b in compiled.post_compile_params)):
         return None
     columns = list(compiled._result_columns)
     arguments_only = copy.copy(compiled)
     arguments_only._result_columns = []  # the rows are converted by _PgPlan
     try:
         _row_type(tuple(column.keyname for column in columns))
-        return _PgPlan(Plan(arguments_only, keys), columns)
+        return _PgPlan(Plan(arguments_only, keys), columns, arguments_only)
     except Exception:  # noqa: BLE001 — _Unplannable: SQLAlchemy runs it
         return None
+
+
+def _rows_of(parameters: Any) -> list[dict[str, Any]] | None:
+    """Several rows of parameters with the same keys (executemany), or None."""
+    if not isinstance(parameters, list | tuple) or not parameters:
+        return None
+    if not all(isinstance(p, dict) for p in parameters):
+        return None
+    keys = parameters[0].keys()
+    return list(parameters) if all(p.keys() == keys for p in parameters) else None
 
 
 async def run_hot_asyncpg(sync: Any, hot: HotStatement, parameters: Any) -> HotResult | None:
     """Run a hot statement on this (sync) connection's asyncpg connection; None: let SQLAlchemy run it."""
     if parameters is None:
         parameters = {}
-    elif not isinstance(parameters, dict):
-        return None  # executemany, positional: SQLAlchemy's
-    pg_plan = _pg_plan(hot, sync.dialect, frozenset(parameters))
-    if pg_plan is None:
+    rows_of_params = None if isinstance(parameters, dict) else _rows_of(parameters)
+    if rows_of_params is None and not isinstance(parameters, dict):
+        return None  # positional, or rows with different keys: SQLAlchemy's
+    keys = frozenset(parameters if rows_of_params is None else rows_of_params[0])
+    pg_plan = _pg_plan(hot, sync.dialect, keys)
+    if pg_plan is None or (rows_of_params is not None and pg_plan.plan.expanding):
         return None
-    plan = pg_plan.plan
     adapted = sync.connection.dbapi_connection  # SQLAlchemy's AsyncAdapt_asyncpg_connection
-    sql, arguments = plan.sql, plan.arguments(parameters)
+    arguments: Any
+    if rows_of_params is None:
+        sql, arguments = pg_plan.statement(parameters)
+    else:
+        sql, arguments = pg_plan.plan.sql, [pg_plan.plan.arguments(p) for p in rows_of_params]
     if sync._has_events or sync.engine._has_events:
         # Statement observers (tests/statements.py) see these as they saw them through SQLAlchemy.
         for listener in sync.dispatch.before_cursor_execute:
-            sql, arguments = listener(sync, None, sql, arguments, None, False)
+            sql, arguments = listener(sync, None, sql, arguments, None, rows_of_params is not None)
     try:
         async with adapted._execute_mutex:
             if adapted._transaction is None:  # the adapter sends BEGIN before a transaction's first statement
                 await adapted._start_transaction()
             try:
                 prepared, attributes = await adapted._prepare(sql, adapted._invalidate_schema_cache_asof)
-                records = await prepared.fetch(*arguments)
-                status = prepared.get_statusmsg() or ""
+                if rows_of_params is None:
+                    records = await prepared.fetch(*arguments)
+                    status = prepared.get_statusmsg() or ""
+                elif pg_plan.columns:
+                    records = await prepared.fetchmany(arguments)
+                    status = f"INSERT 0 {len(records)}"  # what SQLAlchemy's insertmanyvalues reports
+                else:
+                    await prepared.executemany(arguments)
+                    records, status = [], ""  # SQLAlchemy's executemany on asyncpg counts no rows either
             except Exception as error:  # noqa: BLE001 — translated (and raised) as SQLAlchemy's cursor does
                 adapted._handle_exception(error)
     except sync.dialect.loaded_dbapi.Error as error:

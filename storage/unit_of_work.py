@@ -274,11 +274,20 @@ class SqlUnitOfWork:
         await run_after_commit(callback)
 
     async def _write_deferred(self) -> None:
-        await self._write_tickets()
-        # Offers queued for the playground are delivered by this commit. Their tickets were saved by
-        # dispatch and just written: row locks this transaction holds already (ticket before audit head).
+        # Offers queued for the playground are delivered by this commit: their ticket's first response.
+        # A ticket this transaction created gets it with its INSERT (one statement, not an INSERT and
+        # an UPDATE); others were saved by dispatch and are updated once written: row locks this
+        # transaction holds already (ticket before audit head).
         offers, self._local_offers = self._local_offers, []
+        updates = []
         for number, at in offers:
+            unwritten = self._unwritten.get(number)
+            if unwritten is None or unwritten.stored_version is not None:
+                updates.append((number, at))
+            elif unwritten.ticket.first_response_at is None:  # the first offer delivered is the first response
+                unwritten.ticket.first_response_at = at
+        await self._write_tickets()
+        for number, at in updates:
             await record_first_response(await self._connection(), number, at)
         if not (self._audit_head_dirty or self._outbox_rows):
             return

@@ -54,6 +54,11 @@ BY_NAME = hot(select(things).where(things.c.name == bindparam("name")))
 COUNT = hot(select(func.count()).select_from(things))
 NAMES_IN = hot(select(things.c.name).where(things.c.name.in_(bindparam("names", expanding=True)))
                .order_by(things.c.name))
+NAMES_IN_AFTER = hot(select(things.c.name).where(things.c.name.in_(bindparam("names", expanding=True)),
+                                                things.c.at >= bindparam("since")).order_by(things.c.name))
+NAMES_NOT_IN = hot(select(things.c.name).where(things.c.name.not_in(bindparam("names", expanding=True)))
+                   .order_by(things.c.name))
+INSERT_PLAIN = hot(insert(things))
 FLAGGED = hot(select(things.c.name).where(things.c.flag.is_(True), things.c.state == "new").order_by(things.c.id))
 RENAME = hot(update(things).where(things.c.name.like(bindparam("w_like"))).values(state=bindparam("new_state")))
 
@@ -126,10 +131,63 @@ async def test_hot_statements_give_what_sqlalchemy_gives(engine: AsyncEngine) ->
         assert renamed.rowcount == 2
         moved = await conn.execute(UPSERT_RETURNING, row("a"))
         assert moved.one().state == "moved"
-        # An IN list is not planned here: SQLAlchemy runs it, with the same result.
-        names = await conn.execute(NAMES_IN, {"names": ["b", "a", "x"]})
-        assert not isinstance(names, HotResult) and names.scalars().all() == ["a", "b"]
-    assert len(seen) == 2 + 4 * 2 + 2 + 1  # inserts, the four pairs, the update and upsert, the IN list
+    assert len(seen) == 2 + 4 * 2 + 2  # inserts, the four pairs, the update and upsert
+
+
+async def test_in_lists_run_hot_with_sqlalchemys_rows(engine: AsyncEngine) -> None:
+    seen = observed(engine)
+    async with engine.begin() as conn:
+        for name in ("a", "b", "c"):
+            await conn.execute(INSERT_RETURNING, row(name, at=AT.replace(second=ord(name) % 60)))
+        for names in (["b", "a", "x"], ["c"], [], ["a", "b", "c", "a"]):
+            hot_names, plain_names = await both(conn, NAMES_IN, {"names": names})
+            assert hot_names.scalars().all() == plain_names.scalars().all() == sorted(set(names) - {"x"})
+        # A parameter after the list (numbered before the list's own by SQLAlchemy), a processed value in it.
+        for names in (["a", "c"], []):
+            hot_rows, plain_rows = await both(conn, NAMES_IN_AFTER, {"names": names, "since": AT.replace(second=0)})
+            assert hot_rows.scalars().all() == plain_rows.scalars().all() == [
+                n for n in ("a", "c") if n in names]
+            hot_rest, plain_rest = await both(conn, NAMES_NOT_IN, {"names": names})
+            assert hot_rest.scalars().all() == plain_rest.scalars().all() == [
+                n for n in ("a", "b", "c") if n not in names]
+    assert len(seen) == 3 + 4 * 2 + 2 * 2 * 2  # the listeners see the hot ones too
+
+
+async def test_several_rows_go_in_one_round_trip_as_sqlalchemy_would_insert_them(engine: AsyncEngine) -> None:
+    seen = observed(engine)
+    async with engine.begin() as conn:
+        data = {"text": "底盘异响", "list": [1, "二", None]}
+        hot_rows = [row(f"hot{i}", lat=None if i else 1.5, data=data) for i in range(3)]
+        inserted = await conn.execute(INSERT_PLAIN, hot_rows)
+        assert isinstance(inserted, HotResult)
+        await conn.execute(INSERT_PLAIN, [row(f"plain{i}", lat=None if i else 1.5, data=data) for i in range(3)],
+                           execution_options={"compiled_cache": None})
+        returned = await conn.execute(INSERT_RETURNING, [row("r0"), row("r1")])
+        assert isinstance(returned, HotResult)
+        assert [r.name for r in returned] == ["r0", "r1"] and returned.rowcount == 2
+        assert all(isinstance(r.id, int) for r in returned)
+        stored = (await conn.execute(select(things).order_by(things.c.id))).all()
+    assert len(seen) == 4  # one statement (one round trip) for each list of rows
+    by_name = {r.name: r for r in stored}
+    for i in range(3):
+        hot_row, plain_row = by_name[f"hot{i}"], by_name[f"plain{i}"]
+        assert hot_row[2:] == plain_row[2:]  # at, data, flag, state, lat: the same values either way
+    assert by_name["hot0"].data == data and by_name["hot0"].at == AT
+
+
+async def test_a_failing_row_of_several_fails_the_statement_and_its_savepoint_undoes_it(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(INSERT_PLAIN, [row("kept")])
+        savepoint = await conn.begin_nested()
+        with pytest.raises(IntegrityError) as raised:
+            await conn.execute(INSERT_PLAIN, [row("new"), row("kept")])
+        assert "pg_hot_things_name_key" in str(raised.value)
+        await savepoint.rollback()
+        with pytest.raises(IntegrityError):
+            async with conn.begin_nested():
+                await conn.execute(INSERT_RETURNING, [row("other"), row("other")])
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(things.c.name))).scalars().all() == ["kept"]
 
 
 async def test_the_first_hot_statement_begins_the_transaction(engine: AsyncEngine) -> None:
@@ -161,3 +219,4 @@ async def test_errors_are_sqlalchemys_and_fail_the_transaction_as_before(engine:
         await conn.execute(INSERT_RETURNING, row("after"))
     async with engine.connect() as conn:
         assert sorted((await conn.execute(select(things.c.name))).scalars().all()) == ["after", "dup"]
+
