@@ -196,6 +196,11 @@ class UnitOfWork(Protocol):
     # --- versioned configuration (rules, SLA matrix, dispatch policy, workflow) ---
     async def latest_config(self, kind: str) -> tuple[int, dict[str, Any]] | None: ...
 
+    async def latest_configs(self, kinds: Sequence[str]) -> dict[str, tuple[int, dict[str, Any]] | None]:
+        """The newest version of each kind (None: never saved), in one read: what every new ticket
+        needs of several kinds (the SLA matrix and calendar) costs one round trip, not one per kind."""
+        ...
+
     async def save_config(self, kind: str, payload: dict[str, Any], *, actor_id: str, note: str, at: datetime,
                           based_on: int | None = None) -> int:
         """Append the next version of `kind`. `based_on` is the version the payload was derived from:

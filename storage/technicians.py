@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -70,6 +71,8 @@ class SqlDispatchStore:
     def __init__(self, connection: Callable[[], Awaitable[AsyncConnection]],
                  orm_session: Callable[[], Awaitable[AsyncSession]], *,
                  audit_head: Callable[[], tuple[int, str] | None] = lambda: None,
+                 pending_audit: Callable[[], list[dict[str, Any]]] = list,
+                 write_audit: Callable[[], Awaitable[None]] | None = None,
                  unwritten_tickets: Callable[[], dict[str, Ticket]] = dict,
                  write_tickets: Callable[[], Awaitable[None]] | None = None,
                  directory_changed: Callable[[], None] = lambda: None) -> None:
@@ -78,11 +81,14 @@ class SqlDispatchStore:
 
         `audit_head`: the head the unit of work holds locked in this transaction, if any. It writes
         the head row only at commit, so this transaction's own appends are known there, not in the row.
+        Its events too wait for the commit (`pending_audit`, in chain order; `write_audit` inserts them).
         Likewise tickets (`unwritten_tickets`, `write_tickets`): see SqlUnitOfWork.add_ticket.
         `directory_changed` is told before this store changes people or technicians."""
         self._connection = connection
         self._orm_session = orm_session
         self._held_audit_head = audit_head
+        self._pending_audit = pending_audit
+        self._write_audit = write_audit
         self._unwritten_tickets = unwritten_tickets
         self._write_tickets = write_tickets
         self._directory_changed = directory_changed
@@ -108,9 +114,23 @@ class SqlDispatchStore:
         return ChainMark(0, GENESIS_HASH) if head is None else ChainMark(int(head[0]), str(head[1]))
 
     async def events_after(self, seq: int, limit: int) -> list[AuditEvent]:
-        rows = await (await self._connection()).execute(_EVENTS_AFTER, {"seq": seq, "limit": limit})
-        return [AuditEvent(kind=r.kind, actor_id=r.actor_id, at=r.at, payload=r.payload,
-                           ticket_number=r.ticket_number, id=r.seq, hash=r.hash) for r in rows]
+        # The chain in the table ends where this transaction's pending events begin (it holds the
+        # head): read only what comes before them, none at all when the caller is that far already.
+        pending = self._pending_audit()
+        first_pending = pending[0]["seq"] if pending else None
+        events: list[AuditEvent] = []
+        if first_pending is None or seq < first_pending - 1:
+            rows = await (await self._connection()).execute(_EVENTS_AFTER, {"seq": seq, "limit": limit})
+            events = [AuditEvent(kind=r.kind, actor_id=r.actor_id, at=r.at, payload=r.payload,
+                                 ticket_number=r.ticket_number, id=r.seq, hash=r.hash) for r in rows]
+        for row in pending:
+            if len(events) >= limit:
+                break
+            if row["seq"] > seq:
+                events.append(AuditEvent(kind=row["kind"], actor_id=row["actor_id"], at=row["at"],
+                                         payload=row["payload"], ticket_number=row["ticket_number"], id=row["seq"],
+                                         hash=row["hash"]))
+        return events
 
     # --- reads ---
     async def entries(self, person_ids: Collection[str] | None = None, *,
@@ -184,6 +204,8 @@ class SqlDispatchStore:
         return {str(n): (a, s in counted) for n, a, s in rows}
 
     async def acceptances_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        if self._write_audit is not None:
+            await self._write_audit()
         rows = await (await self._connection()).execute(
             select(col(AuditEventRow.actor_id), col(AuditEventRow.at))
             .where(col(AuditEventRow.kind) == ACCEPTED_KIND, col(AuditEventRow.at) >= since))

@@ -178,6 +178,11 @@ _CANCEL_TIMER_KINDS = hot(_CANCEL_TIMERS.where(
 _LATEST_CONFIG = hot(select(col(ConfigVersionRow.version), col(ConfigVersionRow.payload))
                      .where(col(ConfigVersionRow.kind) == bindparam("kind"))
                      .order_by(col(ConfigVersionRow.version).desc()).limit(1))
+_NEWER_CONFIG = aliased(ConfigVersionRow)
+_LATEST_CONFIGS = hot(select(col(ConfigVersionRow.kind), col(ConfigVersionRow.version), col(ConfigVersionRow.payload))
+                      .where(col(ConfigVersionRow.kind).in_(bindparam("kinds", expanding=True)),
+                             col(ConfigVersionRow.version) == select(func.max(col(_NEWER_CONFIG.version)))
+                             .where(col(_NEWER_CONFIG.kind) == col(ConfigVersionRow.kind)).scalar_subquery()))
 _UPSERTS: dict[str, tuple[Any, Any]] = {}  # dialect name → (ticket counter upsert, timer upsert)
 
 
@@ -239,6 +244,11 @@ class SqlUnitOfWork:
         # last committed head either way (no other appender gets past the row lock), and this
         # transaction's readers ask us (dispatch_store's chain_head).
         self._audit_head_dirty = False
+        # Audit events appended and not inserted yet, in chain order: they go in as one statement at
+        # commit (one round trip on PostgreSQL, not one per event), or before this transaction reads
+        # the chain (audit_for_ticket; the dispatch store serves its catch-up from them: pending_audit).
+        # Other transactions cannot tell: the head row stays locked until this one ends.
+        self._pending_audit: list[dict[str, Any]] = []
         # Outbox rows wait for the commit and go in as one statement: nothing reads the outbox
         # inside a command's transaction, and a rollback must drop them anyway.
         self._outbox_rows: list[dict[str, Any]] = []
@@ -253,6 +263,7 @@ class SqlUnitOfWork:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._pending_audit.clear()  # not committed: undone with the transaction
         await self._transaction.end(commit=False)
 
     async def commit(self) -> None:
@@ -289,6 +300,7 @@ class SqlUnitOfWork:
         await self._write_tickets()
         for number, at in updates:
             await record_first_response(await self._connection(), number, at)
+        await self._write_audit()
         if not (self._audit_head_dirty or self._outbox_rows):
             return
         conn = await self._connection()
@@ -462,6 +474,8 @@ class SqlUnitOfWork:
         return [self._seen(person_from_row(r)) for r in rows]
 
     async def lock_person(self, person_id: str) -> None:
+        if person_id in self._added_people:
+            return  # inserted by this transaction: no other can see, let alone lock, the row before it commits
         await (await self._connection()).execute(_LOCK_PERSON, {"person_id": person_id})
 
     # --- technicians ---
@@ -478,6 +492,7 @@ class SqlUnitOfWork:
 
     def dispatch_store(self) -> SqlDispatchStore:
         return SqlDispatchStore(self._connection, self._orm, audit_head=lambda: self._audit_head,
+                                pending_audit=lambda: self._pending_audit, write_audit=self._write_audit,
                                 # its writes (technicians) may change people this transaction added
                                 directory_changed=self._added_people.clear,
                                 unwritten_tickets=self.unwritten_tickets, write_tickets=self._write_tickets)
@@ -544,10 +559,14 @@ class SqlUnitOfWork:
         seq = head[0] + 1
         digest = event_hash(self._audit_key(), prev_hash=head[1], seq=seq, kind=kind, actor_id=actor_id, at=at,
                             ticket_number=ticket_number, payload=payload)
-        conn = await self._connection()
-        await conn.execute(_INSERT_AUDIT, {"seq": seq, "ticket_number": ticket_number, "actor_id": actor_id, "at": at,
-                                           "kind": kind, "payload": payload, "prev_hash": head[1], "hash": digest})
+        self._pending_audit.append({"seq": seq, "ticket_number": ticket_number, "actor_id": actor_id, "at": at,
+                                    "kind": kind, "payload": payload, "prev_hash": head[1], "hash": digest})
         return seq, digest
+
+    async def _write_audit(self) -> None:
+        if self._pending_audit:
+            rows, self._pending_audit = self._pending_audit, []
+            await (await self._connection()).execute(_INSERT_AUDIT, rows)
 
     async def _lock_audit_head(self, at: datetime) -> tuple[int, str]:
         # Locking the head row serialises appenders across processes (PostgreSQL) until this transaction
@@ -576,6 +595,7 @@ class SqlUnitOfWork:
         return seq, digest
 
     async def audit_for_ticket(self, number: str) -> list[AuditEvent]:
+        await self._write_audit()
         stmt = select(AuditEventRow).where(col(AuditEventRow.ticket_number) == number).order_by(col(AuditEventRow.seq))
         return [
             AuditEvent(kind=r.kind, actor_id=r.actor_id, at=r.at, payload=r.payload, ticket_number=r.ticket_number,
@@ -667,6 +687,9 @@ class SqlUnitOfWork:
         return scheduled
 
     async def get_timer(self, kind: str, ticket_number: str | None, *, lock: bool = False) -> TimerRow | None:
+        if ticket_number in self._created_tickets and not any(
+                t.ticket_number == ticket_number and t.kind == kind for t in self.scheduled_timers):
+            return None  # a ticket this transaction created has only the timers it scheduled (see cancel_timers)
         row = (await (await self._connection()).execute(
             _GET_TIMER_LOCKED if lock else _GET_TIMER, {"kind": kind, "ticket_key": ticket_number or ""})
         ).one_or_none()
@@ -700,6 +723,13 @@ class SqlUnitOfWork:
     async def latest_config(self, kind: str) -> tuple[int, dict[str, Any]] | None:
         row = (await (await self._connection()).execute(_LATEST_CONFIG, {"kind": kind})).one_or_none()
         return (int(row[0]), row[1]) if row else None
+
+    async def latest_configs(self, kinds: Sequence[str]) -> dict[str, tuple[int, dict[str, Any]] | None]:
+        found: dict[str, tuple[int, dict[str, Any]] | None] = dict.fromkeys(kinds)
+        for kind, version, payload in await (await self._connection()).execute(
+                _LATEST_CONFIGS, {"kinds": sorted(set(kinds))}):
+            found[str(kind)] = (int(version), payload)
+        return found
 
     async def save_config(self, kind: str, payload: dict[str, Any], *, actor_id: str, note: str, at: datetime,
                           based_on: int | None = None) -> int:

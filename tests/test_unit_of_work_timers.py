@@ -67,11 +67,11 @@ async def test_schedule_timers_is_one_statement(sessions: async_sessionmaker[Asy
 
 async def test_a_ticket_created_in_the_transaction_has_only_the_timers_it_scheduled(
         sessions: async_sessionmaker[AsyncSession]) -> None:
-    """cancel_timers skips its statement for such a ticket unless a matching timer was scheduled
-    here, and still cancels that one; get_person answers for a person added here without reading."""
+    """cancel_timers and get_timer skip their statement for such a ticket unless a matching timer was
+    scheduled here, and still find that one; get_person answers for a person added here without reading."""
     from core.model import Person, Role, Ticket, TicketStatus
 
-    async with SqlUnitOfWork(sessions) as uow:
+    async with statements_sent(sessions.kw["bind"]) as sent, SqlUnitOfWork(sessions) as uow:
         await uow.add_person(Person(id="c-new", name="新客户", role=Role.CUSTOMER, preferred_channel="local"),
                              {"local": "c-new"})
         assert await uow.get_person("c-new") == Person(id="c-new", name="新客户", role=Role.CUSTOMER,
@@ -79,7 +79,13 @@ async def test_a_ticket_created_in_the_transaction_has_only_the_timers_it_schedu
         await uow.add_ticket(Ticket(number="GD-9", customer_id="c-new", description="异响",
                                     status=TicketStatus.PENDING_DISPATCH, created_at=NOW, updated_at=NOW))
         assert await uow.cancel_timers("GD-9", {"offer"}) == 0
+        before = len(sent)
+        assert await uow.get_timer("offer", "GD-9") is None
+        assert await uow.get_timer("offer", "GD-9", lock=True) is None
+        assert sent[before:] == []  # nothing to read for a number that did not exist before this transaction
         await uow.schedule_timers(ticket_number="GD-9", timers=[("offer", NOW, {}), ("sla", NOW, {})])
+        found = await uow.get_timer("offer", "GD-9")  # scheduled here: read as stored
+        assert found is not None and found.state == "pending" and await uow.get_timer("dispatch", "GD-9") is None
         assert await uow.cancel_timers("GD-9", {"offer"}) == 1
         assert await uow.cancel_timers("GD-9") == 1  # the SLA timer; the offer timer is cancelled already
         await uow.commit()

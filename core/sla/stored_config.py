@@ -76,7 +76,11 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
 
 
 async def load_matrix(uow: UnitOfWork) -> tuple[int, SlaMatrix]:
-    stored = await uow.latest_config(SLA_KIND)
+    return matrix_from(await uow.latest_config(SLA_KIND))
+
+
+def matrix_from(stored: tuple[int, dict[str, Any]] | None) -> tuple[int, SlaMatrix]:
+    """The matrix of a stored SLA_KIND version (None: the shipped default)."""
     version, payload = stored if stored is not None else (0, None)
     cached = _matrix_cache.get(version)
     if cached is not None and cached[0] == payload:
@@ -99,7 +103,11 @@ def build_calendar(zone: ZoneInfo, settings: SlaSettings, config: CalendarConfig
 
 
 async def load_calendar(uow: UnitOfWork, zone: ZoneInfo, settings: SlaSettings) -> BusinessCalendar:
-    stored = await uow.latest_config(CALENDAR_KIND)
+    return calendar_from(await uow.latest_config(CALENDAR_KIND), zone, settings)
+
+
+def calendar_from(stored: tuple[int, dict[str, Any]] | None, zone: ZoneInfo, settings: SlaSettings) -> BusinessCalendar:
+    """The business calendar of a stored CALENDAR_KIND version (None: the holidays alone)."""
     version, payload = stored if stored is not None else (0, None)
     key = (version, zone, settings.hours)
     cached = _calendar_cache.get(key)

@@ -38,7 +38,7 @@ from core.service import SLA_STAGE, Context, after_move, handles
 from core.sla.calendar import BusinessCalendar
 from core.sla.calendar_watch import ensure_daily_check
 from core.sla.matrix import ClockMode, Impact, Pause, Priority, SlaDeadlines, SlaMatrix, deadline_for, due_with_pauses
-from core.sla.stored_config import load_calendar, load_matrix
+from core.sla.stored_config import CALENDAR_KIND, SLA_KIND, calendar_from, load_calendar, matrix_from
 
 RESPONSE = "response"
 RESOLUTION = "resolution"
@@ -126,8 +126,9 @@ class SlaEnv:
 
 
 async def sla_env(ctx: Context) -> SlaEnv:
-    version, matrix = await load_matrix(ctx.uow)
-    calendar = await load_calendar(ctx.uow, ctx.config.timezone, ctx.config.sla)
+    stored = await ctx.uow.latest_configs((SLA_KIND, CALENDAR_KIND))
+    version, matrix = matrix_from(stored[SLA_KIND])
+    calendar = calendar_from(stored[CALENDAR_KIND], ctx.config.timezone, ctx.config.sla)
     return SlaEnv(calendar, matrix, version)
 
 
