@@ -150,7 +150,12 @@ async def test_in_lists_run_hot_with_sqlalchemys_rows(engine: AsyncEngine) -> No
             hot_rest, plain_rest = await both(conn, NAMES_NOT_IN, {"names": names})
             assert hot_rest.scalars().all() == plain_rest.scalars().all() == [
                 n for n in ("a", "b", "c") if n not in names]
-    assert len(seen) == 3 + 4 * 2 + 2 * 2 * 2  # the listeners see the hot ones too
+        # The same sizes again with other values (the SQL for a size is made once, the values are these).
+        for names, since, expected in ((["c", "b"], 0, ["b", "c"]), (["a", "b"], ord("b") % 60, ["b"]),
+                                       (["x", "a"], 0, ["a"])):
+            hot_rows, plain_rows = await both(conn, NAMES_IN_AFTER, {"names": names, "since": AT.replace(second=since)})
+            assert hot_rows.scalars().all() == plain_rows.scalars().all() == expected
+    assert len(seen) == 3 + 4 * 2 + 2 * 2 * 2 + 3 * 2  # the listeners see the hot ones too
 
 
 async def test_several_rows_go_in_one_round_trip_as_sqlalchemy_would_insert_them(engine: AsyncEngine) -> None:
