@@ -9,9 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from core.clock import FixedClock
-from storage.tables import AuditEventRow, ConfigVersionRow
+from core.sla.calendar_watch import DAILY_CHECK_KIND
+from storage.tables import AuditEventRow, ConfigVersionRow, TimerRowTable
 from tests.playground_client import PlaygroundUser
 from tests.sla_support import advance_to, at, fixed_clock_app, report, runtime, ticket
+from tests.statements import statements_sent
 
 WED_0900 = at(2026, 11, 18, 9, 0)
 
@@ -175,3 +177,29 @@ async def test_admins_are_warned_once_a_day_about_an_unknown_schedule(database_u
         await admin.say("节假日 确认 2027")
         await advance_to(rt, clock, at(2026, 11, 20, 9, 0))
         assert warnings(await admin.texts()) == 1  # known now: no more warnings
+
+
+async def test_the_daily_check_is_read_once_while_it_is_known_to_be_pending(database_url: str, tmp_path: Path,
+                                                                            clock: FixedClock) -> None:
+    """Every new ticket makes sure the daily check is armed; once armed (committed) or seen pending,
+    reports until its due time read no timer row for it. After it fired (and re-armed itself) the
+    next report looks again."""
+    async with fixed_clock_app(database_url, tmp_path, clock) as client:
+        rt = runtime(client)
+
+        async def timer_reads(user: str) -> int:
+            async with statements_sent(rt.engine) as sent:
+                await report(client, user, "中控黑屏")
+            # get_timer's read (the in-process timer loop's own polling may run meanwhile)
+            return sum(" ".join(s.split()).startswith("SELECT timers.id, timers.kind, timers.ticket_key")
+                       for s in sent)
+
+        assert await timer_reads("cust-dc-1") == 1  # not armed yet: read, then armed
+        assert await timer_reads("cust-dc-2") == 0
+        await advance_to(rt, clock, at(2026, 11, 19, 9, 30))  # fired at 09:00 and re-armed for tomorrow
+        assert await timer_reads("cust-dc-3") == 1
+        assert await timer_reads("cust-dc-4") == 0
+        async with rt.sessions() as session:
+            armed = (await session.execute(select(TimerRowTable).where(
+                TimerRowTable.kind == DAILY_CHECK_KIND))).scalars().all()
+        assert [(t.state, t.due_at) for t in armed] == [("pending", at(2026, 11, 20, 9, 0))]

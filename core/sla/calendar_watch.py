@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from core.model import Role, Ticket
 from core.service import Context
@@ -29,11 +30,28 @@ def next_check_at(ctx: Context, after: datetime) -> datetime:
     return candidate.astimezone(after.tzinfo)
 
 
+# When the daily check is known to be pending, per service (one database): until then every new
+# ticket need not read its timer row. Only firing moves it (and re-arms it), so it stays pending at
+# least until the due time seen; armed here, it counts once the arming committed.
+_pending_until: WeakKeyDictionary[object, datetime] = WeakKeyDictionary()
+
+
 async def ensure_daily_check(ctx: Context) -> None:
+    known = _pending_until.get(ctx.service)
+    if known is not None and ctx.now < known:
+        return
     timer = await ctx.uow.get_timer(DAILY_CHECK_KIND, None)
-    if timer is None or timer.state != "pending":
-        await ctx.uow.schedule_timer(kind=DAILY_CHECK_KIND, ticket_number=None,
-                                     due_at=next_check_at(ctx, ctx.now), payload={})
+    if timer is not None and timer.state == "pending":
+        _pending_until[ctx.service] = timer.due_at
+        return
+    due = next_check_at(ctx, ctx.now)
+    await ctx.uow.schedule_timer(kind=DAILY_CHECK_KIND, ticket_number=None, due_at=due, payload={})
+    service = ctx.service
+
+    async def armed() -> None:
+        _pending_until[service] = due
+
+    await ctx.uow.after_commit(armed)
 
 
 async def schedule_warning(ctx: Context) -> str | None:
