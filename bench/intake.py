@@ -759,7 +759,8 @@ def print_table(rows: list[Figures], args: argparse.Namespace, engine: Any = Non
         f"closed loop, {args.connections} connections"
     db = f"prefilled copy of {args.database}" if args.database else "empty"
     where = "SQLite ({db} database), one service process" if engine is None else \
-        (f"PostgreSQL (empty database), {engine.webs} web process(es)"
+        (f"PostgreSQL (empty database; the service connects over "
+         f"{'its Unix socket' if getattr(args, 'pg_socket', False) else 'loopback TCP'}), {engine.webs} web process(es)"
          + (f" + {engine.workers} worker(s), PROCESS_INBOX=worker, Redis" if engine.workers else ""))
     print(f"{where.format(db=db)}, {os.cpu_count()} CPUs; {load}; {args.duration:g} s of load, "
           f"then up to {args.drain:g} s to drain. 'processed' = ticket row written AND the customer's answer "
@@ -840,7 +841,7 @@ async def run(args: argparse.Namespace) -> None:
         return
     from intake_engines import PostgresServer, setups
 
-    server = PostgresServer(args.postgres)
+    server = PostgresServer(args.postgres, socket=args.pg_socket)
     await server.start()
     try:
         for setup in setups(engines):
@@ -872,7 +873,12 @@ def main() -> None:
                         help="engine(s), each measured on every door (see bench/intake_engines.py)")
     parser.add_argument("--postgres", default=None,
                         help="admin URL of a PostgreSQL server to use (default: a private cluster for the run)")
+    parser.add_argument("--pg-socket", action="store_true",
+                        help="the service connects to the private cluster through its Unix socket, not loopback TCP "
+                             "(PostgreSQL on the same host)")
     args = parser.parse_args()
+    if args.pg_socket and args.postgres:
+        parser.error("--pg-socket needs the private cluster (its socket folder is known), not --postgres")
     args.echo_door = args.via[0]
     if set(args.via) & set(CUSTOMER_DOORS) and "playground" not in args.via:
         args.via = ["playground", *args.via]  # the customer doors' CPU per ticket is read against it

@@ -76,10 +76,14 @@ def cpu_s(pid: int) -> float:
 class PostgresServer:
     """A private cluster (default) or an existing server given by its admin URL."""
 
-    def __init__(self, admin_url: str | None) -> None:
+    def __init__(self, admin_url: str | None, *, socket: bool = False) -> None:
+        """`socket`: the service connects through the private cluster's Unix socket (the bench still
+        reads over TCP)."""
         self.admin_url = admin_url or ""
         self.private = admin_url is None
+        self.socket = socket
         self.folder: Path | None = None
+        self.port = 0
         self.counts_statements = False
 
     async def start(self) -> None:
@@ -100,6 +104,7 @@ class PostgresServer:
             subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(self.folder / "log"),
                             "-o", " ".join(options), "-w", "start"], check=True, stdout=subprocess.DEVNULL)
             self.admin_url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            self.port = port
         conn = await asyncpg.connect(self.admin_url)
         try:
             preload = str(await conn.fetchval("SHOW shared_preload_libraries"))
@@ -114,6 +119,12 @@ class PostgresServer:
     def url(self, database: str, role: str = "postgres") -> str:
         base = self.admin_url.rsplit("/", 1)[0]
         return re.sub(r"://[^@/]*@", f"://{role}@", base) + f"/{database}"
+
+    def service_url(self, database: str) -> str:
+        """The service's DATABASE_URL: loopback TCP, or the Unix socket (`socket`)."""
+        if self.socket and self.folder is not None:
+            return f"postgresql://{SERVICE_ROLE}@/{database}?host={self.folder}&port={self.port}"
+        return self.url(database, SERVICE_ROLE)
 
     async def create_database(self) -> str:
         import asyncpg
@@ -293,7 +304,7 @@ async def start_deployment(setup: EngineSetup, server: PostgresServer, extra_env
     dropped = ("REDIS_URL", "PYTHONDONTWRITEBYTECODE", "DATABASE_URL", "PROCESS_INBOX")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("WECOM_", "FEISHU_", "DINGTALK_")) and k not in dropped}
-    env.update(DATABASE_URL=server.url(database, SERVICE_ROLE), DATA_DIR=str(workdir), PLAYGROUND="on",
+    env.update(DATABASE_URL=server.service_url(database), DATA_DIR=str(workdir), PLAYGROUND="on",
                PYTHONPATH=str(ROOT), **extra_env)
     deployment = Deployment(setup, server, database, workdir, env)
     try:

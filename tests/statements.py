@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 async def statements_sent(engine: AsyncEngine, *, with_control: bool = False) -> AsyncIterator[list[str]]:
     """Every statement sent while the block runs. On SQLite from sqlite3's own trace (hot statements,
     storage/sqlite/prepared.py, bypass SQLAlchemy's events; the engine has its one connection), on
-    PostgreSQL from SQLAlchemy's cursor events. Transaction control (BEGIN, COMMIT, SAVEPOINT ...)
-    is left out unless `with_control`."""
+    PostgreSQL from SQLAlchemy's cursor events (which savepoints bypass there: storage/database.py sends
+    them on asyncpg itself). Transaction control (BEGIN, COMMIT, SAVEPOINT ...) is left out unless
+    `with_control`."""
     sent: list[str] = []
     control = () if with_control else ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 

@@ -225,3 +225,43 @@ async def test_errors_are_sqlalchemys_and_fail_the_transaction_as_before(engine:
     async with engine.connect() as conn:
         assert sorted((await conn.execute(select(things.c.name))).scalars().all()) == ["after", "dup"]
 
+
+
+async def test_savepoints_go_straight_to_asyncpg_and_undo_exactly_their_part(engine: AsyncEngine) -> None:
+    seen = observed(engine)
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        first = await conn.begin_nested()  # the transaction's first statement: BEGIN goes before it
+        await conn.execute(INSERT_RETURNING, row("undone-first"))
+        await first.rollback()
+        await conn.execute(INSERT_RETURNING, row("kept"))
+        kept = await conn.begin_nested()
+        await conn.execute(INSERT_RETURNING, row("released"))
+        inner = await conn.begin_nested()
+        with pytest.raises(IntegrityError):
+            await conn.execute(INSERT_RETURNING, row("kept"))
+        await inner.rollback()  # the failed statement undone alone; the transaction goes on
+        await kept.commit()
+        undone = await conn.begin_nested()
+        await conn.execute(INSERT_RETURNING, row("undone-last"))
+        await undone.rollback()
+        await transaction.commit()
+    async with engine.connect() as conn:
+        assert sorted((await conn.execute(select(things.c.name))).scalars().all()) == ["kept", "released"]
+    assert not [s for s in seen if "SAVEPOINT" in s.upper()]  # sent on asyncpg itself, not through a cursor
+
+
+async def test_a_savepoint_on_a_lost_connection_fails_as_sqlalchemy_errors_do(engine: AsyncEngine) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    async with engine.connect() as conn:
+        await conn.begin()
+        await conn.execute(INSERT_RETURNING, row("x"))
+        raw = (await conn.get_raw_connection()).driver_connection
+        pid = raw.get_server_pid()
+        async with engine.connect() as other:
+            await other.execute(select(func.pg_terminate_backend(pid)))
+        with pytest.raises(DBAPIError):
+            await conn.begin_nested()
+    async with engine.connect() as conn:  # the pool replaced it; nothing was committed
+        assert (await conn.execute(select(func.count()).select_from(things))).scalar_one() == 0
