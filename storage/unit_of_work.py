@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import Row, bindparam, exists, func, insert, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -559,8 +560,11 @@ class SqlUnitOfWork:
         seq = head[0] + 1
         digest = event_hash(self._audit_key(), prev_hash=head[1], seq=seq, kind=kind, actor_id=actor_id, at=at,
                             ticket_number=ticket_number, payload=payload)
+        # A copy of the payload as hashed now: the caller may change its dict (or a list in it) before
+        # the commit writes the row, which would then not verify. JSON in, JSON out: what the row stores.
+        snapshot = orjson.loads(orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS))
         self._pending_audit.append({"seq": seq, "ticket_number": ticket_number, "actor_id": actor_id, "at": at,
-                                    "kind": kind, "payload": payload, "prev_hash": head[1], "hash": digest})
+                                    "kind": kind, "payload": snapshot, "prev_hash": head[1], "hash": digest})
         return seq, digest
 
     async def _write_audit(self) -> None:

@@ -113,3 +113,21 @@ async def test_a_person_this_transaction_added_is_not_locked_again(sessions: Ses
         await uow.commit()
         await uow.lock_person("cust-new")  # committed: an ordinary row now, locked as any other
         assert len(locks(sent)) == 1
+
+
+async def test_an_event_is_stored_as_it_was_appended_even_if_its_payload_changes_before_the_commit(
+        sessions: Sessions) -> None:
+    """The event is hashed when appended and written at commit: what the caller changes in between
+    (the payload dict, a list inside it) must not reach the row, or the chain would not verify."""
+    history = [{"person_id": "tech-1", "outcome": "offered"}]
+    payload = {"history": history, "说明": "派单"}
+    async with SqlUnitOfWork(sessions) as uow:
+        await uow.append_audit(kind="offered", actor_id="system", at=NOW, payload=payload, ticket_number="GD-1")
+        payload["说明"] = "改了"
+        history.append({"person_id": "tech-2", "outcome": "offered"})
+        await uow.commit()
+    async with SqlUnitOfWork(sessions) as uow:
+        [stored] = await uow.audit_for_ticket("GD-1")
+    assert stored.payload == {"history": [{"person_id": "tech-1", "outcome": "offered"}], "说明": "派单"}
+    count, problems = await verify_audit(sessions)
+    assert (count, problems) == (1, [])
