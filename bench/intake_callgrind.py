@@ -42,6 +42,7 @@ import urllib.request
 from pathlib import Path
 
 import aiohttp
+from pg_scratch import drop_postgres, fresh_postgres  # bench/, on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 FAULT = "底盘有异响，开起来咣当咣当的"  # bench/intake.py's report
@@ -101,7 +102,7 @@ def main() -> None:
         sys.exit("valgrind (callgrind) is not installed")
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="tb-callgrind-"))
-    database_url = asyncio.run(_create_database(args.postgres)) if args.postgres else None
+    database_url = asyncio.run(fresh_postgres(args.postgres, "tb_callgrind")) if args.postgres else None
     env_process = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={workdir / 'cg.out'}",
          sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],
@@ -135,7 +136,7 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             env_process.kill()
         if database_url is not None:
-            asyncio.run(_drop_database(args.postgres, database_url))
+            asyncio.run(drop_postgres(args.postgres, database_url))
     engine = "PostgreSQL" if database_url else "SQLite"
     print(f"tree {ROOT} on {engine}: ready under callgrind in {ready:.0f} s; {warmed} warm-up reports; "
           f"{done}/{args.tickets} counted reports answered in {elapsed:.0f} s under callgrind "
@@ -145,28 +146,6 @@ def main() -> None:
           f"({instructions / max(done, 1) / 1e6:.3f} M raw, total {instructions / 1e9:.3f} G Ir; idling "
           f"{idle_rate / 1e6:.2f} M Ir/s measured over {idle_s:.0f} s, x {elapsed:.0f} s counted)")
     shutil.rmtree(workdir, ignore_errors=True)
-
-
-async def _create_database(admin_url: str) -> str:
-    import asyncpg
-
-    name = f"tb_callgrind_{os.getpid()}_{int(time.time())}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-async def _drop_database(admin_url: str, url: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 def _service_env(workdir: Path, database_url: str | None = None) -> dict[str, str]:
