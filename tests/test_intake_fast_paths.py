@@ -211,3 +211,19 @@ async def test_the_supervisor_chain_reads_only_its_candidates(client: TestClient
         on_ticket.store_id = "S09"
         assert await chain(on_ticket) == ["sup-hq"]
         assert await chain(on_ticket, fallback=False) == []
+
+
+async def test_a_first_message_reads_no_earlier_tickets_of_its_sender(client: TestClient) -> None:
+    """The repeat check's read of the sender's recent tickets: a person stored by this very command has
+    none. Their next report reads them, and a repeat of the first is recognised as one."""
+    await PlaygroundUser(client, "cust-warm").say("你好")  # the connection is traced from its next checkout
+    traced = Statements(client)
+    newcomer = PlaygroundUser(client, "cust-first-recent")
+    await newcomer.say("底盘有异响，开起来咣当咣当的")
+    assert [s for s in traced.reading("tickets") if "WHERE tickets.customer_id" in s] == []
+    first = await ticket_of(client, newcomer)
+    traced.sql.clear()
+    answer = await newcomer.say("底盘还是有异响")
+    assert [s for s in traced.reading("tickets") if "WHERE tickets.customer_id" in s]
+    assert first.number in " ".join(m["text"] for m in answer["messages"])
+    assert (await ticket_of(client, newcomer)).number == first.number  # a follow-up, no second ticket
