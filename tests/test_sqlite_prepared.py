@@ -115,6 +115,19 @@ async def test_values_are_stored_as_sqlalchemy_stores_them(engine: AsyncEngine, 
     assert stored[0][1] == "2026-11-22 11:04:05.000600"  # naive UTC text, microseconds always written
 
 
+async def test_nulls_and_booleans_are_bound_as_sqlite_binds_them(engine: AsyncEngine, tmp_path: Path) -> None:
+    """storage/sqlite/inline.py registers sqlite3 adapters for None and bool (a speed-up): NULL stays
+    NULL and a bool is the integer 0/1, hot or not, in Python's own binding too."""
+    sessions = session_factory(engine)
+    async with sessions() as session, session.begin():
+        await (await session.connection()).execute(INSERT, [row("t", at=None, flag=True), row("f", flag=False)])
+    with sqlite3.connect(tmp_path / "hot.db") as raw:
+        stored = raw.execute("SELECT name, typeof(at), flag, typeof(flag) FROM things ORDER BY id").fetchall()
+        assert raw.execute("SELECT ?, typeof(?), ?, typeof(?)", (None, None, True, False)).fetchone() == (
+            None, "null", 1, "integer")
+    assert stored == [("t", "null", 1, "integer"), ("f", "text", 0, "integer")]
+
+
 async def test_in_lists_of_any_length_and_an_empty_one(engine: AsyncEngine) -> None:
     sessions = session_factory(engine)
     async with sessions() as session, session.begin():

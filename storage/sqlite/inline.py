@@ -72,6 +72,21 @@ class InlineConnection(aiosqlite.Connection):
             self._connection = None
 
 
+def _bind_none_and_bool_directly() -> None:
+    """sqlite3 binds exact int, float and str parameters as they are, but for any other type (None,
+    bool) it first looks for an adapter: in its registry, then as `PrepareProtocol.__adapt__`, a failed
+    attribute lookup on a type that builds and discards an AttributeError with its message (~0.4 µs
+    per parameter; a fault report binds ~30 NULLs and booleans). Registered adapters are found in the
+    first step. They bind what sqlite3 would bind anyway: NULL for None (`{}.get` returns None, in C),
+    0/1 for a bool. Process-wide; sqlite3 is ours alone here."""
+    none: dict[None, None] = {}
+    sqlite3.register_adapter(type(None), none.get)
+    sqlite3.register_adapter(bool, int)
+
+
+_bind_none_and_bool_directly()
+
+
 def inline_creator(path: str, *, busy_timeout_s: float = 5.0) -> Callable[[], InlineConnection]:
     def create() -> InlineConnection:
         # check_same_thread=False: SQLAlchemy may dispose the pool from another thread.
