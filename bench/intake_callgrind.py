@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--postgres", default=None,
                         help="admin URL of a PostgreSQL server: run on a new database there")
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idling measured after the reports")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the folder with callgrind's dumps (for callgrind_annotate) and print its path")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("valgrind (callgrind) is not installed")
@@ -145,7 +147,10 @@ def main() -> None:
     print(f"instructions per ticket: {net / max(done, 1) / 1e6:.3f} M net of idling "
           f"({instructions / max(done, 1) / 1e6:.3f} M raw, total {instructions / 1e9:.3f} G Ir; idling "
           f"{idle_rate / 1e6:.2f} M Ir/s measured over {idle_s:.0f} s, x {elapsed:.0f} s counted)")
-    shutil.rmtree(workdir, ignore_errors=True)
+    if args.keep:
+        print(f"callgrind dumps kept in {workdir} (the counted window: the dump numbered .1)")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _service_env(workdir: Path, database_url: str | None = None) -> dict[str, str]:
