@@ -67,7 +67,8 @@ class Settings(LinkSettings, WecomKfSettings, SmsSettings, CustomerPageSettings,
                                   "that report's; 0: only a location sent with or after the report counts.")
     customer_data_retention_days: int = Field(
         default=1095, description="Closed tickets keep the customer's contact data (name, masked phone, address, "
-                                  "site) this many days, then it is purged; 0: kept forever.")
+                                  "site) this many days, then it is purged; handled inbox and delivered outbox "
+                                  "rows are deleted at this age (never before 7 days); 0: kept forever.")
 
     # --- HTTP ---
     api_token: str | None = Field(default=None, description="When set, /api/ requires Bearer auth.")

@@ -8,8 +8,10 @@ still passes afterwards.
 
 The logs go in the same transaction: the SMS log's rows to the customer's phones or about their
 tickets get the phone masked and their codes are dropped, and the stored webhook bodies about their
-tickets get the phones masked. Their phones are read before
-the forget erases them; one transaction means a failure leaves everything as it was, to run again.
+tickets get the phones masked; the messages they sent (inbox) and were sent (outbox), and 微信客服
+messages held for them, are deleted (storage/message_logs.py). Their phones and platform identities are
+read before the forget erases them; one transaction means a failure leaves everything as it was, to
+run again.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ async def forget(settings: Settings, person_id: str) -> dict[str, Any]:
     from core.masterdata.privacy import ForgetCustomer
     from core.service import SYSTEM_ACTOR, TicketService
     from storage.database import create_engine, session_factory
+    from storage.message_logs import SqlMessageLogs
     from storage.migrate import upgrade
     from storage.sms_store import SqlSmsStore
     from storage.unit_of_work import SqlUnitOfWork
@@ -59,15 +62,34 @@ async def forget(settings: Settings, person_id: str) -> dict[str, Any]:
         sessions = session_factory(engine)
         service = TicketService(lambda: SqlUnitOfWork(sessions, channels=settings.delivery_channels()),
                                 SystemClock(), RuleBook(), service_config(settings))
+        messages = SqlMessageLogs(sessions)
+        # Read before the transaction (the whole inbox: the sender is inside the payload), which then
+        # looks only at rows that arrived since; the identities are gone once the forget commits.
+        senders = await customer_identities(sessions, person_id)
+        inbox_ids, read_through = await messages.inbox_rows_from(senders)
         async with sessions.shared_transaction():
             phones = await customer_phones(sessions, person_id)
             result: dict[str, Any] = await service.handle(ForgetCustomer(person_id), SYSTEM_ACTOR)
             # (The printed object stays as documented: the logs' counts are not part of it.)
             await SqlSmsStore(sessions).forget(person_id, phones)
             await SqlWebhookStore(sessions, service.clock).forget(person_id)
+            await messages.forget(person_id, senders, inbox_ids, read_through)
         return result
     finally:
         await engine.dispose()
+
+
+async def customer_identities(sessions: Sessions, person_id: str) -> list[tuple[str, str]]:
+    """The (platform, external id) pairs the person writes from: their inbox rows' senders."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from storage.tables import IdentityRow
+
+    async with sessions.transaction(savepoint=False) as conn:
+        rows = await conn.execute(select(col(IdentityRow.platform), col(IdentityRow.external_id)).where(
+            col(IdentityRow.person_id) == person_id))
+        return sorted((str(platform), str(external)) for platform, external in rows)
 
 
 async def customer_phones(sessions: Sessions, person_id: str) -> list[str]:

@@ -12,14 +12,17 @@ tickets while the loop waits.
 The same pass masks the phones in the logs that outlive their tickets' contact data: the SMS log
 (`sms_sends`, whose expired codes go too) and the stored webhook bodies, every row older than the
 retention, walked in id order (the primary key: no scan) from an id watermark kept in the same config
-version (storage/sms_store.py, storage/webhook_store.py `mask_before`).
+version (storage/sms_store.py, storage/webhook_store.py `mask_before`); and it deletes the handled
+inbox and delivered outbox rows older than the retention the same way (storage/message_logs.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
@@ -29,8 +32,9 @@ from core.masterdata.privacy import PurgeContactData
 from core.model import TicketStatus
 from core.service import SYSTEM_ACTOR, TicketService
 from storage.database import Sessions
+from storage.message_logs import MIN_KEPT, SqlMessageLogs
 from storage.sms_store import SqlSmsStore
-from storage.tables import TicketRow
+from storage.tables import InboxRow, OutboxRow, TicketRow
 from storage.webhook_store import SqlWebhookStore
 
 log = logging.getLogger(__name__)
@@ -83,22 +87,28 @@ class RetentionPurge:
         if stored is None or cutoff.date() != stored.date():
             await self._store_watermark(cutoff)
         if purged or masked:
-            log.info("retention purge: contact data removed from %s closed tickets, phones masked in %s log rows",
+            log.info("retention purge: contact data removed from %s closed tickets, %s log rows masked or deleted",
                      purged, masked)
         return purged
 
     async def _mask_logs(self, now: datetime, cutoff: datetime) -> int:
-        """Mask the phones of the SMS log's and the webhook deliveries' rows older than `cutoff`."""
+        """Mask the phones of the SMS log's and the webhook deliveries' rows older than `cutoff`; delete
+        the handled inbox and delivered outbox rows older than it (storage/message_logs.py)."""
         assert self.logs_done_through is not None
         sms = SqlSmsStore(self.sessions)
-        steps = {"sms_sends": sms.mask_before,
-                 "webhook_deliveries": SqlWebhookStore(self.sessions, self.service.clock).mask_before}
+        messages = SqlMessageLogs(self.sessions)
+        steps: dict[str, Callable[..., Awaitable[tuple[int, int, bool]]]] = {
+                 "sms_sends": sms.mask_before,
+                 "webhook_deliveries": SqlWebhookStore(self.sessions, self.service.clock).mask_before,
+                 "inbox": partial(messages.drop_before, InboxRow), "outbox": partial(messages.drop_before, OutboxRow)}
         masked = 0
         for table, step in steps.items():
             after = int(self.logs_done_through.get(table, 0))
+            # The inbox keeps its dedupe keys at least MIN_KEPT whatever the retention (platforms redeliver).
+            until = min(cutoff, now - MIN_KEPT) if table in ("inbox", "outbox") else cutoff
             finished = False
             while not finished:
-                count, after, finished = await step(cutoff, after_id=after)
+                count, after, finished = await step(until, after_id=after)
                 masked += count
                 await asyncio.sleep(0)  # a first pass over a long log yields between chunks
             self.logs_done_through[table] = after
