@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from storage.sqlite.prepared import hot
 from storage.tables import InboxRow
 from storage.transactions.shared import after_commit
 
+log = logging.getLogger(__name__)
 MAX_INBOX_ATTEMPTS = 5
 MAX_YIELD_S = 0.5  # the longest background processing waits for accepts in flight, per transaction
 
@@ -30,6 +32,8 @@ _CLAIM = hot(update(InboxRow).where(col(InboxRow.id) == bindparam("w_id"), col(I
              .returning(col(InboxRow.payload)))
 _FINISH = hot(update(InboxRow).where(col(InboxRow.id) == bindparam("w_id")).values(
     status="done", error=None, processed_at=bindparam("w_now")))
+_FAIL = update(InboxRow).where(col(InboxRow.id) == bindparam("w_id")).values(
+    status="failed", error=bindparam("w_error"))
 _ACCEPT: dict[str, Any] = {}  # dialect name → insert ... on conflict do nothing returning id
 
 
@@ -109,10 +113,18 @@ class SqlInbox:
         await wait_for_event(self._settled, MAX_YIELD_S)
 
     async def claim(self, row_id: int) -> InboundMessage | None:
-        """Take a pending row for processing; None if another worker has it or it is done."""
+        """Take a pending row for processing; None if another worker has it or it is done, or if its
+        payload cannot be read: that row fails at once, with why (a retry would read the same)."""
         async with self._sessions.transaction() as conn:
             payload = (await conn.execute(_CLAIM, {"w_id": row_id, "w_now": self._clock.now()})).scalar_one_or_none()
-        return InboundMessage.from_dict(payload) if payload is not None else None
+            if payload is None:
+                return None
+            try:
+                return InboundMessage.from_dict(payload)
+            except (KeyError, TypeError, ValueError) as error:
+                log.error("inbox row %s cannot be read, failed: %r", row_id, error)
+                await conn.execute(_FAIL, {"w_id": row_id, "w_error": f"unreadable payload: {error!r}"[:2000]})
+                return None
 
     async def finish(self, row_id: int, *, error: str | None = None) -> None:
         if error is None:

@@ -92,9 +92,10 @@ async def test_a_backlog_shares_its_commits(sqlite_app: TestClient) -> None:
     assert len(commits) <= backlog // 2, f"{len(commits)} commits for {backlog} messages"
 
 
-async def test_a_row_that_fails_in_a_batch_is_undone_alone(sqlite_app: TestClient) -> None:
-    """A row that cannot be read (a broken payload) fails its claim: its savepoint is undone (it stays
-    pending, for the sweep), and the rows handled with it in the same transaction are committed."""
+async def test_a_row_that_cannot_be_read_fails_alone_and_for_good(sqlite_app: TestClient) -> None:
+    """A row that cannot be read (a broken payload) fails at once, with why: reading it again would
+    give the same (it stayed pending, undone with its claim, and the sweep retried it for ever). The
+    rows handled with it in the same transaction are committed."""
     runtime = runtime_of(sqlite_app)
     rows = await accepted_unscheduled(runtime, [
         InboundMessage("local", "batch-ok-1", "cust-batch-1", InboundKind.TEXT, text="底盘有异响"),
@@ -107,11 +108,14 @@ async def test_a_row_that_fails_in_a_batch_is_undone_alone(sqlite_app: TestClien
     for row in rows:
         runtime.processor.schedule(row)
     await runtime.processor.drain()
-    assert await statuses(runtime, rows) == [("done", None), ("pending", None), ("done", None)]
+    found = await statuses(runtime, rows)
+    assert found[0] == ("done", None) and found[2] == ("done", None)
+    assert found[1][0] == "failed" and "no-such-kind" in (found[1][1] or "")
+    assert await runtime.processor.sweep() == 0  # nothing left for the sweep to retry
     async with runtime.sessions() as session:
         owners = set((await session.execute(select(col(TicketRow.customer_id)))).scalars())
         broken = await session.get(InboxRow, rows[1])
-        assert broken is not None and broken.attempts == 0  # its claim was undone with it
+        assert broken is not None and broken.attempts == 1
     assert {"cust-batch-1", "cust-batch-3"} <= owners and "cust-batch-2" not in owners
 
 
@@ -150,3 +154,21 @@ async def test_a_handling_that_fails_in_a_batch_keeps_its_error_and_the_others_a
         owners = list((await session.execute(select(col(TicketRow.customer_id)).where(
             col(TicketRow.customer_id).in_(["cust-fail-1", "cust-fail-3"])))).scalars())
     assert sorted(owners) == ["cust-fail-1", "cust-fail-3"]
+
+
+async def test_an_unreadable_row_fails_on_either_engine(app_client: TestClient) -> None:
+    """The same through one row's own transaction (PostgreSQL's path): failed with its error, once."""
+    from sqlalchemy import update
+
+    runtime = runtime_of(app_client)
+    [row] = await accepted_unscheduled(runtime, [
+        InboundMessage("local", "unreadable-1", "cust-unreadable", InboundKind.TEXT, text="底盘有异响")])
+    async with runtime.sessions() as session, session.begin():
+        await session.execute(update(InboxRow).where(col(InboxRow.id) == row).values(payload={"platform": "local"}))
+    await runtime.processor.process(row)
+    [(status, error)] = await statuses(runtime, [row])
+    assert status == "failed" and "event_key" in (error or "")
+    await runtime.processor.process(row)  # a second try finds nothing to claim
+    async with runtime.sessions() as session:
+        stored = await session.get(InboxRow, row)
+    assert stored is not None and stored.attempts == 1
