@@ -199,3 +199,22 @@ async def test_an_unsealed_chain_from_before_keys_does_not_verify(empty_database
     assert (await ticketbot(env, "db", "upgrade")).returncode == 0
     done = await ticketbot(env, "audit", "verify")
     assert done.returncode == 1 and "AUDIT_KEY" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_mac_is_hmac_sha256_under_the_key_and_the_key_travels_to_a_worker_process() -> None:
+    """AuditKey sets the key up once and copies it per message (core/audit/chain.py): the MACs are
+    RFC 2104's, message after message, and a pickled key (a process pool job) gives the same."""
+    import hmac
+    import pickle
+
+    from core.audit.chain import AuditKey
+
+    secret = b"k" * 40
+    key = AuditKey(secret)
+    for text in ("", "底盘有异响", '{"seq":1}', "x" * 5000):
+        assert key.mac(text) == hmac.digest(secret, text.encode(), "sha256").hex()
+        assert key.mac_bytes(text.encode()) == key.mac(text)
+    travelled = pickle.loads(pickle.dumps(key))
+    assert travelled == key and travelled.mac("底盘有异响") == key.mac("底盘有异响")
+    assert repr(travelled) == "AuditKey(***)"
+    assert AuditKey(b"j" * 40).mac("a") != key.mac("a")

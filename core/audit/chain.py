@@ -29,18 +29,26 @@ TICKET_CREATED = "ticket_created"
 class AuditKey:
     """The secret the chain is keyed with. Its repr never shows it (it ends up in logs otherwise)."""
 
-    __slots__ = ("_secret",)
+    __slots__ = ("_keyed", "_secret")
 
     def __init__(self, secret: bytes) -> None:
         if not secret:
             raise ValueError("the audit key is empty")
         self._secret = secret
+        # The key set up once and copied per message: `hmac.digest` sets it up for every call (an
+        # OpenSSL digest fetch and two key blocks, a fifth of the work of a fault report's five MACs).
+        self._keyed = hmac.new(secret, digestmod="sha256")
+
+    def __reduce__(self) -> tuple[type[AuditKey], tuple[bytes]]:
+        return AuditKey, (self._secret,)  # for a worker process: the keyed state is made again there
 
     def mac(self, material: str) -> str:
-        return hmac.digest(self._secret, material.encode("utf-8"), "sha256").hex()
+        return self.mac_bytes(material.encode("utf-8"))
 
     def mac_bytes(self, material: bytes) -> str:
-        return hmac.digest(self._secret, material, "sha256").hex()
+        keyed = self._keyed.copy()
+        keyed.update(material)
+        return keyed.hexdigest()
 
     def __repr__(self) -> str:
         return "AuditKey(***)"
