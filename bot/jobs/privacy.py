@@ -98,9 +98,11 @@ class RetentionPurge:
         sms = SqlSmsStore(self.sessions)
         messages = SqlMessageLogs(self.sessions)
         steps: dict[str, Callable[..., Awaitable[tuple[int, int, bool]]]] = {
-                 "sms_sends": sms.mask_before,
-                 "webhook_deliveries": SqlWebhookStore(self.sessions, self.service.clock).mask_before,
-                 "inbox": partial(messages.drop_before, InboxRow), "outbox": partial(messages.drop_before, OutboxRow)}
+            "sms_sends": sms.mask_before,
+            "webhook_deliveries": SqlWebhookStore(self.sessions, self.service.clock).mask_before,
+            "inbox": partial(messages.drop_before, InboxRow),
+            "outbox": partial(messages.drop_before, OutboxRow),
+        }
         masked = 0
         for table, step in steps.items():
             after = int(self.logs_done_through.get(table, 0))
