@@ -160,3 +160,25 @@ async def test_jobs_accepted_in_the_last_three_days_decay_without_any_event(data
         assert profiles[tech].accepted_last_3_days == 0
         assert live.rebuilds == 1
         assert profiles == await _rebuilt(rt)
+
+
+async def test_a_position_stamped_before_the_last_poll_but_committed_after_it_is_seen(
+        database_url: str, tmp_path: Path) -> None:
+    """Positions carry no event: they are polled by time. A transaction stamps the position with its own
+    start time and may commit after another, later-stamped one was polled (a lock wait, PostgreSQL's
+    concurrent workers): the poll looks a little behind its mark, or that position was missed until the
+    hourly rebuild."""
+    async with clocked(database_url, tmp_path) as (client, rt, clock):
+        live = live_index(rt.service)
+        await report(client, "cust-late-pos", "中控黑屏")  # the index is built
+        async with rt.uow() as uow:
+            assert await uow.update_technician_position("tech-liu", 31.2040, 121.5908, clock.now())
+            await uow.commit()
+        assert (await _profiles(rt, live))["tech-liu"].last_position is not None  # polled up to now
+        async with rt.uow() as uow:  # began a second earlier, committed only now
+            assert await uow.update_technician_position("tech-xu", 31.1700, 121.3900,
+                                                         clock.now() - timedelta(seconds=1))
+            await uow.commit()
+        profiles = await _profiles(rt, live)
+        assert profiles["tech-xu"].last_position is not None
+        assert profiles == await _rebuilt(rt)

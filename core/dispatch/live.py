@@ -13,7 +13,8 @@ one CandidateIndex and, inside the deciding transaction, brings it up to date fr
     events name directory changes; `offer_accepted` counts towards the jobs accepted in the last
     3 days (their expiry is scheduled, so the count decays);
   * positions change without an event (the location handler writes them directly), so they are
-    polled with a watermark on `last_position_at`;
+    polled with a watermark on `last_position_at`, looking POSITION_COMMIT_LAG behind it (a position
+    is stamped when its command began, and may commit after a later-stamped one was polled);
   * the mark stores the hash too: if the transaction we caught up in rolled back, the event at our
     mark is gone or different next time, and we rebuild (as we do when far behind, and once an hour
     as a safety net for edits made outside the service, e.g. a store's coordinates);
@@ -59,6 +60,7 @@ DIRECTORY_KINDS = frozenset({"people_imported"})  # master data (core/masterdata
 CONFIG_KIND, POLICY_KIND = "config_changed", "dispatch"  # a new dispatch policy version
 RATING_KINDS = frozenset({"signed_off"})  # core.lifecycle.signoff records the customer's rating with this event
 MAX_CATCH_UP_EVENTS = 5000  # further behind than this: a rebuild is cheaper
+POSITION_COMMIT_LAG = timedelta(seconds=10)  # a position's command commits within this (SQLite waits 5 s at most)
 FULL_REFRESH_AFTER = timedelta(hours=1)
 
 PolicySource = Callable[[], Awaitable[tuple[int, DispatchPolicy]]]  # (version, policy) from the database
@@ -239,7 +241,10 @@ class LiveIndex:
                 self._put(self.entries[person_id], person_id, now)
 
     async def _poll_positions(self, directory: DispatchStore, now: datetime) -> None:
-        reports = await directory.positions_since(self.position_mark)
+        # A little behind the mark: a position is stamped when its command began and may commit after a
+        # later-stamped one was polled. What is read again unchanged is skipped below.
+        since = self.position_mark - POSITION_COMMIT_LAG if self.position_mark is not None else None
+        reports = await directory.positions_since(since)
         for report in reports:
             entry = self.entries.get(report.person_id)
             if entry is not None and (entry.last_position, entry.last_position_at) != (report.position, report.at):
