@@ -46,11 +46,12 @@ def _accept_statement(dialect: str) -> Any:
 
 
 class SqlInbox:
-    """Implements core.ports.InboxPort. `on_accepted(row_id)` is told about each new row."""
+    """Implements core.ports.InboxPort. `on_accepted(row_id, sender)` is told about each new row (the
+    sender, "platform:external id", lets processing keep one sender's messages in order)."""
 
     def __init__(
         self, sessions: Sessions, clock: Clock,
-        on_accepted: Callable[[int], None] | None = None,
+        on_accepted: Callable[[int, str], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
@@ -88,10 +89,10 @@ class SqlInbox:
             if not self._accepting:
                 self._settled.set()
         if row_id is not None and schedule and self.on_accepted is not None:
-            accepted, new_row = self.on_accepted, int(row_id)
+            accepted, new_row, sender = self.on_accepted, int(row_id), f"{message.platform}:{message.sender}"
 
             async def tell() -> None:
-                accepted(new_row)
+                accepted(new_row, sender)
 
             await after_commit(tell)  # inside a caller's shared transaction: once that commits
         return int(row_id) if row_id is not None else None

@@ -38,7 +38,8 @@ class ArqInboxHandoff:
         self._rows: list[int] = []
         self._pending: set[asyncio.Task[None]] = set()
 
-    def __call__(self, row_id: int) -> None:
+    def __call__(self, row_id: int, sender: str | None = None) -> None:
+        # (The sender is not used: arq workers take jobs in any order. docs/architecture.md, "Inbox".)
         # Called synchronously right after the commit: the answer to the platform does not wait.
         self._rows.append(row_id)
         if len(self._rows) == 1:  # the first of this turn schedules the hand-off of all of them

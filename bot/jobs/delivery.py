@@ -47,11 +47,18 @@ class InboxProcessor:
         # Work handlers left for after their row's transaction (`Later`), by row, until it is taken.
         self._later: dict[int, Later] = {}
         self._answering: set[asyncio.Task[bool]] = set()
+        # One sender's messages in the order they arrived, with several workers (PostgreSQL): a row whose
+        # sender has a row being handled waits behind it, and that row's worker handles it next (a
+        # location, then the report it belongs to). Rows the sweep schedules carry no sender.
+        self._senders: dict[int, str] = {}  # row -> its sender, for rows scheduled with one
+        self._behind: dict[str, collections.deque[int]] = {}  # sender being handled -> its rows waiting
 
-    def schedule(self, row_id: int) -> None:
+    def schedule(self, row_id: int, sender: str | None = None) -> None:
         if row_id in self._queued:
             return
         self._queued.add(row_id)
+        if sender is not None and self._batch == 1:
+            self._senders[row_id] = sender
         self._waiting.append(row_id)
         if self._active < self._concurrency:
             self._active += 1
@@ -63,20 +70,49 @@ class InboxProcessor:
         try:
             while self._waiting:
                 rows = [self._waiting.popleft() for _ in range(min(self._batch, len(self._waiting)))]
+                waits = False
                 try:
                     if self._batch > 1:
                         await self._process_batch(rows)
                     else:
-                        await self._process_gated(rows[0])
+                        waits = await self._process_in_order(rows[0])
                 except Exception:  # the database failed under us: the sweep retries the rows later
                     log.exception("inbox rows %s could not be processed", rows)
                 finally:
-                    self._queued.difference_update(rows)
+                    if not waits:
+                        self._queued.difference_update(rows)
                 # Then let the loop run: on SQLite the handling never yields, and requests that
                 # arrived meanwhile must not wait until a backlog is worked off.
                 await let_others_run(ROW_TURNS if self._batch > 1 else YIELD_TURNS)
         finally:
             self._active -= 1  # in the same step as the empty check: schedule() never strands a row
+
+    async def _process_in_order(self, row_id: int) -> bool:
+        """Process the row, then the rows of its sender that arrived meanwhile; True: it waits behind an
+        earlier row of its sender, which another worker is handling (and will handle this one next)."""
+        sender = self._senders.pop(row_id, None)
+        if sender is None:
+            await self._process_gated(row_id)
+            return False
+        behind = self._behind.get(sender)
+        if behind is not None:
+            behind.append(row_id)
+            return True
+        self._behind[sender] = behind = collections.deque()
+        try:
+            await self._process_gated(row_id)
+            while behind:
+                next_row = behind.popleft()
+                try:
+                    await self._process_gated(next_row)
+                except Exception:  # as in `_work`: this row only, the sweep retries it
+                    log.exception("inbox row %s could not be processed", next_row)
+                finally:
+                    self._queued.discard(next_row)
+        finally:
+            del self._behind[sender]
+            self._queued.difference_update(behind)  # left by a failure above: the sweep's now
+        return False
 
     async def _process_gated(self, row_id: int) -> None:
         # Accepts go first, before our transaction (see SqlInbox.accepts_settled).
