@@ -47,7 +47,7 @@ async def test_one_senders_messages_in_order_while_others_go_on(client: TestClie
         assert [k for k in finished if k.startswith(sender)] == [f"{sender}:{n}" for n in (1, 2, 3)]
         assert [k for k in started if k.startswith(sender)] == [f"{sender}:{n}" for n in (1, 2, 3)]
     # Both senders' slow first messages ran at the same time: the order is per sender, not global.
-    assert started[:2] == ["cust-order-a:1", "cust-order-b:1"]
+    assert set(started[:2]) == {"cust-order-a:1", "cust-order-b:1"}
     assert [s for s, _ in await statuses(runtime, rows)] == ["done"] * len(rows)
 
 
