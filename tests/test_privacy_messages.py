@@ -138,3 +138,15 @@ async def test_the_inbox_keeps_a_week_of_dedupe_keys_whatever_the_retention(clie
     await _age(client, 5)  # 8 days
     await RetentionPurge(rt.sessions, rt.service, 1).run(datetime.now(UTC))
     assert await _inbox(client) == []
+
+
+async def test_the_forget_scan_reads_the_inbox_in_spans(client: TestClient) -> None:
+    """The whole inbox is read, a span of ids per transaction (SQLite's transactions hold the write
+    lock): every span is looked at, the last one partly."""
+    rt = runtime_of(client)
+    for n in range(5):
+        await PlaygroundUser(client, f"cust-span-{n % 2}").say("你好")
+    messages = SqlMessageLogs(rt.sessions)
+    ids, newest = await messages.inbox_rows_from([("local", "cust-span-1")], span=2)
+    whole, _ = await messages.inbox_rows_from([("local", "cust-span-1")], span=1_000)
+    assert len(ids) == 2 and sorted(ids) == sorted(whole) and newest >= max(ids)

@@ -63,8 +63,8 @@ async def forget(settings: Settings, person_id: str) -> dict[str, Any]:
         service = TicketService(lambda: SqlUnitOfWork(sessions, channels=settings.delivery_channels()),
                                 SystemClock(), RuleBook(), service_config(settings))
         messages = SqlMessageLogs(sessions)
-        # Read before the transaction (the whole inbox: the sender is inside the payload), which then
-        # looks only at rows that arrived since; the identities are gone once the forget commits.
+        # Read before the transaction, in short ones (the whole inbox: the sender is inside the payload);
+        # the forget then looks only at rows that arrived since. The identities are gone once it commits.
         senders = await customer_identities(sessions, person_id)
         inbox_ids, read_through = await messages.inbox_rows_from(senders)
         async with sessions.shared_transaction():
