@@ -7,7 +7,8 @@ The fold runs in two phases so that neither the ticket transaction nor the event
    events after the watermark), their stored facts and their new facts (ticket row + trail,
    core/reports/facts.py), and the first-time-fix `came_back` flags they change on other tickets of
    the same asset. Nothing is written.
-2. `apply_fold(conn, plan)` — one short transaction: a compare-and-set of the fold state (the plan was
+2. `apply_fold(conn, plan)` (`write_fold` on a synchronous connection: on SQLite the worker process
+   writes its plan itself) — one short transaction: a compare-and-set of the fold state (the plan was
    made from that state; when another process folded first, nothing is written), the facts rows
    replaced and the per-day rows moved by the difference between new and stored facts
    (`x = x + excluded.x`). Applying a plan twice changes nothing the second time, and several
@@ -35,6 +36,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, cast
 
 from sqlalchemy import Executable, Table, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col
 
@@ -89,9 +91,10 @@ TOPS = cast(Table, ReportDayTopStayRow.__table__)  # type: ignore[attr-defined]
 STATE = cast(Table, ReportFoldStateRow.__table__)  # type: ignore[attr-defined]
 TICKETS = cast(Table, TicketRow.__table__)  # type: ignore[attr-defined]
 
-# A step's write runs on the event loop (~0.1 ms per ticket: its facts row, the deltas, the upserts): these
-# bound it to a few tens of ms. With 4,000 events (~1,200 tickets under intake at full speed) a step held
-# the loop 100-200 ms every 3 s — a stall for every request and ~4 % of intake's throughput (issues 20, 24).
+# A step's write (~0.1 ms per ticket: its facts row, the deltas, the upserts) holds the write lock, on
+# PostgreSQL the event loop too: these bound it to a few tens of ms. With 4,000 events (~1,200 tickets under
+# intake at full speed) a step held the loop 100-200 ms every 3 s — a stall for every request and ~4 % of
+# intake's throughput (issues 20, 24). On SQLite the service's writes wait that long for the worker's lock.
 BACKFILL_BATCH = 300  # tickets per backfill step
 EVENT_BATCH = 1_200  # audit events per incremental step (a fault report writes ~3)
 CHUNK = 500  # numbers per IN (...)
@@ -415,7 +418,7 @@ def _decide_came_back(execute: Execute, plan: FoldPlan) -> None:
 
 # --- phase 2: the write ---
 
-def _dialect_insert(conn: AsyncConnection, table: Table) -> Any:
+def _dialect_insert(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (SQLite ≥ 3.24 and PostgreSQL)."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects import postgresql
@@ -426,12 +429,12 @@ def _dialect_insert(conn: AsyncConnection, table: Table) -> Any:
     return sqlite.insert(table)
 
 
-def _insert_new(conn: AsyncConnection, table: Table) -> Any:
+def _insert_new(conn: Connection, table: Table) -> Any:
     """INSERT … ON CONFLICT DO NOTHING (another process started the fold at the same moment)."""
     return _dialect_insert(conn, table).on_conflict_do_nothing()
 
 
-def _upsert(conn: AsyncConnection, table: Table, keys: Sequence[str], add: Sequence[str]) -> Any:
+def _upsert(conn: Connection, table: Table, keys: Sequence[str], add: Sequence[str]) -> Any:
     statement = _dialect_insert(conn, table)
     return statement.on_conflict_do_update(
         index_elements=list(keys), set_={name: table.c[name] + statement.excluded[name] for name in add})
@@ -440,16 +443,22 @@ def _upsert(conn: AsyncConnection, table: Table, keys: Sequence[str], add: Seque
 async def apply_fold(conn: AsyncConnection, plan: FoldPlan) -> bool:
     """Write the plan in the caller's transaction; False (nothing written) when the fold state is no
     longer the one the plan was made from."""
+    return bool(await conn.run_sync(write_fold, plan))
+
+
+def write_fold(conn: Connection, plan: FoldPlan) -> bool:
+    """`apply_fold` on a synchronous connection: the report worker process writes its plans itself
+    (SQLite; bot/jobs/report_aggregates.py)."""
     new_state = {k: v for k, v in plan.new_state.items() if k in STATE.c}
     if plan.state is None or plan.reset:
         if plan.reset:
             assert plan.state is not None
-            moved = await conn.execute(delete(STATE).where(STATE.c.id == 1, STATE.c.zone == plan.state["zone"]))
+            moved = conn.execute(delete(STATE).where(STATE.c.id == 1, STATE.c.zone == plan.state["zone"]))
             if moved.rowcount != 1:
                 return False
             for table in (FACTS, DAYS, ROLLUPS, VALUES, TECHS, WAITS, TOPS):
-                await conn.execute(delete(table))
-        return bool((await conn.execute(_insert_new(conn, STATE).values(**new_state))).rowcount == 1)
+                conn.execute(delete(table))
+        return bool(conn.execute(_insert_new(conn, STATE).values(**new_state)).rowcount == 1)
     first_look = plan.state.get("responses_checked_at") is None and plan.new_state.get("responses_checked_at")
     if not plan.new and not first_look and all(plan.new_state.get(k) == plan.state.get(k)
                                                for k in ("seq", "backfill_next_id")):
@@ -458,34 +467,33 @@ async def apply_fold(conn: AsyncConnection, plan: FoldPlan) -> bool:
         return True
     guard = [STATE.c.id == 1, STATE.c.steps == plan.state["steps"]]
     new_state["steps"] = plan.state["steps"] + 1
-    if (await conn.execute(update(STATE).where(*guard).values(new_state))).rowcount != 1:
+    if conn.execute(update(STATE).where(*guard).values(new_state)).rowcount != 1:
         return False
     if not plan.new:
         return True
     numbers = list(plan.new)
     for start in range(0, len(numbers), CHUNK):
-        await conn.execute(delete(FACTS).where(FACTS.c.number.in_(numbers[start:start + CHUNK])))
-    await conn.execute(_INSERT_FACTS, [fact_row(f) for f in plan.new.values()])
+        conn.execute(delete(FACTS).where(FACTS.c.number.in_(numbers[start:start + CHUNK])))
+    conn.execute(_INSERT_FACTS, [fact_row(f) for f in plan.new.values()])
     d = deltas_of(plan.old, plan.new)
     day_rows = [{"day": k[0], "store_id": k[1], "category": k[2], "priority": k[3],
                  **{name: v.get(name, 0) for name in DAY_COUNTERS}} for k, v in d.days.items() if any(v.values())]
     if day_rows:
-        await conn.execute(_upsert(conn, DAYS, ("day", "store_id", "category", "priority"), DAY_COUNTERS), day_rows)
-        await conn.execute(_upsert(conn, ROLLUPS, ("dim", "day", "value", "priority"), DAY_COUNTERS),
-                           rollup_rows(day_rows))
+        conn.execute(_upsert(conn, DAYS, ("day", "store_id", "category", "priority"), DAY_COUNTERS), day_rows)
+        conn.execute(_upsert(conn, ROLLUPS, ("dim", "day", "value", "priority"), DAY_COUNTERS),
+                     rollup_rows(day_rows))
     value_rows = [{"kind": k[0], "day": k[1], "x": k[2], "y": k[3], "n": n} for k, n in d.values.items() if n]
     if value_rows:
-        await conn.execute(_upsert(conn, VALUES, ("kind", "day", "x", "y"), ("n",)), value_rows)
+        conn.execute(_upsert(conn, VALUES, ("kind", "day", "x", "y"), ("n",)), value_rows)
     tech_rows = [{"day": k[0], "assignee_id": k[1], "closed": v[0], "rating_sum": v[1], "rating_n": v[2]}
                  for k, v in d.technicians.items() if any(v)]
     if tech_rows:
-        await conn.execute(_upsert(conn, TECHS, ("day", "assignee_id"), ("closed", "rating_sum", "rating_n")),
-                           tech_rows)
+        conn.execute(_upsert(conn, TECHS, ("day", "assignee_id"), ("closed", "rating_sum", "rating_n")), tech_rows)
     wait_rows = [{"day": k[0], "state": k[1], "stays": v[0], "micros": v[1]} for k, v in d.waits.items() if any(v)]
     if wait_rows:
-        await conn.execute(_upsert(conn, WAITS, ("day", "state"), ("stays", "micros")), wait_rows)
+        conn.execute(_upsert(conn, WAITS, ("day", "state"), ("stays", "micros")), wait_rows)
     if d.tops:
-        await _keep_top_stays(conn, d.tops)
+        _keep_top_stays(conn, d.tops)
     return True
 
 
@@ -504,12 +512,12 @@ def rollup_rows(day_rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             for k, v in sums.items() if any(v)]
 
 
-async def _keep_top_stays(conn: AsyncConnection, stays: list[tuple[date, str, str, datetime, int]]) -> None:
+def _keep_top_stays(conn: Connection, stays: list[tuple[date, str, str, datetime, int]]) -> None:
     by_key: dict[tuple[date, str], list[tuple[int, str, datetime]]] = defaultdict(list)
     for day, state, number, entered, micros in stays:
         by_key[(day, state)].append((micros, number, entered))
     for (day, state), candidates in by_key.items():
-        kept = [(r.micros, r.number, r.entered_at) for r in await conn.execute(
+        kept = [(r.micros, r.number, r.entered_at) for r in conn.execute(
             select(TOPS.c.micros, TOPS.c.number, TOPS.c.entered_at).where(TOPS.c.day == day, TOPS.c.state == state))]
         present = {(n, e) for _, n, e in kept}
         merged = sorted(kept + [c for c in candidates if (c[1], c[2]) not in present], reverse=True)
@@ -518,10 +526,10 @@ async def _keep_top_stays(conn: AsyncConnection, stays: list[tuple[date, str, st
                  if (n, e) not in present]
         gone = [(n, e) for _, n, e in dropped if (n, e) in present]
         for number, entered in gone:
-            await conn.execute(delete(TOPS).where(TOPS.c.day == day, TOPS.c.state == state,
-                                                  TOPS.c.number == number, TOPS.c.entered_at == entered))
+            conn.execute(delete(TOPS).where(TOPS.c.day == day, TOPS.c.state == state,
+                                            TOPS.c.number == number, TOPS.c.entered_at == entered))
         if fresh:
-            await conn.execute(insert(TOPS), fresh)
+            conn.execute(insert(TOPS), fresh)
 
 
 # --- reads ---

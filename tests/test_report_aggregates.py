@@ -153,6 +153,39 @@ async def test_figures_from_the_aggregates_equal_the_raw_computation(engine_of: 
         assert aggregated == raw
 
 
+async def test_on_sqlite_the_worker_process_writes_the_fold(tmp_path: Path) -> None:
+    """Issue 20: the fold's rows are built and written by the report worker process, not on the service's
+    connection (its loop); a step waits for the service's write transaction instead of failing."""
+    path = tmp_path / "fold.db"
+    prefill(["--sqlite", str(path)], tickets=400)
+    now = datetime.now(UTC) + timedelta(minutes=5)
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        async with engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection._connection  # type: ignore[union-attr]
+            written_here = raw.total_changes
+        aggregator = ReportAggregator(shim(engine, now))
+        await aggregator.catch_up()
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(func.count()).select_from(FACTS))).scalar_one() == 400
+            assert (await conn.execute(select(func.sum(DAYS.c.reported)))).scalar_one() == 400
+        assert raw.total_changes == written_here  # not one row through the service's own connection
+
+        steps_written = aggregator.written
+        async with engine.begin() as conn:  # the service holds the write lock while the worker's step begins
+            await conn.execute(STATE.update().values(seq=STATE.c.seq - 100))
+            step = asyncio.ensure_future(aggregator.step())
+            await asyncio.sleep(0.5)
+            assert not step.done()  # waiting for the lock, not failed
+        plan = await step
+        assert aggregator.written == steps_written + 1 and plan.new_state["seq"] > 0
+        assert raw.total_changes == written_here + 1  # the service's own update, nothing more
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(func.sum(DAYS.c.reported)))).scalar_one() == 400  # folded again: same
+    finally:
+        await engine.dispose()
+
+
 async def test_another_zone_rebuilds_from_scratch(engine_of: AsyncEngine) -> None:
     engine = engine_of
     now = datetime.now(UTC) + timedelta(minutes=5)

@@ -44,6 +44,7 @@ from sqlalchemy.pool import NullPool
 
 from bot.background_processes import background_pool
 from storage.database import compact_json, parse_json, sqlite_path
+from storage.sqlite.wal_checkpoint import INLINE_CHECKPOINT_PAGES
 
 T = TypeVar("T")
 Execute = Callable[[Executable], Sequence[Any]]  # the rows (sqlalchemy Row) of a statement
@@ -72,17 +73,15 @@ class ReportReads:
         finally:
             self._draining = False
 
+    @property
+    def in_worker_process(self) -> bool:
+        """Whether jobs run in the worker process (a SQLite file), where `run_writing` is available."""
+        return self.path is not None
+
     async def run(self, job: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         if self.path is not None:
-            for attempt in (1, 2):
-                try:
-                    return await loop.run_in_executor(_worker_process(), _in_worker, str(self.path.resolve()), job,
-                                                      args)
-                except BrokenProcessPool:  # the worker died (killed, out of memory): a new one, once
-                    _drop_worker_process()
-                    if attempt == 2:
-                        raise
+            return await self._in_worker_process(_in_worker, job, args)
         thread = self._thread_executor()
 
         def bridged(statement: Executable) -> Sequence[Any]:
@@ -95,6 +94,29 @@ class ReportReads:
                 return job(bridged, *args)
 
         return await loop.run_in_executor(thread, in_thread)
+
+    async def run_writing(self, job: Callable[..., T], *args: Any) -> T:
+        """A job that reads and then writes, both in the worker process (SQLite file only):
+        `job(execute, begin, *args)`, `begin()` giving a synchronous connection in a write transaction
+        (BEGIN IMMEDIATE) that commits when its block ends. Why: what the job writes (the report fold)
+        then costs the service's process nothing — no rows built, no pages written on its event loop.
+        While the job's transaction is open the service's own writes wait for SQLite's write lock (as
+        they would for a write of its own); keep it short."""
+        if self.path is None:
+            raise RuntimeError("run_writing: only for a SQLite file (see in_worker_process)")
+        return await self._in_worker_process(_in_worker_writing, job, args)
+
+    async def _in_worker_process(self, entry: Callable[..., T], job: Callable[..., T], args: tuple[Any, ...]) -> T:
+        assert self.path is not None
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            try:
+                return await loop.run_in_executor(_worker_process(), entry, str(self.path.resolve()), job, args)
+            except BrokenProcessPool:  # the worker died (killed, out of memory): a new one, once
+                _drop_worker_process()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _thread_executor(self) -> Executor:
         if self._thread is None:
@@ -138,6 +160,7 @@ def shutdown_worker_process() -> None:
 
 
 _ENGINES: dict[str, Engine] = {}  # in the worker: one read-only engine per database file
+_WRITERS: dict[str, Engine] = {}  # and one writing engine, for run_writing's jobs
 
 
 def _in_worker(path: str, job: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -146,6 +169,13 @@ def _in_worker(path: str, job: Callable[..., T], args: tuple[Any, ...]) -> T:
         engine = _ENGINES[path] = read_only_sqlite(Path(path))
     with engine.connect() as connection:
         return job(direct(connection), *args)
+
+
+def _in_worker_writing(path: str, job: Callable[..., T], args: tuple[Any, ...]) -> T:
+    writer = _WRITERS.get(path)
+    if writer is None:
+        writer = _WRITERS[path] = writing_sqlite(Path(path))
+    return _in_worker(path, job, (writer.begin, *args))
 
 
 def direct(connection: Connection) -> Execute:
@@ -165,6 +195,28 @@ def read_only_sqlite(path: Path) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.execute("PRAGMA busy_timeout=5000")
         dbapi_connection.execute("PRAGMA temp_store=MEMORY")  # sorts of a large period in memory, not a file
+
+    return engine
+
+
+def writing_sqlite(path: Path) -> Engine:
+    """A synchronous engine writing the service's SQLite file, its transactions begun IMMEDIATE (the
+    write lock taken at BEGIN: a transaction that read first could not take it later without failing
+    at once when the service committed in between), with the service's own settings for the log."""
+    engine = sqlalchemy.create_engine(
+        f"sqlite:///file:{path.resolve()}?mode=rw&uri=true", poolclass=NullPool,
+        json_serializer=compact_json, json_deserializer=parse_json)
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" below decides when transactions begin
+        for pragma in ("busy_timeout=5000", "synchronous=NORMAL", "temp_store=MEMORY",
+                       f"wal_autocheckpoint={INLINE_CHECKPOINT_PAGES}"):
+            dbapi_connection.execute(f"PRAGMA {pragma}")
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
