@@ -19,6 +19,10 @@ where it is awaited like any other (asyncpg does not block); there, cyclic garba
 paused while the job runs, since a collection stops every thread for as long as it walks the job's
 objects.
 
+Jobs that read and then write (`run_writing`: the report fold, every few seconds under intake) run in
+the worker process on both engines — on PostgreSQL over an asyncpg connection driven by an event loop
+of the worker's own — so that the service's process spends nothing on them.
+
 A job is `job(execute, *args)`: a module-level function (it is pickled by reference), `execute(statement)`
 giving the rows of a Core statement typed as the service's own sessions type them.
 """
@@ -26,6 +30,7 @@ giving the rows of a Core statement typed as the service's own sessions type the
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import threading
@@ -39,11 +44,11 @@ from typing import Any, TypeVar
 import sqlalchemy
 from sqlalchemy import Executable
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from bot.background_processes import background_pool
-from storage.database import compact_json, parse_json, sqlite_path
+from storage.database import async_url, compact_json, parse_json, sqlite_path
 from storage.sqlite.wal_checkpoint import INLINE_CHECKPOINT_PAGES
 
 T = TypeVar("T")
@@ -56,14 +61,21 @@ class ReportReads:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = weakref.ref(engine)  # the registry below is keyed by the engine: no strong reference
-        self.path = sqlite_path(engine.url.render_as_string(hide_password=False))
+        self._url = engine.url.render_as_string(hide_password=False)
+        self.path = sqlite_path(self._url)
+        self._postgres = engine.dialect.name == "postgresql"
         self._thread: ThreadPoolExecutor | None = None
         self._draining = False
+        self._writing: set[concurrent.futures.Future[Any]] = set()  # run_writing's jobs in the worker process
 
     async def drain(self) -> None:
         """Wait for the job in the thread to end; its remaining statements fail at once. The runtime calls
         this when it stops: a job left running would open a connection on a loop about to close and leave
-        it in its transaction (on PostgreSQL: a lock held until the process exits)."""
+        it in its transaction (on PostgreSQL: a lock held until the process exits). Writing jobs in the
+        worker process are waited for too (cancelling the caller does not stop them): nothing of this
+        service writes to its database once it has stopped."""
+        if self._writing:
+            await asyncio.to_thread(concurrent.futures.wait, list(self._writing))
         thread, self._thread = self._thread, None
         if thread is None:
             return
@@ -74,9 +86,10 @@ class ReportReads:
             self._draining = False
 
     @property
-    def in_worker_process(self) -> bool:
-        """Whether jobs run in the worker process (a SQLite file), where `run_writing` is available."""
-        return self.path is not None
+    def writes_in_worker(self) -> bool:
+        """Whether `run_writing` is available: a SQLite file, or PostgreSQL (not an in-memory SQLite,
+        which no other process can open)."""
+        return self.path is not None or self._postgres
 
     async def run(self, job: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -96,15 +109,29 @@ class ReportReads:
         return await loop.run_in_executor(thread, in_thread)
 
     async def run_writing(self, job: Callable[..., T], *args: Any) -> T:
-        """A job that reads and then writes, both in the worker process (SQLite file only):
-        `job(execute, begin, *args)`, `begin()` giving a synchronous connection in a write transaction
-        (BEGIN IMMEDIATE) that commits when its block ends. Why: what the job writes (the report fold)
-        then costs the service's process nothing — no rows built, no pages written on its event loop.
-        While the job's transaction is open the service's own writes wait for SQLite's write lock (as
-        they would for a write of its own); keep it short."""
-        if self.path is None:
-            raise RuntimeError("run_writing: only for a SQLite file (see in_worker_process)")
-        return await self._in_worker_process(_in_worker_writing, job, args)
+        """A job that reads and then writes, both in the worker process: `job(execute, write, *args)`,
+        `write(fn, *a)` giving `fn(connection, *a)`, run on a synchronous connection in a transaction of
+        its own that commits when `fn` returns (SQLite: BEGIN IMMEDIATE). Why: what the job writes (the
+        report fold) then costs the service's process nothing — no rows built, no pages written, on
+        PostgreSQL no reads decoded on its loop and no thread taking its interpreter lock. On SQLite the
+        service's own writes wait for the write lock while `fn` runs (as for a write of its own): keep it
+        short. PostgreSQL runs it on an asyncpg connection of the worker's own event loop."""
+        if not self.writes_in_worker:
+            raise RuntimeError("run_writing: not for an in-memory SQLite database (see writes_in_worker)")
+        entry: Callable[[str, Callable[..., T], tuple[Any, ...]], T] = \
+            _in_worker_postgres if self._postgres else _in_worker_writing
+        target = self._url if self._postgres else str(self.path.resolve()) if self.path else ""
+        for attempt in (1, 2):
+            future: concurrent.futures.Future[T] = _worker_process().submit(entry, target, job, args)
+            self._writing.add(future)
+            future.add_done_callback(self._writing.discard)
+            try:
+                return await asyncio.wrap_future(future)
+            except BrokenProcessPool:
+                _drop_worker_process()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _in_worker_process(self, entry: Callable[..., T], job: Callable[..., T], args: tuple[Any, ...]) -> T:
         assert self.path is not None
@@ -175,7 +202,52 @@ def _in_worker_writing(path: str, job: Callable[..., T], args: tuple[Any, ...]) 
     writer = _WRITERS.get(path)
     if writer is None:
         writer = _WRITERS[path] = writing_sqlite(Path(path))
-    return _in_worker(path, job, (writer.begin, *args))
+
+    def write(fn: Callable[..., Any], *more: Any) -> Any:
+        with writer.begin() as connection:
+            return fn(connection, *more)
+
+    return _in_worker(path, job, (write, *args))
+
+
+_LOOP: asyncio.AbstractEventLoop | None = None  # in the worker: the event loop of its PostgreSQL connections
+_POSTGRES: dict[str, AsyncEngine] = {}
+
+
+def _in_worker_postgres(url: str, job: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """A writing job on PostgreSQL: one asyncpg connection for the job, driven by the worker's own loop
+    (no synchronous driver is installed); its reads in one READ COMMITTED transaction (each statement
+    sees what was committed when it began, as on the service's pool), ended before the write."""
+    global _LOOP
+    if _LOOP is None:
+        _LOOP = asyncio.new_event_loop()
+    loop = _LOOP
+    engine = _POSTGRES.get(url)
+    if engine is None:  # no pool: nothing of the worker's stays connected between jobs
+        engine = _POSTGRES[url] = create_async_engine(async_url(url), poolclass=NullPool,
+                                                      json_serializer=compact_json, json_deserializer=parse_json)
+    connection = loop.run_until_complete(engine.connect())
+    try:
+        def execute(statement: Executable) -> Sequence[Any]:
+            return loop.run_until_complete(_rows(connection, statement))
+
+        def write(fn: Callable[..., Any], *more: Any) -> Any:
+            return loop.run_until_complete(_write(connection, fn, more))
+
+        return job(execute, write, *args)
+    finally:
+        loop.run_until_complete(connection.close())
+
+
+async def _rows(connection: AsyncConnection, statement: Executable) -> Sequence[Any]:
+    return (await connection.execute(statement)).all()
+
+
+async def _write(connection: AsyncConnection, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    if connection.in_transaction():
+        await connection.rollback()  # the reads' transaction: nothing in it to keep
+    async with connection.begin():
+        return await connection.run_sync(fn, *args)
 
 
 def direct(connection: Connection) -> Execute:

@@ -2,9 +2,11 @@
 
 Started by the runtime (`Runtime.start`, with the other background loops). Every few seconds: plan a
 step off the event loop, then write it in one short transaction guarded by a compare-and-set of the
-fold state. On a SQLite file both happen in the report worker process (the plan is not sent back:
-building the rows and writing their pages on the service's loop cost intake ~10 % of its instructions,
-issue 20); on PostgreSQL the plan is made in a thread and written on the loop. The first run
+fold state. Both happen in the report worker process (ReportReads.run_writing), and the plan is not
+sent back: building the rows and writing their pages on the service's loop cost intake ~10 % of its
+instructions on SQLite (issue 20); on PostgreSQL the plan was made in a thread of the service, which
+took its interpreter lock and decoded every row read on its loop. Only an in-memory SQLite database
+(tests) plans in a thread and writes on the loop. The first run
 backfills every ticket, BACKFILL_BATCH at a time, yielding to the loop between steps; until it is done
 报表 computes from the tickets as before. Nothing here runs in the ticket's transaction: intake writes what it wrote.
 
@@ -18,13 +20,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
-
-from sqlalchemy.engine import Connection
 
 from bot.chat.report_reads import Execute, report_reads
 from storage.report_aggregates import FoldPlan, apply_fold, plan_fold, write_fold
@@ -38,21 +37,23 @@ def plan_step(execute: Execute, zone_name: str, now: datetime) -> FoldPlan:
     return plan_fold(execute, ZoneInfo(zone_name), zone_name, now)
 
 
-def fold_step(execute: Execute, begin: Callable[[], AbstractContextManager[Connection]], zone_name: str,
-              now: datetime) -> tuple[FoldPlan, bool]:
-    """Plan and write one step in the worker process (SQLite): the plan is read without a transaction
-    held, then written in a short one. Only the plan's state comes back (not its facts): the service
-    has nothing to do with them."""
+def fold_step(execute: Execute, write: Callable[..., Any], zone_name: str, now: datetime) -> tuple[FoldPlan, bool]:
+    """Plan and write one step in the worker process (ReportReads.run_writing): the plan is read without
+    a write transaction held, then written in a short one. Only the plan's state comes back (not its
+    facts): the service has nothing to do with them."""
     plan = plan_step(execute, zone_name, now)
-    with begin() as conn:
-        written = write_fold(conn, plan)
+    written = bool(write(write_fold, plan))
     return replace(plan, old={}, new={}), written
 
 
 class ReportAggregator:
-    def __init__(self, runtime: Any, every_s: float = EVERY_S) -> None:
+    def __init__(self, runtime: Any, every_s: float = EVERY_S, *, in_worker: bool = True) -> None:
+        """`in_worker=False`: plan in the worker (or a thread) and write on this loop, as an in-memory
+        database must — so that several folders of one test process contend as several processes do
+        (one process's worker runs its jobs one at a time)."""
         self.runtime = runtime
         self.every_s = every_s
+        self.in_worker = in_worker
         self.steps = 0
         self.written = 0
 
@@ -63,9 +64,9 @@ class ReportAggregator:
     async def step(self) -> FoldPlan:
         """Plan and write one step; the plan says whether there is more to fold."""
         reads, now = report_reads(self.runtime), self.runtime.clock.now()
-        if reads.in_worker_process:  # SQLite: the worker writes too; the service's loop does nothing for it
+        if self.in_worker and reads.writes_in_worker:  # the worker plans and writes: nothing of it here
             plan, written = await reads.run_writing(fold_step, self.zone_name, now)
-        else:  # PostgreSQL (asyncpg does not block the loop), in-memory SQLite (no other connection sees it)
+        else:  # in-memory SQLite (no other process can open it), or asked to
             plan = await reads.run(plan_step, self.zone_name, now)
             async with self.runtime.sessions.transaction() as conn:
                 written = await apply_fold(conn, plan)
