@@ -7,8 +7,8 @@ The fold runs in two phases so that neither the ticket transaction nor the event
    events after the watermark), their stored facts and their new facts (ticket row + trail,
    core/reports/facts.py), and the first-time-fix `came_back` flags they change on other tickets of
    the same asset. Nothing is written.
-2. `apply_fold(conn, plan)` (`write_fold` on a synchronous connection: on SQLite the worker process
-   writes its plan itself) — one short transaction: a compare-and-set of the fold state (the plan was
+2. `apply_fold(conn, plan)` (`write_fold` on a synchronous connection: on PostgreSQL the worker
+   process writes its plan itself) — one short transaction: a compare-and-set of the fold state (the plan was
    made from that state; when another process folded first, nothing is written), the facts rows
    replaced and the per-day rows moved by the difference between new and stored facts
    (`x = x + excluded.x`). Applying a plan twice changes nothing the second time, and several
@@ -91,10 +91,10 @@ TOPS = cast(Table, ReportDayTopStayRow.__table__)  # type: ignore[attr-defined]
 STATE = cast(Table, ReportFoldStateRow.__table__)  # type: ignore[attr-defined]
 TICKETS = cast(Table, TicketRow.__table__)  # type: ignore[attr-defined]
 
-# A step's write (~0.1 ms per ticket: its facts row, the deltas, the upserts) holds the write lock, on
-# PostgreSQL the event loop too: these bound it to a few tens of ms. With 4,000 events (~1,200 tickets under
-# intake at full speed) a step held the loop 100-200 ms every 3 s — a stall for every request and ~4 % of
-# intake's throughput (issues 20, 24). On SQLite the service's writes wait that long for the worker's lock.
+# On SQLite a step's write runs on the event loop (~0.1 ms per ticket: its facts row, the deltas, the
+# upserts): these bound it to a few tens of ms. With 4,000 events (~1,200 tickets under intake at full speed)
+# a step held the loop 100-200 ms every 3 s — a stall for every request and ~4 % of intake's throughput
+# (issues 20, 24).
 BACKFILL_BATCH = 300  # tickets per backfill step
 EVENT_BATCH = 1_200  # audit events per incremental step (a fault report writes ~3)
 CHUNK = 500  # numbers per IN (...)
@@ -448,7 +448,7 @@ async def apply_fold(conn: AsyncConnection, plan: FoldPlan) -> bool:
 
 def write_fold(conn: Connection, plan: FoldPlan) -> bool:
     """`apply_fold` on a synchronous connection: the report worker process writes its plans itself
-    (SQLite; bot/jobs/report_aggregates.py)."""
+    (PostgreSQL; bot/jobs/report_aggregates.py)."""
     new_state = {k: v for k, v in plan.new_state.items() if k in STATE.c}
     if plan.state is None or plan.reset:
         if plan.reset:

@@ -154,11 +154,19 @@ async def test_figures_from_the_aggregates_equal_the_raw_computation(engine_of: 
         assert aggregated == raw
 
 
-async def test_the_worker_process_plans_and_writes_the_fold(engine_of: AsyncEngine) -> None:
-    """Issue 20: the fold is read, built and written by the report worker process; the service's engine
-    sends not one statement for it (on SQLite nothing on its loop, on PostgreSQL no rows decoded there and no
-    thread taking its interpreter lock). A step waits for a write transaction of the service, then goes on."""
-    engine = engine_of
+async def test_on_postgres_the_worker_process_plans_and_writes_the_fold(scratch_postgres: str) -> None:
+    """Issues 20, 24: on PostgreSQL the fold is read, built and written by the report worker process; the
+    service's engine sends not one statement for it (no rows decoded on its loop, no thread taking its
+    interpreter lock). A step waits for a write transaction of the service on the fold state, then goes on."""
+    prefill(["--database-url", scratch_postgres])
+    engine = create_engine(scratch_postgres)
+    try:
+        await _fold_in_the_worker(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _fold_in_the_worker(engine: AsyncEngine) -> None:
     now = datetime.now(UTC) + timedelta(minutes=5)
     aggregator = ReportAggregator(shim(engine, now))
     async with statements_sent(engine, with_control=True) as sent:

@@ -19,9 +19,9 @@ where it is awaited like any other (asyncpg does not block); there, cyclic garba
 paused while the job runs, since a collection stops every thread for as long as it walks the job's
 objects.
 
-Jobs that read and then write (`run_writing`: the report fold, every few seconds under intake) run in
-the worker process on both engines — on PostgreSQL over an asyncpg connection driven by an event loop
-of the worker's own — so that the service's process spends nothing on them.
+On PostgreSQL, jobs that read and then write (`run_writing`: the report fold, every few seconds under
+intake) run in the worker process, over an asyncpg connection driven by an event loop of the worker's
+own, so that the service's process spends nothing on them. Not on SQLite: see `writes_in_worker`.
 
 A job is `job(execute, *args)`: a module-level function (it is pickled by reference), `execute(statement)`
 giving the rows of a Core statement typed as the service's own sessions type them.
@@ -49,7 +49,6 @@ from sqlalchemy.pool import NullPool
 
 from bot.background_processes import background_pool
 from storage.database import async_url, compact_json, parse_json, sqlite_path
-from storage.sqlite.wal_checkpoint import INLINE_CHECKPOINT_PAGES
 
 T = TypeVar("T")
 Execute = Callable[[Executable], Sequence[Any]]  # the rows (sqlalchemy Row) of a statement
@@ -87,9 +86,11 @@ class ReportReads:
 
     @property
     def writes_in_worker(self) -> bool:
-        """Whether `run_writing` is available: a SQLite file, or PostgreSQL (not an in-memory SQLite,
-        which no other process can open)."""
-        return self.path is not None or self._postgres
+        """Whether `run_writing` is available: PostgreSQL only. A SQLite file has one writer at a time,
+        and the service's group commits hold its lock back to back under load: a worker waiting for it
+        in SQLite's busy handler (sleeps, no queue) got it every 0.6–4 s, folding a fifth of the tickets
+        while the load lasted (see docs/benchmarks.md). There the plan comes back and the loop writes it."""
+        return self._postgres
 
     async def run(self, job: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -109,20 +110,15 @@ class ReportReads:
         return await loop.run_in_executor(thread, in_thread)
 
     async def run_writing(self, job: Callable[..., T], *args: Any) -> T:
-        """A job that reads and then writes, both in the worker process: `job(execute, write, *args)`,
-        `write(fn, *a)` giving `fn(connection, *a)`, run on a synchronous connection in a transaction of
-        its own that commits when `fn` returns (SQLite: BEGIN IMMEDIATE). Why: what the job writes (the
-        report fold) then costs the service's process nothing — no rows built, no pages written, on
-        PostgreSQL no reads decoded on its loop and no thread taking its interpreter lock. On SQLite the
-        service's own writes wait for the write lock while `fn` runs (as for a write of its own): keep it
-        short. PostgreSQL runs it on an asyncpg connection of the worker's own event loop."""
+        """A job that reads and then writes, both in the worker process (PostgreSQL): `job(execute,
+        write, *args)`, `write(fn, *a)` giving `fn(connection, *a)`, run on a synchronous connection in a
+        transaction of its own that commits when `fn` returns — on an asyncpg connection driven by the
+        worker's own event loop. Why: what the job reads and writes (the report fold) then costs the
+        service's process nothing: no rows decoded on its loop, no thread taking its interpreter lock."""
         if not self.writes_in_worker:
-            raise RuntimeError("run_writing: not for an in-memory SQLite database (see writes_in_worker)")
-        entry: Callable[[str, Callable[..., T], tuple[Any, ...]], T] = \
-            _in_worker_postgres if self._postgres else _in_worker_writing
-        target = self._url if self._postgres else str(self.path.resolve()) if self.path else ""
+            raise RuntimeError("run_writing: PostgreSQL only (see writes_in_worker)")
         for attempt in (1, 2):
-            future: concurrent.futures.Future[T] = _worker_process().submit(entry, target, job, args)
+            future: concurrent.futures.Future[T] = _worker_process().submit(_in_worker_postgres, self._url, job, args)
             self._writing.add(future)
             future.add_done_callback(self._writing.discard)
             try:
@@ -187,7 +183,6 @@ def shutdown_worker_process() -> None:
 
 
 _ENGINES: dict[str, Engine] = {}  # in the worker: one read-only engine per database file
-_WRITERS: dict[str, Engine] = {}  # and one writing engine, for run_writing's jobs
 
 
 def _in_worker(path: str, job: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -196,18 +191,6 @@ def _in_worker(path: str, job: Callable[..., T], args: tuple[Any, ...]) -> T:
         engine = _ENGINES[path] = read_only_sqlite(Path(path))
     with engine.connect() as connection:
         return job(direct(connection), *args)
-
-
-def _in_worker_writing(path: str, job: Callable[..., T], args: tuple[Any, ...]) -> T:
-    writer = _WRITERS.get(path)
-    if writer is None:
-        writer = _WRITERS[path] = writing_sqlite(Path(path))
-
-    def write(fn: Callable[..., Any], *more: Any) -> Any:
-        with writer.begin() as connection:
-            return fn(connection, *more)
-
-    return _in_worker(path, job, (write, *args))
 
 
 _LOOP: asyncio.AbstractEventLoop | None = None  # in the worker: the event loop of its PostgreSQL connections
@@ -267,28 +250,6 @@ def read_only_sqlite(path: Path) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.execute("PRAGMA busy_timeout=5000")
         dbapi_connection.execute("PRAGMA temp_store=MEMORY")  # sorts of a large period in memory, not a file
-
-    return engine
-
-
-def writing_sqlite(path: Path) -> Engine:
-    """A synchronous engine writing the service's SQLite file, its transactions begun IMMEDIATE (the
-    write lock taken at BEGIN: a transaction that read first could not take it later without failing
-    at once when the service committed in between), with the service's own settings for the log."""
-    engine = sqlalchemy.create_engine(
-        f"sqlite:///file:{path.resolve()}?mode=rw&uri=true", poolclass=NullPool,
-        json_serializer=compact_json, json_deserializer=parse_json)
-
-    @sqlalchemy.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" below decides when transactions begin
-        for pragma in ("busy_timeout=5000", "synchronous=NORMAL", "temp_store=MEMORY",
-                       f"wal_autocheckpoint={INLINE_CHECKPOINT_PAGES}"):
-            dbapi_connection.execute(f"PRAGMA {pragma}")
-
-    @sqlalchemy.event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

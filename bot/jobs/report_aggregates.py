@@ -2,13 +2,13 @@
 
 Started by the runtime (`Runtime.start`, with the other background loops). Every few seconds: plan a
 step off the event loop, then write it in one short transaction guarded by a compare-and-set of the
-fold state. Both happen in the report worker process (ReportReads.run_writing), and the plan is not
-sent back: building the rows and writing their pages on the service's loop cost intake ~10 % of its
-instructions on SQLite (issue 20); on PostgreSQL the plan was made in a thread of the service, which
-took its interpreter lock and decoded every row read on its loop. Only an in-memory SQLite database
-(tests) plans in a thread and writes on the loop. The first run
-backfills every ticket, BACKFILL_BATCH at a time, yielding to the loop between steps; until it is done
-报表 computes from the tickets as before. Nothing here runs in the ticket's transaction: intake writes what it wrote.
+fold state. On PostgreSQL both happen in the report worker process (ReportReads.run_writing) and the
+plan is not sent back: planned in a thread of the service, it decoded every row it read on the loop
+and took the interpreter lock from it. On SQLite the worker process plans and the loop writes (one
+writer at a time: see ReportReads.writes_in_worker); an in-memory database plans in a thread. The
+first run backfills every ticket, BACKFILL_BATCH at a time, yielding to the loop between steps; until
+it is done 报表 computes from the tickets as before. Nothing here runs in the ticket's transaction:
+intake writes what it wrote.
 
 Several processes (web + workers) may all run it: a step made from a fold state that another process
 has moved on is not written (and planned again from the new state).
@@ -38,9 +38,9 @@ def plan_step(execute: Execute, zone_name: str, now: datetime) -> FoldPlan:
 
 
 def fold_step(execute: Execute, write: Callable[..., Any], zone_name: str, now: datetime) -> tuple[FoldPlan, bool]:
-    """Plan and write one step in the worker process (ReportReads.run_writing): the plan is read without
-    a write transaction held, then written in a short one. Only the plan's state comes back (not its
-    facts): the service has nothing to do with them."""
+    """Plan and write one step in the worker process (ReportReads.run_writing, PostgreSQL): the plan is
+    read, then written in a short transaction. Only the plan's state comes back (not its facts): the
+    service has nothing to do with them."""
     plan = plan_step(execute, zone_name, now)
     written = bool(write(write_fold, plan))
     return replace(plan, old={}, new={}), written
@@ -48,9 +48,9 @@ def fold_step(execute: Execute, write: Callable[..., Any], zone_name: str, now: 
 
 class ReportAggregator:
     def __init__(self, runtime: Any, every_s: float = EVERY_S, *, in_worker: bool = True) -> None:
-        """`in_worker=False`: plan in the worker (or a thread) and write on this loop, as an in-memory
-        database must — so that several folders of one test process contend as several processes do
-        (one process's worker runs its jobs one at a time)."""
+        """`in_worker=False` (PostgreSQL): plan in a thread and write on this loop, as on SQLite — so that
+        several folders of one test process contend as several processes do (one process's worker runs
+        its jobs one at a time)."""
         self.runtime = runtime
         self.every_s = every_s
         self.in_worker = in_worker
@@ -66,7 +66,7 @@ class ReportAggregator:
         reads, now = report_reads(self.runtime), self.runtime.clock.now()
         if self.in_worker and reads.writes_in_worker:  # the worker plans and writes: nothing of it here
             plan, written = await reads.run_writing(fold_step, self.zone_name, now)
-        else:  # in-memory SQLite (no other process can open it), or asked to
+        else:  # SQLite: planned in the worker process (a thread for an in-memory database), written here
             plan = await reads.run(plan_step, self.zone_name, now)
             async with self.runtime.sessions.transaction() as conn:
                 written = await apply_fold(conn, plan)
