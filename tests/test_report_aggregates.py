@@ -176,14 +176,17 @@ async def _fold_in_the_worker(engine: AsyncEngine) -> None:
         assert (await conn.execute(select(func.count()).select_from(FACTS))).scalar_one() == 1500
         assert (await conn.execute(select(func.sum(DAYS.c.reported)))).scalar_one() == 1500
 
-    steps_written = aggregator.written
-    async with engine.begin() as conn:  # the service writes the fold state while the worker's step begins
+    async with engine.begin() as conn:  # the last 100 events to fold again: the next step has to write
         await conn.execute(STATE.update().values(seq=STATE.c.seq - 100))
+    steps_written = aggregator.written
+    async with engine.begin() as conn:  # a transaction of the service holds the fold state's row meanwhile
+        await conn.execute(select(STATE).with_for_update())
         step = asyncio.ensure_future(aggregator.step())
         await asyncio.sleep(0.5)
-        assert not step.done()  # waiting for the lock, not failed
+        assert not step.done()  # waiting for the row, not failed
     plan = await step
-    assert aggregator.written == steps_written + 1 and plan.new_state["seq"] > 0
+    assert aggregator.written == steps_written + 1
+    assert plan.state is not None and plan.new_state["seq"] - plan.state["seq"] == 100
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.sum(DAYS.c.reported)))).scalar_one() == 1500  # folded again: same
 
