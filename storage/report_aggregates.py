@@ -64,7 +64,7 @@ from core.reports.metrics import (
     ordered_priorities,
 )
 from core.reports.metrics import Stay as MetricStay
-from storage.sqlite.prepared import hot
+from storage.sqlite.prepared import execute_maybe_hot, hot
 from storage.tables import AuditEventRow, TicketRow
 from storage.tables_reports import (
     DAY_COUNTERS,
@@ -474,7 +474,7 @@ def write_fold(conn: Connection, plan: FoldPlan) -> bool:
     numbers = list(plan.new)
     for start in range(0, len(numbers), CHUNK):
         conn.execute(delete(FACTS).where(FACTS.c.number.in_(numbers[start:start + CHUNK])))
-    conn.execute(_INSERT_FACTS, [fact_row(f) for f in plan.new.values()])
+    execute_maybe_hot(conn, _INSERT_FACTS, [fact_row(f) for f in plan.new.values()])  # hot on the loop (SQLite)
     d = deltas_of(plan.old, plan.new)
     day_rows = [{"day": k[0], "store_id": k[1], "category": k[2], "priority": k[3],
                  **{name: v.get(name, 0) for name in DAY_COUNTERS}} for k, v in d.days.items() if any(v.values())]

@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
@@ -189,6 +189,29 @@ async def _fold_in_the_worker(engine: AsyncEngine) -> None:
     assert plan.state is not None and plan.new_state["seq"] - plan.state["seq"] == 100
     async with engine.connect() as conn:
         assert (await conn.execute(select(func.sum(DAYS.c.reported)))).scalar_one() == 1500  # folded again: same
+
+
+async def test_on_sqlite_the_loop_writes_the_facts_as_a_hot_statement(tmp_path: Path) -> None:
+    """On SQLite the loop writes a step: its facts rows (one executemany of ~400 rows) skip SQLAlchemy's
+    per-row parameter processing (storage/sqlite/prepared.py), as before the write became synchronous."""
+    path = tmp_path / "fold.db"
+    prefill(["--sqlite", str(path)], tickets=300)
+    engine = create_engine(f"sqlite:///{path}")
+    through_sqlalchemy: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        through_sqlalchemy.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await ReportAggregator(shim(engine, datetime.now(UTC) + timedelta(minutes=5))).catch_up()
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(func.count()).select_from(FACTS))).scalar_one() == 300
+        assert any("report_day_counts" in s for s in through_sqlalchemy)  # the listener sees the step's upserts
+        assert not any(s.startswith("INSERT INTO report_ticket_facts") for s in through_sqlalchemy)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+        await engine.dispose()
 
 
 async def test_another_zone_rebuilds_from_scratch(engine_of: AsyncEngine) -> None:

@@ -95,7 +95,7 @@ class ReportReads:
     async def run(self, job: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         if self.path is not None:
-            return await self._in_worker_process(_in_worker, job, args)
+            return await self._in_worker_process(_in_worker, str(self.path.resolve()), job, args)
         thread = self._thread_executor()
 
         def bridged(statement: Executable) -> Sequence[Any]:
@@ -117,24 +117,18 @@ class ReportReads:
         service's process nothing: no rows decoded on its loop, no thread taking its interpreter lock."""
         if not self.writes_in_worker:
             raise RuntimeError("run_writing: PostgreSQL only (see writes_in_worker)")
-        for attempt in (1, 2):
-            future: concurrent.futures.Future[T] = _worker_process().submit(_in_worker_postgres, self._url, job, args)
-            self._writing.add(future)
-            future.add_done_callback(self._writing.discard)
-            try:
-                return await asyncio.wrap_future(future)
-            except BrokenProcessPool:
-                _drop_worker_process()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        return await self._in_worker_process(_in_worker_postgres, self._url, job, args, writing=True)
 
-    async def _in_worker_process(self, entry: Callable[..., T], job: Callable[..., T], args: tuple[Any, ...]) -> T:
-        assert self.path is not None
-        loop = asyncio.get_running_loop()
+    async def _in_worker_process(self, entry: Callable[..., T], target: str, job: Callable[..., T],
+                                 args: tuple[Any, ...], *, writing: bool = False) -> T:
+        """`entry(target, job, args)` in the worker process; `writing`: kept for `drain` until it ends."""
         for attempt in (1, 2):
             try:
-                return await loop.run_in_executor(_worker_process(), entry, str(self.path.resolve()), job, args)
+                future: concurrent.futures.Future[T] = _worker_process().submit(entry, target, job, args)
+                if writing:
+                    self._writing.add(future)
+                    future.add_done_callback(self._writing.discard)
+                return await asyncio.wrap_future(future)
             except BrokenProcessPool:  # the worker died (killed, out of memory): a new one, once
                 _drop_worker_process()
                 if attempt == 2:

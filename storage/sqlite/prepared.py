@@ -32,7 +32,7 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from storage.sqlite.inline import raw_connection
+from storage.sqlite.inline import InlineSQLiteDialect, raw_connection
 
 S = TypeVar("S")
 _Processor = Callable[[Any], Any] | None
@@ -186,6 +186,18 @@ class HotStatement:
             return Plan(compiled, keys)
         except _Unplannable:
             return None
+
+
+def execute_maybe_hot(connection: Connection, statement: Any, parameters: Any = None) -> Any:
+    """`connection.execute`, except that a hot statement inside a transaction of the inline engine runs
+    without SQLAlchemy's per-call work (autobegin and its BEGIN IMMEDIATE stay SQLAlchemy's). For a
+    synchronous connection of that engine (`AsyncConnection.run_sync`); InlineAsyncConnection does the same."""
+    hot = hot_statement(statement)
+    if hot is not None and isinstance(connection.dialect, InlineSQLiteDialect) and connection.in_transaction():
+        result = execute(connection, hot, parameters)
+        if result is not None:
+            return result
+    return connection.execute(statement, parameters)
 
 
 def execute(connection: Connection, hot_stmt: HotStatement, parameters: Any) -> Any:

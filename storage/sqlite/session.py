@@ -24,8 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.ext.asyncio.session import AsyncSessionTransaction
 from sqlalchemy.util import EMPTY_DICT, greenlet_spawn, immutabledict
 
-from storage.sqlite.prepared import execute as run_hot
-from storage.sqlite.prepared import hot_statement
+from storage.sqlite.prepared import execute_maybe_hot
 
 # What AsyncSession adds to every execute: results are buffered before the call returns.
 _BUFFERED = immutabledict({"prebuffer_rows": True})
@@ -41,13 +40,10 @@ class InlineAsyncConnection(AsyncConnection):
     async def execute(self, statement: Any, parameters: Any = None, *,
                       execution_options: Any = None) -> Any:
         sync = self._proxied
-        hot = hot_statement(statement)
         # Hot statements skip SQLAlchemy's per-call work (storage/sqlite/prepared.py), inside a
         # transaction the session began (autobegin and its BEGIN IMMEDIATE stay SQLAlchemy's).
-        if hot is not None and execution_options is None and sync.in_transaction():
-            result = run_hot(sync, hot, parameters)
-            if result is not None:
-                return result
+        if execution_options is None:
+            return execute_maybe_hot(sync, statement, parameters)
         return sync.execute(statement, parameters, execution_options=execution_options)
 
     async def exec_driver_sql(self, statement: str, parameters: Any = None,
