@@ -74,12 +74,15 @@ async def backfill(db: Path) -> None:
             if plan.caught_up and plan.state is not None and not plan.reset:
                 break
         took = time.perf_counter() - began
-        async with engine.connect() as conn:
-            from sqlalchemy import func, select
+        from sqlalchemy import func, select
 
-            from storage.report_aggregates import FACTS
+        from storage.report_aggregates import FACTS
+        from storage.report_store import async_engine
 
+        reports = async_engine(db)  # the report tables' own file beside the database
+        async with reports.connect() as conn:
             facts = (await conn.execute(select(func.count()).select_from(FACTS))).scalar_one()
+        await reports.dispose()
         print(f"backfill: {facts:,} tickets folded in {took:.0f} s ({facts / took:,.0f} tickets/s, "
               f"{aggregator.steps} steps; load {load()})")
     finally:

@@ -2,14 +2,15 @@
 
 The fold runs in two phases so that neither the ticket transaction nor the event loop carries it:
 
-1. `plan_fold(execute, zone)` — a read job (bot/chat/report_reads.py: a worker process on SQLite):
+1. `plan_fold(execute, zone)` — a read job (bot/chat/report_reads.py: the report worker process):
    from the fold state, the tickets to fold (the backfill's next id range, or every ticket with audit
    events after the watermark), their stored facts and their new facts (ticket row + trail,
    core/reports/facts.py), and the first-time-fix `came_back` flags they change on other tickets of
    the same asset. Nothing is written.
-2. `apply_fold(conn, plan)` (`write_fold` on a synchronous connection: on PostgreSQL the worker
-   process writes its plan itself) — one short transaction: a compare-and-set of the fold state (the plan was
-   made from that state; when another process folded first, nothing is written), the facts rows
+2. `apply_fold(conn, plan)` (`write_fold` on a synchronous connection: the worker process writes its
+   plan itself, on PostgreSQL and into a SQLite file's reports file, storage/report_store.py) — one
+   short transaction: a compare-and-set of the fold state (the plan was made from that state; when
+   another process folded first, nothing is written), the facts rows
    replaced and the per-day rows moved by the difference between new and stored facts
    (`x = x + excluded.x`). Applying a plan twice changes nothing the second time, and several
    processes may fold at once: the CAS lets one of them through.
@@ -91,10 +92,9 @@ TOPS = cast(Table, ReportDayTopStayRow.__table__)  # type: ignore[attr-defined]
 STATE = cast(Table, ReportFoldStateRow.__table__)  # type: ignore[attr-defined]
 TICKETS = cast(Table, TicketRow.__table__)  # type: ignore[attr-defined]
 
-# On SQLite a step's write runs on the event loop (~0.1 ms per ticket: its facts row, the deltas, the
-# upserts): these bound it to a few tens of ms. With 4,000 events (~1,200 tickets under intake at full speed)
-# a step held the loop 100-200 ms every 3 s — a stall for every request and ~4 % of intake's throughput
-# (issues 20, 24).
+# A step's write is one transaction (~0.1 ms per ticket: its facts row, the deltas, the upserts): these bound
+# it to a few tens of ms. When the loop wrote it (SQLite until the reports file; an in-memory database still),
+# 4,000 events (~1,200 tickets under intake at full speed) held the loop 100-200 ms every 3 s (issues 20, 24).
 BACKFILL_BATCH = 300  # tickets per backfill step
 EVENT_BATCH = 1_200  # audit events per incremental step (a fault report writes ~3)
 CHUNK = 500  # numbers per IN (...)
@@ -290,8 +290,14 @@ def ready(state: dict[str, Any] | None, zone_name: str) -> bool:
 def plan_fold(execute: Execute, zone: tzinfo, zone_name: str, now: datetime) -> FoldPlan:
     """What the next fold step writes (run off the loop; see the module's docstring)."""
     state = read_state(execute)
-    if state is None or state["zone"] != zone_name:
+    top_seq = None
+    if state is not None and state["zone"] == zone_name and state["backfill_next_id"] is None:
+        # Folded past the end of the audit chain: the aggregates are of another database (on SQLite they are
+        # in a file of their own, which may outlive a restored backup of the service's file): start again.
         top_seq = execute(select(func.max(col(AuditEventRow.seq))))[0][0] or 0
+    if state is None or state["zone"] != zone_name or (top_seq is not None and int(state["seq"]) > top_seq):
+        if top_seq is None:
+            top_seq = execute(select(func.max(col(AuditEventRow.seq))))[0][0] or 0
         first, last = execute(select(func.min(col(TicketRow.id)), func.max(col(TicketRow.id))))[0]
         return FoldPlan(state, {"id": 1, "seq": int(top_seq), "zone": zone_name, "folded_at": now, "steps": 0,
                                 "backfill_next_id": first if last is not None else None,
@@ -474,7 +480,8 @@ def write_fold(conn: Connection, plan: FoldPlan) -> bool:
     numbers = list(plan.new)
     for start in range(0, len(numbers), CHUNK):
         conn.execute(delete(FACTS).where(FACTS.c.number.in_(numbers[start:start + CHUNK])))
-    execute_maybe_hot(conn, _INSERT_FACTS, [fact_row(f) for f in plan.new.values()])  # hot on the loop (SQLite)
+    # hot when the loop writes (an in-memory SQLite database)
+    execute_maybe_hot(conn, _INSERT_FACTS, [fact_row(f) for f in plan.new.values()])
     d = deltas_of(plan.old, plan.new)
     day_rows = [{"day": k[0], "store_id": k[1], "category": k[2], "priority": k[3],
                  **{name: v.get(name, 0) for name in DAY_COUNTERS}} for k, v in d.days.items() if any(v.values())]

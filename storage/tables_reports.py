@@ -1,6 +1,7 @@
 """Tables of report aggregates (issues 22, 24): 报表 and the dashboards at a million tickets.
 
-Imported by storage/tables.py so that they are on SQLModel.metadata; the migration 0013 creates them.
+Imported by storage/tables.py so that they are on SQLModel.metadata; the migration 0013 creates them (on a
+SQLite file they are used in a file of their own instead, storage/report_store.py).
 Kept by a background fold (bot/jobs/report_aggregates.py, storage/report_aggregates.py), never in the
 ticket's transaction: intake writes nothing more than before.
 
@@ -249,3 +250,9 @@ class ReportFoldStateRow(SQLModel, table=True):
     # When the fold last looked for first responses (set on the ticket row without an audit event): the next
     # look reads only those set since (minus a margin); None: the full 3-day check (migration 0015).
     responses_checked_at: datetime | None = _dt()
+
+
+# Every report table (storage/report_store.py creates them in a SQLite file of their own).
+REPORT_TABLES: list[Any] = [model.__table__ for model in (  # type: ignore[union-attr]
+    ReportTicketFactRow, ReportDayCountRow, ReportDayRollupRow, ReportDayValueRow, ReportDayTechnicianRow,
+    ReportDayWaitRow, ReportDayTopStayRow, ReportFoldStateRow)]

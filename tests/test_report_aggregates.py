@@ -6,9 +6,11 @@ and PostgreSQL; folding is idempotent and safe with several folders at once."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
@@ -27,7 +29,8 @@ from bot.chat.reports import _SECTIONS, parse_period, raw_report_job, report_job
 from bot.jobs.report_aggregates import ReportAggregator, plan_step
 from core.clock import FixedClock
 from core.model import TicketStatus
-from storage.database import create_engine, session_factory
+from storage import report_store
+from storage.database import create_engine, session_factory, sqlite_path
 from storage.outbox import record_first_response
 from storage.report_aggregates import (
     DAYS,
@@ -47,6 +50,7 @@ from storage.report_aggregates import (
 )
 from storage.report_dashboard import dashboard_job
 from storage.tables import StoreRow, TicketRow
+from storage.tables_reports import REPORT_TABLES
 from tests.audit_support import ROOT
 from tests.playground_client import PlaygroundUser
 from tests.sla_support import advance_to, assign_and_accept, at, fixed_clock_app, force, move, report, runtime
@@ -77,8 +81,23 @@ async def texts(reads: ReportReads, now: datetime, words: list[str]) -> tuple[st
     return aggregated, raw
 
 
+@asynccontextmanager
+async def report_tables(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    """An engine that sees the report tables: on a SQLite file they are in a file of their own, with the
+    service's attached (storage/report_store.py); elsewhere the engine itself."""
+    path = sqlite_path(engine.url.render_as_string(hide_password=False))
+    if path is None:
+        yield engine
+        return
+    reports = report_store.async_engine(path)
+    try:
+        yield reports
+    finally:
+        await reports.dispose()
+
+
 async def day_rows(engine: AsyncEngine) -> list[tuple[Any, ...]]:
-    async with engine.connect() as conn:
+    async with report_tables(engine) as reports, reports.connect() as conn:
         return [tuple(r) for r in await conn.execute(select(DAYS).order_by(*DAYS.primary_key.columns))]
 
 
@@ -116,7 +135,7 @@ async def test_figures_from_the_aggregates_equal_the_raw_computation(engine_of: 
     aggregator = ReportAggregator(shim(engine, now))
     steps = await aggregator.catch_up()
     assert steps >= 3  # init, the backfill batches (BACKFILL_BATCH tickets each), the first incremental step
-    async with engine.connect() as conn:
+    async with report_tables(engine) as reports, reports.connect() as conn:
         facts = (await conn.execute(select(func.count()).select_from(FACTS))).scalar_one()
         tickets = (await conn.execute(select(func.count()).select_from(TicketRow))).scalar_one()
         reported = (await conn.execute(select(func.sum(DAYS.c.reported)))).scalar_one()
@@ -135,17 +154,18 @@ async def test_figures_from_the_aggregates_equal_the_raw_computation(engine_of: 
     # Idempotent: tickets folded again (the watermark moved back) change no sum, and the same plan
     # written twice is refused the second time by the compare-and-set.
     rows = await day_rows(engine)
-    async with engine.begin() as conn:
-        await conn.execute(STATE.update().values(seq=STATE.c.seq - 3000))
-    plan = await reads.run(plan_step, "Asia/Shanghai", now)
-    assert plan.changed > 50  # one step: EVENT_BATCH events (~13 per prefilled ticket); catch_up folds the rest
-    # A step's write runs on the loop: bounded (3,000 events back is more than one step; issue 24).
-    assert plan.new_state["more"] and plan.state is not None
-    assert plan.new_state["seq"] - plan.state["seq"] == EVENT_BATCH
-    async with engine.begin() as conn:
-        assert await apply_fold(conn, plan)
-    async with engine.begin() as conn:
-        assert not await apply_fold(conn, plan)
+    async with report_tables(engine) as reports:
+        async with reports.begin() as conn:
+            await conn.execute(STATE.update().values(seq=STATE.c.seq - 3000))
+        plan = await reads.run(plan_step, "Asia/Shanghai", now)
+        assert plan.changed > 50  # one step: EVENT_BATCH events (~13 per prefilled ticket); catch_up folds the rest
+        # A step is bounded (3,000 events back is more than one step; issue 24).
+        assert plan.new_state["more"] and plan.state is not None
+        assert plan.new_state["seq"] - plan.state["seq"] == EVENT_BATCH
+        async with reports.begin() as conn:
+            assert await apply_fold(conn, plan)
+        async with reports.begin() as conn:
+            assert not await apply_fold(conn, plan)
     assert await day_rows(engine) == rows
     await aggregator.catch_up()
     assert await day_rows(engine) == rows
@@ -191,27 +211,121 @@ async def _fold_in_the_worker(engine: AsyncEngine) -> None:
         assert (await conn.execute(select(func.sum(DAYS.c.reported)))).scalar_one() == 1500  # folded again: same
 
 
-async def test_on_sqlite_the_loop_writes_the_facts_as_a_hot_statement(tmp_path: Path) -> None:
-    """On SQLite the loop writes a step: its facts rows (one executemany of ~400 rows) skip SQLAlchemy's
-    per-row parameter processing (storage/sqlite/prepared.py), as before the write became synchronous."""
+async def test_on_sqlite_the_worker_folds_into_a_file_of_its_own_while_the_service_holds_its_lock(
+        tmp_path: Path) -> None:
+    """Issues 20, 24: on a SQLite file the report worker process reads both files and writes the aggregates
+    in the reports file beside the service's (storage/report_store.py): the service's connection sends
+    not one statement for the fold, its own copies of the report tables stay empty, and a step goes through
+    while a service transaction holds the service file's write lock (written there, a step queued for that
+    lock behind the service's group commits: 0.6-4 s under intake, docs/benchmarks.md)."""
     path = tmp_path / "fold.db"
     prefill(["--sqlite", str(path)], tickets=300)
     engine = create_engine(f"sqlite:///{path}")
-    through_sqlalchemy: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        through_sqlalchemy.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
-        await ReportAggregator(shim(engine, datetime.now(UTC) + timedelta(minutes=5))).catch_up()
+        aggregator = ReportAggregator(shim(engine, datetime.now(UTC) + timedelta(minutes=5)))
+        async with statements_sent(engine, with_control=True) as sent:
+            await aggregator.catch_up()
+        assert sent == []
+        async with report_tables(engine) as reports:
+            async with reports.connect() as conn:
+                assert (await conn.execute(select(func.count()).select_from(FACTS))).scalar_one() == 300
+                assert (await conn.execute(select(func.sum(DAYS.c.reported)))).scalar_one() == 300
+            async with reports.begin() as conn:  # the last 100 events to fold again: the next step has to write
+                await conn.execute(STATE.update().values(seq=STATE.c.seq - 100))
         async with engine.connect() as conn:
-            assert (await conn.execute(select(func.count()).select_from(FACTS))).scalar_one() == 300
-        assert any("report_day_counts" in s for s in through_sqlalchemy)  # the listener sees the step's upserts
-        assert not any(s.startswith("INSERT INTO report_ticket_facts") for s in through_sqlalchemy)
+            assert (await conn.execute(select(func.count()).select_from(FACTS))).scalar_one() == 0
+            assert (await conn.execute(select(func.count()).select_from(STATE))).scalar_one() == 0
+
+        written = aggregator.written
+        async with engine.begin() as conn:  # the service's transaction holds its file's write lock meanwhile
+            await conn.exec_driver_sql("UPDATE tickets SET id = id WHERE id < 0")
+            other = sqlite3.connect(path, timeout=0)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+            plan = await asyncio.wait_for(aggregator.step(), timeout=4)  # SQLite's busy timeout is 5 s
+        assert aggregator.written == written + 1
+        assert plan.state is not None and plan.new_state["seq"] - plan.state["seq"] == 100
+        async with report_tables(engine) as reports, reports.connect() as conn:
+            assert (await conn.execute(select(func.sum(DAYS.c.reported)))).scalar_one() == 300  # folded again: same
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
         await engine.dispose()
+
+
+async def test_aggregates_folded_past_the_end_of_the_audit_chain_are_folded_again(tmp_path: Path) -> None:
+    """The reports file can outlive the service's file it was folded from (a backup of the service's file
+    restored beside it): a fold state past the chain's last event is not trusted; the fold starts again."""
+    path = tmp_path / "restored.db"
+    prefill(["--sqlite", str(path)], tickets=300)
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        aggregator = ReportAggregator(shim(engine, datetime.now(UTC) + timedelta(minutes=5)))
+        await aggregator.catch_up()
+        rows = await day_rows(engine)
+        async with report_tables(engine) as reports, reports.begin() as conn:
+            top = (await conn.execute(select(STATE.c.seq))).scalar_one()
+            await conn.execute(STATE.update().values(seq=top + 10_000))  # folded from a longer chain
+            await conn.execute(DAYS.update().values(reported=DAYS.c.reported + 5))
+        assert await day_rows(engine) != rows
+        await aggregator.catch_up()
+        assert await day_rows(engine) == rows
+        async with report_tables(engine) as reports, reports.connect() as conn:
+            assert (await conn.execute(select(STATE.c.seq))).scalar_one() == top
+    finally:
+        await engine.dispose()
+
+
+async def test_a_new_reports_file_takes_the_aggregates_folded_in_the_service_file(tmp_path: Path) -> None:
+    """A database folded before the report tables had a file of their own keeps its aggregates: the new
+    reports file takes them, and the fold goes on from their watermark (no backfill of every ticket)."""
+    path = tmp_path / "upgraded.db"
+    prefill(["--sqlite", str(path)], tickets=300)
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        now = datetime.now(UTC) + timedelta(minutes=5)
+        await ReportAggregator(shim(engine, now)).catch_up()
+        rows = await day_rows(engine)
+        store = report_store.report_store_path(path)
+        service = sqlite3.connect(path, isolation_level=None)  # as the service's file held them before
+        service.execute("ATTACH DATABASE ? AS reports", (str(store),))
+        for table in REPORT_TABLES:
+            columns = ", ".join(f'"{c.name}"' for c in table.columns)
+            service.execute(f'INSERT INTO main."{table.name}" ({columns}) SELECT {columns} FROM reports."{table.name}"')
+        service.execute("DETACH DATABASE reports")
+        service.close()
+        for leftover in (store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+
+        assert await day_rows(engine) == rows
+        assert await ReportAggregator(shim(engine, now)).catch_up() == 1  # one incremental step: nothing new
+    finally:
+        await engine.dispose()
+
+
+def test_a_reports_file_of_another_schema_is_made_again(tmp_path: Path) -> None:
+    """The reports file holds only what the fold can make again: no migrations; a file whose schema is not
+    this version's (its user_version) is emptied and its tables made anew."""
+    service = tmp_path / "service.db"
+    sqlite3.connect(service).close()
+    store = report_store.report_store_path(service)
+    old = sqlite3.connect(store)
+    old.execute("CREATE TABLE report_ticket_facts (number TEXT)")
+    old.execute("CREATE TABLE report_old_thing (x INTEGER)")
+    old.execute("INSERT INTO report_ticket_facts VALUES ('T1')")
+    old.execute("PRAGMA user_version = 7")
+    old.commit()
+    old.close()
+    assert report_store.ensure_report_store(service) == store.resolve()
+    made = sqlite3.connect(store)
+    try:
+        assert made.execute("PRAGMA user_version").fetchone()[0] == report_store.SCHEMA_VERSION
+        tables = {r[0] for r in made.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert tables == {t.name for t in REPORT_TABLES}
+        columns = {r[1] for r in made.execute("PRAGMA table_info(report_ticket_facts)")}
+        assert columns == {c.name for c in FACTS.columns}
+        assert made.execute("SELECT count(*) FROM report_ticket_facts").fetchone()[0] == 0
+    finally:
+        made.close()
 
 
 async def test_another_zone_rebuilds_from_scratch(engine_of: AsyncEngine) -> None:
@@ -222,7 +336,7 @@ async def test_another_zone_rebuilds_from_scratch(engine_of: AsyncEngine) -> Non
     other = shim(engine, now)
     other.service.config.timezone = ZoneInfo("UTC")
     await ReportAggregator(other).catch_up()
-    async with engine.connect() as conn:
+    async with report_tables(engine) as reports, reports.connect() as conn:
         assert (await conn.execute(select(STATE.c.zone))).scalar_one() == "UTC"
     assert await day_rows(engine) != rows  # the days are UTC days now
     await ReportAggregator(shim(engine, now)).catch_up()
@@ -274,7 +388,7 @@ async def test_live_changes_count_before_they_are_folded(database_url: str, tmp_
         await aggregator.catch_up()
         aggregated, raw = await texts(reads, now, ["7天"])
         assert aggregated == raw
-        async with rt.engine.connect() as conn:
+        async with report_tables(rt.engine) as reports, reports.connect() as conn:
             status = (await conn.execute(select(FACTS.c.status).where(FACTS.c.number == first))).scalar_one()
         assert status == TicketStatus.WAITING_PARTS.value
 
@@ -298,7 +412,7 @@ def _migration_0014() -> Any:
 async def grain_rows(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
     """The coarser grains' rows, without the all-zero ones (a difference can leave a row at zero)."""
     out = {}
-    async with engine.connect() as conn:
+    async with report_tables(engine) as reports, reports.connect() as conn:
         for table in (ROLLUPS, VALUES, TECHS):
             keys = {c.name for c in table.primary_key.columns}
             counters = [c.name for c in table.columns if c.name not in keys]
@@ -322,7 +436,7 @@ async def test_every_grain_gives_the_same_figures(engine_of: AsyncEngine) -> Non
     await ReportAggregator(shim(engine, now)).catch_up()
     reads = ReportReads(engine)
     today = now.astimezone(ZONE).date()
-    async with engine.connect() as conn:
+    async with report_tables(engine) as reports, reports.connect() as conn:
         stores = frozenset(r[0] for r in await conn.execute(select(FACTS.c.store_id).distinct()))
         stores |= frozenset(r[0] for r in await conn.execute(select(col(StoreRow.id))))
         categories = sorted(r[0] for r in await conn.execute(select(FACTS.c.category).distinct()))
@@ -331,7 +445,7 @@ async def test_every_grain_gives_the_same_figures(engine_of: AsyncEngine) -> Non
     # The migration's fill from report_day_counts and the facts equals what the fold kept.
     folded = await grain_rows(engine)
     assert all(folded.values())
-    async with engine.begin() as conn:
+    async with report_tables(engine) as reports, reports.begin() as conn:
         for table in (ROLLUPS, VALUES, TECHS):
             await conn.execute(table.delete())
         for statement in _migration_0014().fill_statements():
@@ -358,7 +472,7 @@ async def test_every_grain_gives_the_same_figures(engine_of: AsyncEngine) -> Non
 
     await boards()
     # A live part: the watermark moved back, so ~3,000 events' tickets are read as not folded yet.
-    async with engine.begin() as conn:
+    async with report_tables(engine) as reports, reports.begin() as conn:
         await conn.execute(STATE.update().values(seq=STATE.c.seq - 3000))
     await boards()
 
@@ -395,7 +509,7 @@ async def test_a_first_response_without_an_event_is_found_by_its_time_not_by_rea
             await conn.execute(update(TicketRow).values(first_response_at=None))
         await aggregator.catch_up()
         await aggregator.step()  # an incremental step after the first fill: the first (full) look
-        async with rt.engine.connect() as conn:
+        async with report_tables(rt.engine) as reports, reports.connect() as conn:
             checked_at = (await conn.execute(select(STATE.c.responses_checked_at))).scalar_one()
             waiting = sorted(r[0] for r in await conn.execute(
                 select(FACTS.c.number).where(FACTS.c.first_response_s.is_(None))))
@@ -411,7 +525,7 @@ async def test_a_first_response_without_an_event_is_found_by_its_time_not_by_rea
         assert found == {waiting[0]} and rows >= len(waiting) + 1  # the full look reads every waiting one
 
         await aggregator.step()
-        async with rt.engine.connect() as conn:
+        async with report_tables(rt.engine) as reports, reports.connect() as conn:
             still = {r[0] for r in await conn.execute(select(FACTS.c.number).where(FACTS.c.first_response_s.is_(None)))}
         assert still == set(waiting[1:])
 
@@ -440,7 +554,8 @@ async def test_thousands_of_open_tickets_in_one_state_do_not_overflow_the_sum_of
     try:
         now = datetime.now(UTC) + timedelta(minutes=5)
         await ReportAggregator(shim(engine, now)).catch_up()
-        async with engine.begin() as conn:  # the backlog all in one state, as behind a stalled dispatch
+        # the backlog all in one state, as behind a stalled dispatch
+        async with report_tables(engine) as reports, reports.begin() as conn:
             await conn.execute(FACTS.update().where(FACTS.c.is_open.is_(True), FACTS.c.ongoing_state.is_not(None))
                                .values(ongoing_state="pending_dispatch"))
         today = now.astimezone(ZONE).date()

@@ -19,9 +19,11 @@ where it is awaited like any other (asyncpg does not block); there, cyclic garba
 paused while the job runs, since a collection stops every thread for as long as it walks the job's
 objects.
 
-On PostgreSQL, jobs that read and then write (`run_writing`: the report fold, every few seconds under
-intake) run in the worker process, over an asyncpg connection driven by an event loop of the worker's
-own, so that the service's process spends nothing on them. Not on SQLite: see `writes_in_worker`.
+Jobs that read and then write (`run_writing`: the report fold, every few seconds under intake) run in the
+worker process too, so that the service's process spends nothing on them: on PostgreSQL over an asyncpg
+connection driven by an event loop of the worker's own; on a SQLite file into the report tables' own file
+(storage/report_store.py; the read jobs see the report tables there as well). Not for an in-memory
+database: see `writes_in_worker`.
 
 A job is `job(execute, *args)`: a module-level function (it is pickled by reference), `execute(statement)`
 giving the rows of a Core statement typed as the service's own sessions type them.
@@ -41,13 +43,13 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlalchemy
 from sqlalchemy import Executable
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from bot.background_processes import background_pool
+from storage import report_store
 from storage.database import async_url, compact_json, parse_json, sqlite_path
 
 T = TypeVar("T")
@@ -86,11 +88,10 @@ class ReportReads:
 
     @property
     def writes_in_worker(self) -> bool:
-        """Whether `run_writing` is available: PostgreSQL only. A SQLite file has one writer at a time,
-        and the service's group commits hold its lock back to back under load: a worker waiting for it
-        in SQLite's busy handler (sleeps, no queue) got it every 0.6–4 s, folding a fifth of the tickets
-        while the load lasted (see docs/benchmarks.md). There the plan comes back and the loop writes it."""
-        return self._postgres
+        """Whether `run_writing` is available: PostgreSQL, and a SQLite file, whose report tables are in a
+        file of their own with its own write lock (storage/report_store.py). Not an in-memory
+        database, which another process cannot open."""
+        return self._postgres or self.path is not None
 
     async def run(self, job: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -115,8 +116,11 @@ class ReportReads:
         transaction of its own that commits when `fn` returns — on an asyncpg connection driven by the
         worker's own event loop. Why: what the job reads and writes (the report fold) then costs the
         service's process nothing: no rows decoded on its loop, no thread taking its interpreter lock."""
+        if self.path is not None:
+            return await self._in_worker_process(_in_worker_sqlite, str(self.path.resolve()), job, args,
+                                                 writing=True)
         if not self.writes_in_worker:
-            raise RuntimeError("run_writing: PostgreSQL only (see writes_in_worker)")
+            raise RuntimeError("run_writing: not for an in-memory database (see writes_in_worker)")
         return await self._in_worker_process(_in_worker_postgres, self._url, job, args, writing=True)
 
     async def _in_worker_process(self, entry: Callable[..., T], target: str, job: Callable[..., T],
@@ -177,6 +181,7 @@ def shutdown_worker_process() -> None:
 
 
 _ENGINES: dict[str, Engine] = {}  # in the worker: one read-only engine per database file
+_WRITERS: dict[str, Engine] = {}  # in the worker: one engine per reports file
 
 
 def _in_worker(path: str, job: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -185,6 +190,25 @@ def _in_worker(path: str, job: Callable[..., T], args: tuple[Any, ...]) -> T:
         engine = _ENGINES[path] = read_only_sqlite(Path(path))
     with engine.connect() as connection:
         return job(direct(connection), *args)
+
+
+def _in_worker_sqlite(path: str, job: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """A writing job on a SQLite file: it reads as the read jobs do (the reports file with the service's
+    attached) and writes on a connection of the reports file alone, in a BEGIN IMMEDIATE transaction
+    that takes no lock of the service's file (storage/report_store.py)."""
+    writer = _WRITERS.get(path)
+    if writer is None:
+        writer = _WRITERS[path] = report_store.writing_engine(Path(path))
+
+    def write(fn: Callable[..., Any], *more: Any) -> Any:
+        with writer.begin() as connection:
+            return fn(connection, *more)
+
+    engine = _ENGINES.get(path)
+    if engine is None:
+        engine = _ENGINES[path] = read_only_sqlite(Path(path))
+    with engine.connect() as connection:
+        return job(direct(connection), write, *args)
 
 
 _LOOP: asyncio.AbstractEventLoop | None = None  # in the worker: the event loop of its PostgreSQL connections
@@ -235,17 +259,9 @@ def direct(connection: Connection) -> Execute:
 
 
 def read_only_sqlite(path: Path) -> Engine:
-    """A synchronous engine reading the service's SQLite file (pysqlite: the same column types)."""
-    engine = sqlalchemy.create_engine(
-        f"sqlite:///file:{path.resolve()}?mode=ro&uri=true", poolclass=NullPool,
-        json_serializer=compact_json, json_deserializer=parse_json)
-
-    @sqlalchemy.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA busy_timeout=5000")
-        dbapi_connection.execute("PRAGMA temp_store=MEMORY")  # sorts of a large period in memory, not a file
-
-    return engine
+    """A synchronous engine reading the service's SQLite file (pysqlite: the same column types), with the
+    report tables read from their own file beside it (storage/report_store.py)."""
+    return report_store.reading_engine(path)
 
 
 # --- the thread (PostgreSQL, in-memory SQLite) ---

@@ -2,10 +2,12 @@
 
 Started by the runtime (`Runtime.start`, with the other background loops). Every few seconds: plan a
 step off the event loop, then write it in one short transaction guarded by a compare-and-set of the
-fold state. On PostgreSQL both happen in the report worker process (ReportReads.run_writing) and the
-plan is not sent back: planned in a thread of the service, it decoded every row it read on the loop
-and took the interpreter lock from it. On SQLite the worker process plans and the loop writes (one
-writer at a time: see ReportReads.writes_in_worker); an in-memory database plans in a thread. The
+fold state. Both happen in the report worker process (ReportReads.run_writing) and the plan is not sent
+back: on PostgreSQL over asyncpg (planned in a thread of the service, it decoded every row it read on the
+loop and took the interpreter lock from it); on a SQLite file into the report tables' own file
+(storage/report_store.py: the service's file has one write lock, held back to back by its group
+commits under load; the loop's write of a step was ~10 % of a fault report's instructions). An in-memory
+database, which no other process can open, plans in a thread and writes on the loop. The
 first run backfills every ticket, BACKFILL_BATCH at a time, yielding to the loop between steps; until
 it is done 报表 computes from the tickets as before. Nothing here runs in the ticket's transaction:
 intake writes what it wrote.
@@ -38,7 +40,7 @@ def plan_step(execute: Execute, zone_name: str, now: datetime) -> FoldPlan:
 
 
 def fold_step(execute: Execute, write: Callable[..., Any], zone_name: str, now: datetime) -> tuple[FoldPlan, bool]:
-    """Plan and write one step in the worker process (ReportReads.run_writing, PostgreSQL): the plan is
+    """Plan and write one step in the worker process (ReportReads.run_writing): the plan is
     read, then written in a short transaction. Only the plan's state comes back (not its facts): the
     service has nothing to do with them."""
     plan = plan_step(execute, zone_name, now)
@@ -48,7 +50,7 @@ def fold_step(execute: Execute, write: Callable[..., Any], zone_name: str, now: 
 
 class ReportAggregator:
     def __init__(self, runtime: Any, every_s: float = EVERY_S, *, in_worker: bool = True) -> None:
-        """`in_worker=False` (PostgreSQL): plan in a thread and write on this loop, as on SQLite — so that
+        """`in_worker=False` (PostgreSQL): plan in a thread and write on this loop, as in memory — so that
         several folders of one test process contend as several processes do (one process's worker runs
         its jobs one at a time)."""
         self.runtime = runtime
@@ -64,9 +66,10 @@ class ReportAggregator:
     async def step(self) -> FoldPlan:
         """Plan and write one step; the plan says whether there is more to fold."""
         reads, now = report_reads(self.runtime), self.runtime.clock.now()
-        if self.in_worker and reads.writes_in_worker:  # the worker plans and writes: nothing of it here
+        # A SQLite file's report tables are in a file the service's connection does not see: always the worker.
+        if reads.writes_in_worker and (self.in_worker or reads.path is not None):
             plan, written = await reads.run_writing(fold_step, self.zone_name, now)
-        else:  # SQLite: planned in the worker process (a thread for an in-memory database), written here
+        else:  # an in-memory database (or in_worker=False on PostgreSQL): planned in a thread, written here
             plan = await reads.run(plan_step, self.zone_name, now)
             async with self.runtime.sessions.transaction() as conn:
                 written = await apply_fold(conn, plan)
