@@ -59,8 +59,12 @@ def prepare_copy(source: Path, copy: Path, reuse: bool) -> None:
     if reuse and copy.exists():
         return
     started = time.perf_counter()
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", "-reports", "-reports-wal", "-reports-shm"):
         Path(str(copy) + suffix).unlink(missing_ok=True)
+    reports = Path(str(source) + "-reports")  # the report aggregates' own file (storage/report_store.py)
+    if reports.exists():
+        with sqlite3.connect(f"file:{reports}?mode=ro", uri=True) as src, sqlite3.connect(f"{copy}-reports") as dst:
+            src.backup(dst)
     wal = Path(str(source) + "-wal")
     if wal.exists() and wal.stat().st_size:
         with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(copy) as dst:

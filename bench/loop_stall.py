@@ -303,6 +303,7 @@ def prepare_base(args: argparse.Namespace) -> Path:
         partial = folded.with_suffix(".partial")
         shutil.copyfile(base, partial)
         asyncio.run(fold(partial))
+        copy_reports(partial, folded)  # the aggregates' own file beside it (storage/report_store.py)
         partial.rename(folded)
         print(f"folded the report aggregates into {folded} in {time.perf_counter() - began:.0f} s", flush=True)
     return folded
@@ -327,11 +328,24 @@ async def fold(db: Path) -> None:
         shutdown_worker_process()
 
 
+def copy_reports(source: Path, target: Path) -> None:
+    """The report aggregates' file of `source` (storage/report_store.py) as `target`'s, consistently."""
+    from storage.report_store import report_store_path
+
+    src, dst = report_store_path(source), report_store_path(target)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(dst) + suffix).unlink(missing_ok=True)
+    if src.exists():
+        with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as a, sqlite3.connect(dst) as b:
+            a.backup(b)
+
+
 def copy_database(base: Path, workdir: Path) -> Path:
     target = workdir / "ticketbot.db"
     for suffix in ("", "-wal", "-shm"):
         Path(str(target) + suffix).unlink(missing_ok=True)
     shutil.copyfile(base, target)
+    copy_reports(base, target)
     return target
 
 

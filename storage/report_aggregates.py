@@ -287,19 +287,28 @@ def ready(state: dict[str, Any] | None, zone_name: str) -> bool:
     return state is not None and state["zone"] == zone_name and state["backfill_next_id"] is None
 
 
+def of_this_chain(execute: Execute, state: dict[str, Any]) -> bool:
+    """Whether the aggregates were folded from this database's audit chain: the event at the watermark is
+    there, with the hash the fold saw. Not always so on SQLite, whose aggregates are in a file of their own
+    (storage/report_store.py) that can outlive a restored backup of the service's file, or sit beside
+    another database: such aggregates are folded again, and not read meanwhile."""
+    seq = int(state["seq"])
+    if seq == 0:
+        return True
+    rows = execute(select(col(AuditEventRow.hash)).where(col(AuditEventRow.seq) == seq))
+    return bool(rows) and state.get("seq_hash") in (None, rows[0][0])  # None: folded before the hash was kept
+
+
 def plan_fold(execute: Execute, zone: tzinfo, zone_name: str, now: datetime) -> FoldPlan:
     """What the next fold step writes (run off the loop; see the module's docstring)."""
     state = read_state(execute)
-    top_seq = None
-    if state is not None and state["zone"] == zone_name and state["backfill_next_id"] is None:
-        # Folded past the end of the audit chain: the aggregates are of another database (on SQLite they are
-        # in a file of their own, which may outlive a restored backup of the service's file): start again.
-        top_seq = execute(select(func.max(col(AuditEventRow.seq))))[0][0] or 0
-    if state is None or state["zone"] != zone_name or (top_seq is not None and int(state["seq"]) > top_seq):
-        if top_seq is None:
-            top_seq = execute(select(func.max(col(AuditEventRow.seq))))[0][0] or 0
+    if state is None or state["zone"] != zone_name or not of_this_chain(execute, state):
+        newest = execute(select(col(AuditEventRow.seq), col(AuditEventRow.hash))
+                         .order_by(col(AuditEventRow.seq).desc()).limit(1))
         first, last = execute(select(func.min(col(TicketRow.id)), func.max(col(TicketRow.id))))[0]
-        return FoldPlan(state, {"id": 1, "seq": int(top_seq), "zone": zone_name, "folded_at": now, "steps": 0,
+        return FoldPlan(state, {"id": 1, "seq": int(newest[0][0]) if newest else 0,
+                                "seq_hash": newest[0][1] if newest else None,
+                                "zone": zone_name, "folded_at": now, "steps": 0,
                                 "backfill_next_id": first if last is not None else None,
                                 "backfill_until_id": last, "responses_checked_at": None}, reset=state is not None)
     if state["backfill_next_id"] is not None:
@@ -312,23 +321,24 @@ def plan_fold(execute: Execute, zone: tzinfo, zone_name: str, now: datetime) -> 
         plan = FoldPlan(state, {**state, "backfill_next_id": following, "folded_at": now,
                                 "responses_checked_at": None})
     else:
-        numbers, top = _touched_since(execute, int(state["seq"]), EVENT_BATCH)
+        numbers, (top, top_hash) = _touched_since(execute, int(state["seq"]), EVENT_BATCH)
         numbers = sorted(set(numbers) | _first_responses_arrived(execute, zone, now, state.get("responses_checked_at")))
-        plan = FoldPlan(state, {**state, "seq": top, "folded_at": now, "responses_checked_at": now,
-                                "more": top - int(state["seq"]) >= EVENT_BATCH})
+        plan = FoldPlan(state, {**state, "seq": top, "seq_hash": top_hash or state.get("seq_hash"), "folded_at": now,
+                                "responses_checked_at": now, "more": top - int(state["seq"]) >= EVENT_BATCH})
     _fill(execute, plan, numbers, zone)
     return plan
 
 
-def _touched_since(execute: Execute, seq: int, limit: int | None) -> tuple[list[str], int]:
-    """Ticket numbers with audit events after `seq` (at most `limit` events), and the last seq read."""
-    statement = (select(col(AuditEventRow.seq), col(AuditEventRow.ticket_number))
+def _touched_since(execute: Execute, seq: int, limit: int | None) -> tuple[list[str], tuple[int, str | None]]:
+    """Ticket numbers with audit events after `seq` (at most `limit` events), and the last seq read with its
+    hash (None: nothing read)."""
+    statement = (select(col(AuditEventRow.seq), col(AuditEventRow.ticket_number), col(AuditEventRow.hash))
                  .where(col(AuditEventRow.seq) > seq).order_by(col(AuditEventRow.seq)))
     if limit is not None:
         statement = statement.limit(limit)
     rows = execute(statement)
     numbers = {r[1] for r in rows if r[1]}
-    return sorted(numbers), (int(rows[-1][0]) if rows else seq)
+    return sorted(numbers), ((int(rows[-1][0]), rows[-1][2]) if rows else (seq, None))
 
 
 def _first_responses_arrived(execute: Execute, zone: tzinfo, now: datetime, checked_at: datetime | None
@@ -459,7 +469,8 @@ def write_fold(conn: Connection, plan: FoldPlan) -> bool:
     if plan.state is None or plan.reset:
         if plan.reset:
             assert plan.state is not None
-            moved = conn.execute(delete(STATE).where(STATE.c.id == 1, STATE.c.zone == plan.state["zone"]))
+            moved = conn.execute(delete(STATE).where(STATE.c.id == 1, STATE.c.zone == plan.state["zone"],
+                                                     STATE.c.steps == plan.state["steps"]))
             if moved.rowcount != 1:
                 return False
             for table in (FACTS, DAYS, ROLLUPS, VALUES, TECHS, WAITS, TOPS):
@@ -962,7 +973,7 @@ def report_figures(execute: Execute, start: datetime, end: datetime, now: dateti
     (the caller computes from the tickets). Read again when a fold landed in between (a consistent cut)."""
     for _ in range(3):
         state = read_state(execute)
-        if not ready(state, zone_name):
+        if not ready(state, zone_name) or not of_this_chain(execute, state):  # type: ignore[arg-type]
             return None
         assert state is not None
         result = _report_figures(execute, state, start, end, now, zone, state_filter)

@@ -44,6 +44,7 @@ from storage.report_aggregates import (
     _not_live,
     day_sums,
     live_part,
+    of_this_chain,
     ongoing_stays,
     ongoing_totals,
     read_state,
@@ -101,6 +102,8 @@ def dashboard_job(execute: Execute, first: date, last: date, now: datetime, zone
         if not ready(state, zone_name):
             return _not_ready(state)
         assert state is not None
+        if not of_this_chain(execute, state):  # another database's aggregates: folded again from scratch
+            return _not_ready(None)
         figures = _figures(execute, state, first, last, now, zone, filters)
         if read_state(execute) == state:
             break

@@ -14,9 +14,11 @@ reports file, and the service's process spends nothing on it.
 data — every row can be folded again from the tickets and their audit trail — so it has no migrations:
 its schema's fingerprint is its `user_version`, and a file of another schema (an upgrade changed the
 tables) is emptied and folded again from the start (`ensure_report_store`). Deleting it while the service
-is stopped is safe (the fold backfills; until then 报表 computes from the tickets). The same tables in the
+is stopped is safe (until the fold has caught up 报表 computes from the tickets). The same tables in the
 service's file (the migrations create them, for PostgreSQL and in-memory SQLite, where they are used) are
-not written any more; a new reports file takes what a fold wrote there before (`_take_folded`).
+not written any more; a new reports file takes what a fold wrote there before (`_take_folded`). Aggregates
+that are not of the service file's audit chain (a restored backup, another database) are told by the hash
+at their watermark (storage/report_aggregates.py `of_this_chain`) and folded again.
 
 Connections: the worker reads with the reports file as `main` and the service's file attached read-only
 (`reading_engine`): SQLite resolves a table name without a schema in `main` first, so the report
@@ -85,7 +87,8 @@ def ensure_report_store(service_path: Path) -> Path:
     with _ENSURE_LOCK:
         if path in _ENSURED and path.exists():
             return path
-        connection = sqlite3.connect(_uri(path, "rwc"), uri=True, isolation_level=None, timeout=5.0)
+        # A long wait allowed: another process may be making the file (the copy below: ~36 s at 1 M tickets).
+        connection = sqlite3.connect(_uri(path, "rwc"), uri=True, isolation_level=None, timeout=300.0)
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             if connection.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
@@ -146,9 +149,13 @@ def reading_engine(service_path: Path) -> Engine:
     """A read-only engine: the reports file as `main`, the service's file attached as `service`."""
     store = ensure_report_store(service_path)
     store_uri, service_uri = _uri(store, "ro"), _uri(service_path, "ro")
+
+    def connect() -> sqlite3.Connection:
+        ensure_report_store(service_path)  # made again if it was deleted meanwhile (a stat when it is there)
+        return sqlite3.connect(store_uri, uri=True, check_same_thread=False)
+
     engine = sqlalchemy.create_engine(  # connections made here: SQLAlchemy's URL would unquote the path
-        "sqlite://", creator=lambda: sqlite3.connect(store_uri, uri=True, check_same_thread=False),
-        poolclass=NullPool, json_serializer=compact_json, json_deserializer=parse_json)
+        "sqlite://", creator=connect, poolclass=NullPool, json_serializer=compact_json, json_deserializer=parse_json)
 
     @sqlalchemy.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -163,9 +170,13 @@ def writing_engine(service_path: Path) -> Engine:
     """An engine of the reports file alone whose transactions begin with BEGIN IMMEDIATE."""
     store = ensure_report_store(service_path)
     store_uri = _uri(store, "rw")
+
+    def connect() -> sqlite3.Connection:
+        ensure_report_store(service_path)
+        return sqlite3.connect(store_uri, uri=True, check_same_thread=False)
+
     engine = sqlalchemy.create_engine(
-        "sqlite://", creator=lambda: sqlite3.connect(store_uri, uri=True, check_same_thread=False),
-        poolclass=NullPool, json_serializer=compact_json, json_deserializer=parse_json)
+        "sqlite://", creator=connect, poolclass=NullPool, json_serializer=compact_json, json_deserializer=parse_json)
 
     @sqlalchemy.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -250,6 +250,8 @@ class ReportFoldStateRow(SQLModel, table=True):
     # When the fold last looked for first responses (set on the ticket row without an audit event): the next
     # look reads only those set since (minus a margin); None: the full 3-day check (migration 0015).
     responses_checked_at: datetime | None = _dt()
+    # The audit event's hash at `seq` when it was folded: aggregates of another chain are told apart (migration 0016).
+    seq_hash: str | None = Field(default=None, max_length=64)
 
 
 # Every report table (storage/report_store.py creates them in a SQLite file of their own).

@@ -153,10 +153,11 @@ async def test_figures_from_the_aggregates_equal_the_raw_computation(engine_of: 
 
     # Idempotent: tickets folded again (the watermark moved back) change no sum, and the same plan
     # written twice is refused the second time by the compare-and-set.
+    # (The watermark moved by hand has no hash: trusted, as a state folded before the hash was kept.)
     rows = await day_rows(engine)
     async with report_tables(engine) as reports:
         async with reports.begin() as conn:
-            await conn.execute(STATE.update().values(seq=STATE.c.seq - 3000))
+            await conn.execute(STATE.update().values(seq=STATE.c.seq - 3000, seq_hash=None))
         plan = await reads.run(plan_step, "Asia/Shanghai", now)
         assert plan.changed > 50  # one step: EVENT_BATCH events (~13 per prefilled ticket); catch_up folds the rest
         # A step is bounded (3,000 events back is more than one step; issue 24).
@@ -197,7 +198,7 @@ async def _fold_in_the_worker(engine: AsyncEngine) -> None:
         assert (await conn.execute(select(func.sum(DAYS.c.reported)))).scalar_one() == 1500
 
     async with engine.begin() as conn:  # the last 100 events to fold again: the next step has to write
-        await conn.execute(STATE.update().values(seq=STATE.c.seq - 100))
+        await conn.execute(STATE.update().values(seq=STATE.c.seq - 100, seq_hash=None))
     steps_written = aggregator.written
     async with engine.begin() as conn:  # a transaction of the service holds the fold state's row meanwhile
         await conn.execute(select(STATE).with_for_update())
@@ -231,7 +232,7 @@ async def test_on_sqlite_the_worker_folds_into_a_file_of_its_own_while_the_servi
                 assert (await conn.execute(select(func.count()).select_from(FACTS))).scalar_one() == 300
                 assert (await conn.execute(select(func.sum(DAYS.c.reported)))).scalar_one() == 300
             async with reports.begin() as conn:  # the last 100 events to fold again: the next step has to write
-                await conn.execute(STATE.update().values(seq=STATE.c.seq - 100))
+                await conn.execute(STATE.update().values(seq=STATE.c.seq - 100, seq_hash=None))
         async with engine.connect() as conn:
             assert (await conn.execute(select(func.count()).select_from(FACTS))).scalar_one() == 0
             assert (await conn.execute(select(func.count()).select_from(STATE))).scalar_one() == 0
@@ -252,25 +253,43 @@ async def test_on_sqlite_the_worker_folds_into_a_file_of_its_own_while_the_servi
         await engine.dispose()
 
 
-async def test_aggregates_folded_past_the_end_of_the_audit_chain_are_folded_again(tmp_path: Path) -> None:
+async def test_aggregates_of_another_chain_are_not_read_and_are_folded_again(tmp_path: Path) -> None:
     """The reports file can outlive the service's file it was folded from (a backup of the service's file
-    restored beside it): a fold state past the chain's last event is not trusted; the fold starts again."""
+    restored beside it) or sit beside another database: a fold state past the chain's last event, or whose
+    watermark's hash is not this chain's, is not trusted — 报表 computes from the tickets meanwhile, and the
+    fold starts again (one reset: a second plan made from the same state is refused)."""
     path = tmp_path / "restored.db"
     prefill(["--sqlite", str(path)], tickets=300)
     engine = create_engine(f"sqlite:///{path}")
     try:
-        aggregator = ReportAggregator(shim(engine, datetime.now(UTC) + timedelta(minutes=5)))
+        now = datetime.now(UTC) + timedelta(minutes=5)
+        aggregator = ReportAggregator(shim(engine, now))
         await aggregator.catch_up()
         rows = await day_rows(engine)
+        reads = ReportReads(engine)
         async with report_tables(engine) as reports, reports.begin() as conn:
-            top = (await conn.execute(select(STATE.c.seq))).scalar_one()
-            await conn.execute(STATE.update().values(seq=top + 10_000))  # folded from a longer chain
-            await conn.execute(DAYS.update().values(reported=DAYS.c.reported + 5))
-        assert await day_rows(engine) != rows
-        await aggregator.catch_up()
-        assert await day_rows(engine) == rows
-        async with report_tables(engine) as reports, reports.connect() as conn:
-            assert (await conn.execute(select(STATE.c.seq))).scalar_one() == top
+            top, top_hash = (await conn.execute(select(STATE.c.seq, STATE.c.seq_hash))).one()
+            await conn.execute(DAYS.update().values(reported=DAYS.c.reported + 5))  # what another chain folded
+        assert top_hash is not None
+        for foreign in ({"seq": top + 10_000}, {"seq_hash": "f" * 64}):
+            async with report_tables(engine) as reports, reports.begin() as conn:
+                await conn.execute(STATE.update().values(**foreign))
+            assert await day_rows(engine) != rows
+            aggregated, raw = await texts(reads, now, ["30天"])
+            assert aggregated == raw  # computed from the tickets, not from the foreign aggregates
+            first = await reads.run(plan_step, "Asia/Shanghai", now)
+            second = await reads.run(plan_step, "Asia/Shanghai", now)
+            assert first.reset and second.reset
+            async with report_tables(engine) as reports:
+                async with reports.begin() as conn:
+                    assert await apply_fold(conn, first)
+                async with reports.begin() as conn:
+                    assert not await apply_fold(conn, second)
+            await aggregator.catch_up()
+            assert await day_rows(engine) == rows
+            async with report_tables(engine) as reports, reports.begin() as conn:
+                assert (await conn.execute(select(STATE.c.seq, STATE.c.seq_hash))).one() == (top, top_hash)
+                await conn.execute(DAYS.update().values(reported=DAYS.c.reported + 5))
     finally:
         await engine.dispose()
 
@@ -294,10 +313,10 @@ async def test_a_new_reports_file_takes_the_aggregates_folded_in_the_service_fil
         service.execute("DETACH DATABASE reports")
         service.close()
         for leftover in (store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
-            leftover.unlink(missing_ok=True)
+            leftover.unlink(missing_ok=True)  # the worker process still holds its engines of the file
 
-        assert await day_rows(engine) == rows
         assert await ReportAggregator(shim(engine, now)).catch_up() == 1  # one incremental step: nothing new
+        assert await day_rows(engine) == rows
     finally:
         await engine.dispose()
 
@@ -473,7 +492,7 @@ async def test_every_grain_gives_the_same_figures(engine_of: AsyncEngine) -> Non
     await boards()
     # A live part: the watermark moved back, so ~3,000 events' tickets are read as not folded yet.
     async with report_tables(engine) as reports, reports.begin() as conn:
-        await conn.execute(STATE.update().values(seq=STATE.c.seq - 3000))
+        await conn.execute(STATE.update().values(seq=STATE.c.seq - 3000, seq_hash=None))
     await boards()
 
 
