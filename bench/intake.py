@@ -216,6 +216,11 @@ def start_service(extra_env: dict[str, str] | None = None, database: Path | None
     workdir = Path(tempfile.mkdtemp(prefix="tb-bench-"))
     if database is not None:  # a prefilled database (bench/prefill_db.py), copied: the run changes it
         shutil.copyfile(database, workdir / "bench.db")
+        reports = database.with_name(database.name + "-reports")  # its report aggregates (storage/report_store.py)
+        if reports.exists():
+            with contextlib.closing(sqlite3.connect(f"file:{reports}?mode=ro", uri=True)) as source, \
+                    contextlib.closing(sqlite3.connect(workdir / "bench.db-reports")) as target:
+                source.backup(target)
     dropped = ("REDIS_URL", "PYTHONDONTWRITEBYTECODE", "DATABASE_URL", "PROCESS_INBOX")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("WECOM_", "FEISHU_", "DINGTALK_")) and k not in dropped}

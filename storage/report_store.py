@@ -191,6 +191,14 @@ def writing_engine(service_path: Path) -> Engine:
     return engine
 
 
+def rewind_log(connection: Any) -> None:
+    """Copy the reports file's log back and start it over, after a fold step's commit (the worker's, off the
+    service). Left to SQLite's automatic checkpoint the log never started over while the worker kept its
+    connections (seen: 96 MB after 20 backfill steps, each step slower than the one before)."""
+    raw = connection.connection.driver_connection  # outside a transaction (SQLAlchemy would begin one)
+    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
 def async_engine(service_path: Path) -> AsyncEngine:
     """An async engine (aiosqlite) of the reports file with the service's file attached read-write, for
     tools and tests that look at both: report tables resolve to the reports file, the others to the

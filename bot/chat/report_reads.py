@@ -201,8 +201,11 @@ def _in_worker_sqlite(path: str, job: Callable[..., T], args: tuple[Any, ...]) -
         writer = _WRITERS[path] = report_store.writing_engine(Path(path))
 
     def write(fn: Callable[..., Any], *more: Any) -> Any:
-        with writer.begin() as connection:
-            return fn(connection, *more)
+        with writer.connect() as connection:
+            with connection.begin():
+                result = fn(connection, *more)
+            report_store.rewind_log(connection)
+            return result
 
     engine = _ENGINES.get(path)
     if engine is None:
