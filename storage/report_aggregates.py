@@ -65,7 +65,6 @@ from core.reports.metrics import (
     ordered_priorities,
 )
 from core.reports.metrics import Stay as MetricStay
-from storage.sqlite.prepared import execute_maybe_hot, hot
 from storage.tables import AuditEventRow, TicketRow
 from storage.tables_reports import (
     DAY_COUNTERS,
@@ -93,14 +92,12 @@ STATE = cast(Table, ReportFoldStateRow.__table__)  # type: ignore[attr-defined]
 TICKETS = cast(Table, TicketRow.__table__)  # type: ignore[attr-defined]
 
 # A step's write is one transaction (~0.1 ms per ticket: its facts row, the deltas, the upserts): these bound
-# it to a few tens of ms. When the loop wrote it (SQLite until the reports file; an in-memory database still),
-# 4,000 events (~1,200 tickets under intake at full speed) held the loop 100-200 ms every 3 s (issues 20, 24).
+# it to a few tens of ms. When the loop wrote it (SQLite until the reports file), 4,000 events (~1,200 tickets
+# under intake at full speed) held the loop 100-200 ms every 3 s (issues 20, 24).
 BACKFILL_BATCH = 300  # tickets per backfill step
 EVENT_BATCH = 1_200  # audit events per incremental step (a fault report writes ~3)
 CHUNK = 500  # numbers per IN (...)
-# Built once: on SQLite a hot statement's executemany builds its rows' arguments with a generated function
-# (storage/sqlite/prepared.py) instead of SQLAlchemy's per-row parameter processing, half of a step's write.
-_INSERT_FACTS = hot(insert(FACTS))
+_INSERT_FACTS = insert(FACTS)  # built once (the worker process writes it, not the service's hot path)
 TOP_PER_DAY = 10
 ASSET_LOOKBACK = timedelta(days=120)  # first-time fix: how far back a ticket of the same asset is looked for
 FIRST_RESPONSE_TARGET_S = 90
@@ -491,8 +488,7 @@ def write_fold(conn: Connection, plan: FoldPlan) -> bool:
     numbers = list(plan.new)
     for start in range(0, len(numbers), CHUNK):
         conn.execute(delete(FACTS).where(FACTS.c.number.in_(numbers[start:start + CHUNK])))
-    # hot when the loop writes (an in-memory SQLite database)
-    execute_maybe_hot(conn, _INSERT_FACTS, [fact_row(f) for f in plan.new.values()])
+    conn.execute(_INSERT_FACTS, [fact_row(f) for f in plan.new.values()])
     d = deltas_of(plan.old, plan.new)
     day_rows = [{"day": k[0], "store_id": k[1], "category": k[2], "priority": k[3],
                  **{name: v.get(name, 0) for name in DAY_COUNTERS}} for k, v in d.days.items() if any(v.values())]
@@ -973,9 +969,11 @@ def report_figures(execute: Execute, start: datetime, end: datetime, now: dateti
     (the caller computes from the tickets). Read again when a fold landed in between (a consistent cut)."""
     for _ in range(3):
         state = read_state(execute)
-        if not ready(state, zone_name) or not of_this_chain(execute, state):  # type: ignore[arg-type]
+        if not ready(state, zone_name):
             return None
         assert state is not None
+        if not of_this_chain(execute, state):  # another database's aggregates: folded again from scratch
+            return None
         result = _report_figures(execute, state, start, end, now, zone, state_filter)
         if read_state(execute) == state:
             return result

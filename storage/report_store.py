@@ -15,7 +15,7 @@ data — every row can be folded again from the tickets and their audit trail �
 its schema's fingerprint is its `user_version`, and a file of another schema (an upgrade changed the
 tables) is emptied and folded again from the start (`ensure_report_store`). Deleting it while the service
 is stopped is safe (until the fold has caught up 报表 computes from the tickets). The same tables in the
-service's file (the migrations create them, for PostgreSQL and in-memory SQLite, where they are used) are
+service's file (the migrations create them, for PostgreSQL, where they are used) are
 not written any more; a new reports file takes what a fold wrote there before (`_take_folded`). Aggregates
 that are not of the service file's audit chain (a restored backup, another database) are told by the hash
 at their watermark (storage/report_aggregates.py `of_this_chain`) and folded again.
@@ -145,17 +145,22 @@ def _take_folded(connection: sqlite3.Connection) -> None:
                            f'SELECT {columns} FROM {SERVICE_SCHEMA}."{table.name}"')
 
 
-def reading_engine(service_path: Path) -> Engine:
-    """A read-only engine: the reports file as `main`, the service's file attached as `service`."""
-    store = ensure_report_store(service_path)
-    store_uri, service_uri = _uri(store, "ro"), _uri(service_path, "ro")
+def _store_engine(service_path: Path, mode: str) -> Engine:
+    """A synchronous engine (pysqlite: the service's column types) of the reports file, opened in `mode`."""
+    store_uri = _uri(ensure_report_store(service_path), mode)
 
     def connect() -> sqlite3.Connection:
         ensure_report_store(service_path)  # made again if it was deleted meanwhile (a stat when it is there)
         return sqlite3.connect(store_uri, uri=True, check_same_thread=False)
 
-    engine = sqlalchemy.create_engine(  # connections made here: SQLAlchemy's URL would unquote the path
+    return sqlalchemy.create_engine(  # connections made here: SQLAlchemy's URL would unquote the path
         "sqlite://", creator=connect, poolclass=NullPool, json_serializer=compact_json, json_deserializer=parse_json)
+
+
+def reading_engine(service_path: Path) -> Engine:
+    """A read-only engine: the reports file as `main`, the service's file attached as `service`."""
+    engine = _store_engine(service_path, "ro")
+    service_uri = _uri(service_path, "ro")
 
     @sqlalchemy.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -168,15 +173,7 @@ def reading_engine(service_path: Path) -> Engine:
 
 def writing_engine(service_path: Path) -> Engine:
     """An engine of the reports file alone whose transactions begin with BEGIN IMMEDIATE."""
-    store = ensure_report_store(service_path)
-    store_uri = _uri(store, "rw")
-
-    def connect() -> sqlite3.Connection:
-        ensure_report_store(service_path)
-        return sqlite3.connect(store_uri, uri=True, check_same_thread=False)
-
-    engine = sqlalchemy.create_engine(
-        "sqlite://", creator=connect, poolclass=NullPool, json_serializer=compact_json, json_deserializer=parse_json)
+    engine = _store_engine(service_path, "rw")
 
     @sqlalchemy.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -193,8 +190,9 @@ def writing_engine(service_path: Path) -> Engine:
 
 def rewind_log(connection: Any) -> None:
     """Copy the reports file's log back and start it over, after a fold step's commit (the worker's, off the
-    service). Left to SQLite's automatic checkpoint the log never started over while the worker kept its
-    connections (seen: 96 MB after 20 backfill steps, each step slower than the one before)."""
+    service). Left to SQLite's automatic (passive) checkpoint the log did not start over (seen: 96 MB after
+    20 backfill steps, each step slower than the one before; why it never got a moment without a reader of
+    the log was not pinned down). A reader in another process makes this wait up to the busy timeout."""
     raw = connection.connection.driver_connection  # outside a transaction (SQLAlchemy would begin one)
     raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 

@@ -184,11 +184,15 @@ _ENGINES: dict[str, Engine] = {}  # in the worker: one read-only engine per data
 _WRITERS: dict[str, Engine] = {}  # in the worker: one engine per reports file
 
 
-def _in_worker(path: str, job: Callable[..., T], args: tuple[Any, ...]) -> T:
+def _reading(path: str) -> Engine:
     engine = _ENGINES.get(path)
     if engine is None:
         engine = _ENGINES[path] = read_only_sqlite(Path(path))
-    with engine.connect() as connection:
+    return engine
+
+
+def _in_worker(path: str, job: Callable[..., T], args: tuple[Any, ...]) -> T:
+    with _reading(path).connect() as connection:
         return job(direct(connection), *args)
 
 
@@ -207,10 +211,7 @@ def _in_worker_sqlite(path: str, job: Callable[..., T], args: tuple[Any, ...]) -
             report_store.rewind_log(connection)
             return result
 
-    engine = _ENGINES.get(path)
-    if engine is None:
-        engine = _ENGINES[path] = read_only_sqlite(Path(path))
-    with engine.connect() as connection:
+    with _reading(path).connect() as connection:
         return job(direct(connection), write, *args)
 
 

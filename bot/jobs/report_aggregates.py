@@ -6,8 +6,7 @@ fold state. Both happen in the report worker process (ReportReads.run_writing) a
 back: on PostgreSQL over asyncpg (planned in a thread of the service, it decoded every row it read on the
 loop and took the interpreter lock from it); on a SQLite file into the report tables' own file
 (storage/report_store.py: the service's file has one write lock, held back to back by its group
-commits under load; the loop's write of a step was ~10 % of a fault report's instructions). An in-memory
-database, which no other process can open, plans in a thread and writes on the loop. The
+commits under load; the loop's write of a step was ~10 % of a fault report's instructions). The
 first run backfills every ticket, BACKFILL_BATCH at a time, yielding to the loop between steps; until
 it is done 报表 computes from the tickets as before. Nothing here runs in the ticket's transaction:
 intake writes what it wrote.
@@ -50,7 +49,7 @@ def fold_step(execute: Execute, write: Callable[..., Any], zone_name: str, now: 
 
 class ReportAggregator:
     def __init__(self, runtime: Any, every_s: float = EVERY_S, *, in_worker: bool = True) -> None:
-        """`in_worker=False` (PostgreSQL): plan in a thread and write on this loop, as in memory — so that
+        """`in_worker=False` (PostgreSQL): plan in a thread and write on this loop — so that
         several folders of one test process contend as several processes do (one process's worker runs
         its jobs one at a time)."""
         self.runtime = runtime
@@ -67,9 +66,9 @@ class ReportAggregator:
         """Plan and write one step; the plan says whether there is more to fold."""
         reads, now = report_reads(self.runtime), self.runtime.clock.now()
         # A SQLite file's report tables are in a file the service's connection does not see: always the worker.
-        if reads.writes_in_worker and (self.in_worker or reads.path is not None):
+        if self.in_worker or reads.path is not None:
             plan, written = await reads.run_writing(fold_step, self.zone_name, now)
-        else:  # an in-memory database (or in_worker=False on PostgreSQL): planned in a thread, written here
+        else:  # in_worker=False on PostgreSQL: planned in a thread, written here
             plan = await reads.run(plan_step, self.zone_name, now)
             async with self.runtime.sessions.transaction() as conn:
                 written = await apply_fold(conn, plan)
