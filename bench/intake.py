@@ -381,6 +381,30 @@ def playground_report(sender: str) -> Report:
                   {"Content-Type": "application/json"})
 
 
+@dataclass
+class HttpDoor:
+    env: dict[str, str]  # the service's settings for the door's platform
+    make: Callable[[str], Report]  # a unique fault report from a sender, as the platform sends it
+    path: str
+    platform: str  # the identities' platform of the door's senders
+
+
+def http_door(door: str, fake: dict[str, Any]) -> HttpDoor:
+    """How reports come in through `door` (playground, wecom, feishu); `fake`: what serve_fake put on its queue."""
+    if door == "wecom":
+        env = {"WECOM_CORP_ID": fake["corp_id"], "WECOM_AGENT_ID": str(fake["agent_id"]),
+               "WECOM_SECRET": fake["secret"], "WECOM_TOKEN": WECOM_TOKEN, "WECOM_ENCODING_AES_KEY": WECOM_AES_KEY,
+               "WECOM_API_BASE": fake["url"]}
+        return HttpDoor(env, WeComReports(fake["corp_id"], fake["agent_id"]), "/wecom/callback", "wecom")
+    if door == "feishu":
+        from tests.fakes.feishu_server import APP_ID, APP_SECRET
+
+        env = {"FEISHU_APP_ID": APP_ID, "FEISHU_APP_SECRET": APP_SECRET, "FEISHU_ENCRYPT_KEY": FEISHU_KEY,
+               "FEISHU_VERIFICATION_TOKEN": FEISHU_TOKEN, "FEISHU_DOMAIN": fake["url"]}
+        return HttpDoor(env, feishu_report, "/feishu/events", "feishu")
+    return HttpDoor({}, playground_report, "/playground/api/messages", "local")
+
+
 # --- load ----------------------------------------------------------------------------------------
 
 
@@ -574,24 +598,13 @@ async def measure_http_door(door: str, args: argparse.Namespace) -> Figures:
     ctx = mp.get_context("spawn")
     fake_proc = None
     stop, results, ports = ctx.Event(), ctx.Queue(), ctx.Queue()
-    env: dict[str, str] = {}
-    make: Callable[[str], Report] = playground_report
-    path, platform = "/playground/api/messages", "local"
+    fake: dict[str, Any] = {}
     if door in ("wecom", "feishu"):
         fake_proc = ctx.Process(target=serve_fake, args=(door, ports, stop, results), daemon=True)
         fake_proc.start()
         fake = ports.get(timeout=60)
-    if door == "wecom":
-        env = {"WECOM_CORP_ID": fake["corp_id"], "WECOM_AGENT_ID": str(fake["agent_id"]),
-               "WECOM_SECRET": fake["secret"], "WECOM_TOKEN": WECOM_TOKEN, "WECOM_ENCODING_AES_KEY": WECOM_AES_KEY,
-               "WECOM_API_BASE": fake["url"]}
-        make, path, platform = WeComReports(fake["corp_id"], fake["agent_id"]), "/wecom/callback", "wecom"
-    elif door == "feishu":
-        from tests.fakes.feishu_server import APP_ID, APP_SECRET
-
-        env = {"FEISHU_APP_ID": APP_ID, "FEISHU_APP_SECRET": APP_SECRET, "FEISHU_ENCRYPT_KEY": FEISHU_KEY,
-               "FEISHU_VERIFICATION_TOKEN": FEISHU_TOKEN, "FEISHU_DOMAIN": fake["url"]}
-        make, path, platform = feishu_report, "/feishu/events", "feishu"
+    door_in = http_door(door, fake)
+    env, make, path, platform = door_in.env, door_in.make, door_in.path, door_in.platform
     service: Any = None
     try:
         service = await deploy(args, env)

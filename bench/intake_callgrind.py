@@ -1,14 +1,23 @@
-"""Intake cost in CPU instructions: a fixed number of fault reports through the playground into
+"""Intake cost in CPU instructions: a fixed number of fault reports through a door into
 `ticketbot serve` running under valgrind's callgrind, counted only while the reports are handled.
 
-    python bench/intake_callgrind.py [--tickets 300] [--connections 8] [--warm-up 60] [--postgres ADMIN_URL]
+    python bench/intake_callgrind.py [--via playground wecom feishu] [--tickets 300] [--connections 8]
+                                     [--warm-up 60] [--postgres ADMIN_URL]
 
 Why. On a shared machine wall-clock rates and even CPU ms per ticket move with the neighbours'
 load (caches, hyper-threads, the scheduler); the number of instructions the service executes for
 N tickets does not. Comparing two trees (issue 20: intake before and after master data) by
 instructions per ticket is a deterministic check of the per-ticket work, to put beside
-bench/intake.py's throughput figures. Same service, same door, same reports as intake.py (each from
+bench/intake.py's throughput figures. Same service, same doors, same reports as intake.py (each from
 a new sender, so each is a new ticket; SQLite; the demo directory).
+
+`--via` (one or several, measured one after the other, each on a service of its own): the playground,
+or a chat door — encrypted, signed WeCom callbacks or Feishu event pushes (bench/intake.py's requests),
+the service answering through the fake platform API of tests/fakes/ in a process of its own (not
+counted). A chat door's count ends when every report is fully processed: its inbox row handled and the
+answer's outbox row sent (no row pending). With several doors the last column is each door's ratio to the
+first's instructions per ticket (issue 24: a chat door within 1.5x the playground's CPU per ticket —
+a ratio of instructions the neighbours' load cannot move, unlike intake.py's CPU ms).
 
 How. The service starts under callgrind with instrumentation off (`--instr-atstart=no`), is warmed
 up (classifier loaded, first tickets through every path), then instrumentation is switched on
@@ -29,7 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import multiprocessing as mp
 import os
 import re
 import shutil
@@ -39,13 +48,16 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
-from pg_scratch import drop_postgres, fresh_postgres  # bench/, on sys.path when run as a script
+from intake import Load, http_door, http_sender, pending_rows, run_load, serve_fake  # bench/, on sys.path
+from pg_scratch import drop_postgres, fresh_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
-FAULT = "底盘有异响，开起来咣当咣当的"  # bench/intake.py's report
+DOORS = ("playground", "wecom", "feishu")
 
 
 def free_port() -> int:
@@ -66,57 +78,75 @@ def wait_ready(url: str, timeout_s: float) -> float:
     raise RuntimeError(f"{url} not ready after {timeout_s} s")
 
 
-async def send_reports(port: int, prefix: str, count: int, connections: int) -> int:
-    url = f"http://127.0.0.1:{port}/playground/api/messages"
-    numbers = iter(range(count))
-    ok = 0
+async def send_reports(url: str, make: Any, prefix: str, count: int, connections: int) -> int:
+    """`count` reports from new senders, closed loop: how many the door accepted."""
+    load = Load()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+        await run_load(http_sender(session, url), make, prefix, duration=1e9, connections=connections, rate=0,
+                       load=load, count=count)
+    return len(load.accepted)
 
-    async def client(session: aiohttp.ClientSession) -> None:
-        nonlocal ok
-        for i in numbers:
-            body = json.dumps({"user": f"{prefix}{i}", "text": FAULT}, ensure_ascii=False).encode()
-            async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as resp:
-                await resp.read()
-                ok += resp.status == 200
 
-    timeout = aiohttp.ClientTimeout(total=None)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        await asyncio.gather(*(client(session) for _ in range(connections)))
-    return ok
+def wait_processed(db: Path | None, door: str) -> None:
+    """A chat door's reports handled and answered: nothing pending in the inbox or the outbox (the
+    playground answers in its request; on PostgreSQL the requests' answers are the check)."""
+    if door == "playground" or db is None:
+        return
+    time.sleep(1)
+    while pending_rows(db):
+        time.sleep(1)
 
 
 def control(*args: str) -> None:
     subprocess.run(["callgrind_control", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tickets", type=int, default=300, help="reports counted")
-    parser.add_argument("--connections", type=int, default=8, help="reports in flight (closed loop)")
-    parser.add_argument("--warm-up", type=int, default=60, help="reports before counting starts")
-    parser.add_argument("--postgres", default=None,
-                        help="admin URL of a PostgreSQL server: run on a new database there")
-    parser.add_argument("--idle", type=float, default=20.0, help="seconds of idling measured after the reports")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the folder with callgrind's dumps (for callgrind_annotate) and print its path")
-    args = parser.parse_args()
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        sys.exit("valgrind (callgrind) is not installed")
+@dataclass
+class Counted:
+    door: str
+    ready_s: float
+    warmed: int
+    done: int
+    elapsed_s: float
+    instructions: int
+    idle_rate: float  # Ir per second of idling
+    kept: Path | None
+
+    @property
+    def net_per_ticket(self) -> float:
+        return (self.instructions - self.idle_rate * self.elapsed_s) / max(self.done, 1)
+
+
+def count_door(door: str, args: argparse.Namespace) -> Counted:
+    """One service under callgrind, `door`'s reports counted (see the module's docstring)."""
+    ctx = mp.get_context("spawn")
+    stop, results, ports = ctx.Event(), ctx.Queue(), ctx.Queue()
+    fake_proc = None
+    fake: dict[str, Any] = {}
+    if door != "playground":
+        fake_proc = ctx.Process(target=serve_fake, args=(door, ports, stop, results), daemon=True)
+        fake_proc.start()
+        fake = ports.get(timeout=60)
+    door_in = http_door(door, fake)
     port = free_port()
+    url = f"http://127.0.0.1:{port}{door_in.path}"
     workdir = Path(tempfile.mkdtemp(prefix="tb-callgrind-"))
     database_url = asyncio.run(fresh_postgres(args.postgres, "tb_callgrind")) if args.postgres else None
+    db = None if database_url else workdir / "bench.db"
     env_process = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={workdir / 'cg.out'}",
          sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],
-        cwd=workdir, env=_service_env(workdir, database_url),
+        cwd=workdir, env={**_service_env(workdir, database_url), **door_in.env},
         stdout=open(workdir / "serve.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     try:
         ready = wait_ready(f"http://127.0.0.1:{port}/healthz", timeout_s=900)
-        warmed = asyncio.run(send_reports(port, "warm-", args.warm_up, args.connections))
+        warmed = asyncio.run(send_reports(url, door_in.make, "warm-", args.warm_up, args.connections))
+        wait_processed(db, door)
         time.sleep(5)  # what the warm-up left running (the classifier's background load) settles
         control("-i", "on", str(env_process.pid))
         started = time.monotonic()
-        done = asyncio.run(send_reports(port, "count-", args.tickets, args.connections))
+        done = asyncio.run(send_reports(url, door_in.make, "count-", args.tickets, args.connections))
+        wait_processed(db, door)
         elapsed = time.monotonic() - started
         control("-d", str(env_process.pid))
         time.sleep(1)
@@ -137,20 +167,53 @@ def main() -> None:
             env_process.wait(60)
         except subprocess.TimeoutExpired:
             env_process.kill()
+        stop.set()
+        if fake_proc is not None:
+            fake_proc.join(timeout=10)
+            if fake_proc.is_alive():
+                fake_proc.terminate()
         if database_url is not None:
             asyncio.run(drop_postgres(args.postgres, database_url))
-    engine = "PostgreSQL" if database_url else "SQLite"
-    print(f"tree {ROOT} on {engine}: ready under callgrind in {ready:.0f} s; {warmed} warm-up reports; "
-          f"{done}/{args.tickets} counted reports answered in {elapsed:.0f} s under callgrind "
-          f"({args.connections} connections)")
-    net = instructions - idle_rate * elapsed
-    print(f"instructions per ticket: {net / max(done, 1) / 1e6:.3f} M net of idling "
-          f"({instructions / max(done, 1) / 1e6:.3f} M raw, total {instructions / 1e9:.3f} G Ir; idling "
-          f"{idle_rate / 1e6:.2f} M Ir/s measured over {idle_s:.0f} s, x {elapsed:.0f} s counted)")
-    if args.keep:
-        print(f"callgrind dumps kept in {workdir} (the counted window: the dump numbered .1)")
-    else:
+    if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
+    return Counted(door, ready, warmed, done, elapsed, instructions, idle_rate, workdir if args.keep else None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--via", nargs="+", choices=DOORS, default=["playground"],
+                        help="doors, one after the other (the ratio column is to the first)")
+    parser.add_argument("--tickets", type=int, default=300, help="reports counted")
+    parser.add_argument("--connections", type=int, default=8, help="reports in flight (closed loop)")
+    parser.add_argument("--warm-up", type=int, default=60, help="reports before counting starts")
+    parser.add_argument("--postgres", default=None,
+                        help="admin URL of a PostgreSQL server: run on a new database there (playground only)")
+    parser.add_argument("--idle", type=float, default=20.0, help="seconds of idling measured after the reports")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the folder with callgrind's dumps (for callgrind_annotate) and print its path")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        sys.exit("valgrind (callgrind) is not installed")
+    if args.postgres and args.via != ["playground"]:
+        sys.exit("--postgres counts the playground only (a chat door's end is read from the SQLite file)")
+    engine = "PostgreSQL" if args.postgres else "SQLite"
+    rows = []
+    for door in args.via:
+        row = count_door(door, args)
+        rows.append(row)
+        print(f"tree {ROOT} on {engine}, {door}: ready under callgrind in {row.ready_s:.0f} s; {row.warmed} warm-up "
+              f"reports; {row.done}/{args.tickets} counted reports processed in {row.elapsed_s:.0f} s under "
+              f"callgrind ({args.connections} connections)", flush=True)
+        print(f"instructions per ticket: {row.net_per_ticket / 1e6:.3f} M net of idling "
+              f"({row.instructions / max(row.done, 1) / 1e6:.3f} M raw, total {row.instructions / 1e9:.3f} G Ir; "
+              f"idling {row.idle_rate / 1e6:.2f} M Ir/s, x {row.elapsed_s:.0f} s counted)", flush=True)
+        if row.kept is not None:
+            print(f"callgrind dumps kept in {row.kept} (the counted window: the dump numbered .1)")
+    if len(rows) > 1:
+        print(f"{'door':<12}{'M instr/ticket':>16}{'x ' + rows[0].door:>16}")
+        for row in rows:
+            ratio = row.net_per_ticket / rows[0].net_per_ticket
+            print(f"{row.door:<12}{row.net_per_ticket / 1e6:>16.3f}{ratio:>16.2f}")
 
 
 def _service_env(workdir: Path, database_url: str | None = None) -> dict[str, str]:
