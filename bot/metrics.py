@@ -128,12 +128,12 @@ def count_webhook(client: str, status: str) -> None:
 
 
 def count_outcome(mark: Callable[..., Awaitable[T]], outcome: str) -> Callable[..., Awaitable[T]]:
-    """Wrap SqlOutbox.mark_sent / mark_retry / mark_dead."""
+    """Wrap SqlOutbox.mark_sent (a list of deliveries) / mark_retry / mark_dead (one)."""
 
     @functools.wraps(mark)
     async def counted(*args: Any, **kwargs: Any) -> T:
         result = await mark(*args, **kwargs)
-        _OUTBOX_BY[(outcome,)].inc()
+        _OUTBOX_BY[(outcome,)].inc(len(args[0]) if outcome == "sent" else 1)
         return result
 
     return counted

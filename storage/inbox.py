@@ -27,11 +27,13 @@ MAX_INBOX_ATTEMPTS = 5
 MAX_YIELD_S = 0.5  # the longest background processing waits for accepts in flight, per transaction
 
 # Built once, run with parameters: every inbound message goes through these (see storage/unit_of_work.py).
-_CLAIM = hot(update(InboxRow).where(col(InboxRow.id) == bindparam("w_id"), col(InboxRow.status) == "pending")
-             .values(status="processing", attempts=InboxRow.attempts + 1, processed_at=bindparam("w_now"))
-             .returning(col(InboxRow.payload)))
 _FINISH = hot(update(InboxRow).where(col(InboxRow.id) == bindparam("w_id")).values(
     status="done", error=None, processed_at=bindparam("w_now")))
+# Claimed and finished at once, for rows handled inside the transaction that takes them (see `take`).
+_TAKE = hot(update(InboxRow).where(col(InboxRow.id) == bindparam("w_id"), col(InboxRow.status) == "pending")
+            .values(status="done", error=None, attempts=InboxRow.attempts + 1, processed_at=bindparam("w_now"))
+            .returning(col(InboxRow.payload)))
+_HOLD = hot(update(InboxRow).where(col(InboxRow.id) == bindparam("w_id")).values(status="processing"))
 _FAIL = update(InboxRow).where(col(InboxRow.id) == bindparam("w_id")).values(
     status="failed", error=bindparam("w_error"))
 _ACCEPT: dict[str, Any] = {}  # dialect name → insert ... on conflict do nothing returning id
@@ -113,11 +115,15 @@ class SqlInbox:
             return
         await wait_for_event(self._settled, MAX_YIELD_S)
 
-    async def claim(self, row_id: int) -> InboundMessage | None:
-        """Take a pending row for processing; None if another worker has it or it is done, or if its
-        payload cannot be read: that row fails at once, with why (a retry would read the same)."""
+    async def take(self, row_id: int) -> InboundMessage | None:
+        """Take a pending row for a caller that handles it inside the transaction it takes it in
+        (bot/jobs/delivery.py): claimed and finished in one statement, done when that transaction
+        commits with the handling's work, pending again if it rolls back. A failed handling sets it
+        back with `finish(error=...)`; work left for after the transaction `hold`s it until that work
+        finishes it. None if another worker has the row or it is done, or if its payload cannot be
+        read: that row fails at once, with why (a retry would read the same)."""
         async with self._sessions.transaction() as conn:
-            payload = (await conn.execute(_CLAIM, {"w_id": row_id, "w_now": self._clock.now()})).scalar_one_or_none()
+            payload = (await conn.execute(_TAKE, {"w_id": row_id, "w_now": self._clock.now()})).scalar_one_or_none()
             if payload is None:
                 return None
             try:
@@ -126,6 +132,12 @@ class SqlInbox:
                 log.error("inbox row %s cannot be read, failed: %r", row_id, error)
                 await conn.execute(_FAIL, {"w_id": row_id, "w_error": f"unreadable payload: {error!r}"[:2000]})
                 return None
+
+    async def hold(self, row_id: int) -> None:
+        """A taken row whose handling left work for after its transaction: "processing" until
+        `finish` (a crash before leaves it to the sweep, as a claimed row)."""
+        async with self._sessions.transaction() as conn:
+            await conn.execute(_HOLD, {"w_id": row_id})
 
     async def finish(self, row_id: int, *, error: str | None = None) -> None:
         if error is None:

@@ -62,6 +62,19 @@ class ClaimedDelivery:
     resolved: bool = False
 
 
+@dataclass(slots=True)
+class Sent:
+    """A delivery the platform accepted, to mark (`SqlOutbox.mark_sent`)."""
+
+    outbox_id: int
+    external_id: str | None  # the platform's message id
+    # It was the dispatch offer of this ticket (see `offer_ticket`), whose first response it is
+    # unless another offer arrived first.
+    offer_of: str | None = None
+    # (card id, platform, reference) to remember for updating the card in place later.
+    card_ref: tuple[str, str, dict[str, Any]] | None = None
+
+
 # Claiming and marking run for every message delivered: built once (composing costs more than
 # running), hot on SQLite, and written as members of the group commit (storage/transactions/shared.py)
 # so that a burst of deliveries shares COMMITs with each other and with inbox processing.
@@ -154,19 +167,19 @@ class SqlOutbox:
                                 dict(row.reply_context or {}), int(row.attempts) + 1,
                                 external_id=row.recipient_external_id, resolved=True) for row in rows]
 
-    async def mark_sent(self, outbox_id: int, external_id: str | None, *, offer_of: str | None = None,
-                        card_ref: tuple[str, str, dict[str, Any]] | None = None) -> None:
-        """The platform accepted the delivery now. `offer_of`: it was the dispatch offer of this
-        ticket (see `offer_ticket`), whose first response it is unless another offer arrived first.
-        `card_ref`: (card id, platform, reference) to remember for updating the card in place later,
-        in the same transaction."""
+    async def mark_sent(self, sent: list[Sent]) -> None:
+        """The platform accepted these deliveries: marked in one transaction, with the first responses
+        and card references they bring (deliveries that went through together share it: one statement
+        for the marks, not a transaction and a statement per message)."""
         now = self._clock.now()
         async with self._write(), self._sessions.transaction(savepoint=False) as conn:
-            await conn.execute(_MARK_SENT, {"w_id": outbox_id, "w_at": now, "w_external": external_id})
-            if offer_of is not None:
-                await record_first_response(conn, offer_of, now)
-            if card_ref is not None:
-                await self._remember_card_ref(conn, *card_ref)
+            await conn.execute(_MARK_SENT, [{"w_id": one.outbox_id, "w_at": now, "w_external": one.external_id}
+                                            for one in sent])
+            for one in sent:
+                if one.offer_of is not None:
+                    await record_first_response(conn, one.offer_of, now)
+                if one.card_ref is not None:
+                    await self._remember_card_ref(conn, *one.card_ref)
 
     async def mark_retry(self, outbox_id: int, attempt: int, reason: str, retry_after_s: float | None) -> None:
         backoff = min(600.0, 2.0 ** attempt)

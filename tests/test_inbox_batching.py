@@ -4,6 +4,7 @@ app, its inbox and its processor, on a real SQLite file."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,9 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import event, select, text
 from sqlmodel import col
 
+from bot.jobs.delivery import InboxProcessor
 from bot.runtime import Runtime
 from bot.web.app import build_app
-from core.inbound import InboundKind, InboundMessage
+from core.inbound import InboundKind, InboundMessage, Later
 from storage.tables import InboxRow, OutboxRow, TicketRow
 from tests.conftest import make_settings, runtime_of
 
@@ -172,3 +174,44 @@ async def test_an_unreadable_row_fails_on_either_engine(app_client: TestClient) 
     async with runtime.sessions() as session:
         stored = await session.get(InboxRow, row)
     assert stored is not None and stored.attempts == 1
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+async def test_a_row_with_work_for_after_its_transaction_stays_processing_until_that_work_is_done(
+        sqlite_app: TestClient, batch: int) -> None:
+    """A row is taken and finished in one statement (SqlInbox.take) when it is handled at once; one
+    whose handling leaves a read for after its transaction (报表) is committed "processing" — a crash
+    before the read's answer leaves it for the sweep — and is done only with that answer. Work that
+    fails after the transaction puts the row back with its error."""
+    runtime = runtime_of(sqlite_app)
+    release = asyncio.Event()
+    answered: list[str] = []
+
+    async def read() -> str:
+        await release.wait()
+        if len(answered) == 1:
+            raise RuntimeError("report store away")
+        return "七天报表"
+
+    async def answer(value: str) -> None:
+        answered.append(value)
+
+    async def handle(message: InboundMessage) -> Later | None:
+        return Later(read, answer) if message.text == "报表" else None
+
+    processor = InboxProcessor(runtime.inbox, handle, batch=batch)
+    rows = await accepted_unscheduled(runtime, [
+        InboundMessage("local", f"later-{batch}-{i}", f"sup-later-{i}", InboundKind.TEXT, text=text)
+        for i, text in enumerate(["报表", "你好", "报表"])])
+    for row in rows:
+        processor.schedule(row)
+    for _ in range(500):  # the rows' transaction commits; the reads wait
+        if [s for s, _ in await statuses(runtime, rows)] == ["processing", "done", "processing"]:
+            break
+        await asyncio.sleep(0.01)
+    assert [s for s, _ in await statuses(runtime, rows)] == ["processing", "done", "processing"]
+    release.set()
+    await processor.drain()
+    found = await statuses(runtime, rows)
+    assert answered == ["七天报表"]
+    assert sorted(found) == [("done", None), ("done", None), ("pending", "RuntimeError: report store away")]

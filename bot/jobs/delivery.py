@@ -13,7 +13,7 @@ from core.inbound import InboundMessage, Later
 from core.ports import ChannelSender, OutboundDelivery
 from core.wakeups import wait_for_event
 from storage.inbox import SqlInbox
-from storage.outbox import ClaimedDelivery, SqlOutbox, offer_ticket
+from storage.outbox import ClaimedDelivery, Sent, SqlOutbox, offer_ticket
 from storage.sqlite.session import YIELD_TURNS, let_others_run
 from storage.transactions.shared import commit_soon, savepoint
 
@@ -157,14 +157,15 @@ class InboxProcessor:
             return await self._claim_and_handle(row_id)
 
     async def _claim_and_handle(self, row_id: int) -> Later | None:
-        message = await self.inbox.claim(row_id)
+        # Inside the row's transaction: taken and finished in one statement (SqlInbox.take).
+        message = await self.inbox.take(row_id)
         if message is None:
             return None
         if not await self.handle_claimed(row_id, message):
             return None
         later = self.take_later(row_id)
-        if later is None:
-            await self.inbox.finish(row_id)  # else the later work's transaction finishes it
+        if later is not None:
+            await self.inbox.hold(row_id)  # the later work's transaction finishes it
         return later
 
     async def process_claimed(self, row_id: int, message: InboundMessage) -> None:
@@ -232,6 +233,14 @@ class InboxProcessor:
             await asyncio.gather(*list(self._workers), *list(self._answering), return_exceptions=True)
 
 
+class _Marks:
+    """Deliveries the platform accepted, waiting for their mark (OutboxDispatcher._mark_sent)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+        self.written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
 class OutboxDispatcher:
     """Delivers pending outbox rows through the platform senders, with retries and backoff."""
 
@@ -239,6 +248,8 @@ class OutboxDispatcher:
         self.outbox = outbox
         self.senders = senders
         self.wake = asyncio.Event()
+        self._marks: _Marks | None = None  # the batch deliveries' marks join now
+        self._writing: set[asyncio.Task[None]] = set()
 
     async def run_once(self) -> int:
         # Rows a dead sender left "sending" are claimed again once due (no separate requeue pass).
@@ -275,11 +286,34 @@ class OutboxDispatcher:
             return
         card = item.notification.card
         card_id = card.id if card else item.notification.replaces_card_id
-        # One transaction (a member of the group commit) for the mark and the card's reference.
-        await self.outbox.mark_sent(item.outbox_id, receipt.external_message_id,
-                                    offer_of=offer_ticket(item.notification),
-                                    card_ref=(card_id, item.channel, receipt.card_ref)
-                                    if card_id and receipt.card_ref else None)
+        await self._mark_sent(Sent(item.outbox_id, receipt.external_message_id,
+                                   offer_of=offer_ticket(item.notification),
+                                   card_ref=(card_id, item.channel, receipt.card_ref)
+                                   if card_id and receipt.card_ref else None))
+
+    async def _mark_sent(self, sent: Sent) -> None:
+        """Marked, durably, before this returns; the deliveries that went through in the same loop
+        turn share the mark's transaction (SqlOutbox.mark_sent), which begins at the next turn."""
+        marks = self._marks
+        if marks is None:
+            marks = self._marks = _Marks()
+            task = asyncio.get_running_loop().create_task(self._write_marks(marks))
+            self._writing.add(task)
+            task.add_done_callback(self._writing.discard)
+        marks.sent.append(sent)
+        await asyncio.shield(marks.written)
+
+    async def _write_marks(self, marks: _Marks) -> None:
+        self._marks = None  # from now on deliveries join the next batch
+        try:
+            await self.outbox.mark_sent(marks.sent)
+        except asyncio.CancelledError:
+            marks.written.cancel()
+            raise
+        except Exception as error:  # noqa: BLE001 - every delivery of the batch fails with it (claimed again later)
+            marks.written.set_exception(error)
+        else:
+            marks.written.set_result(None)
 
     async def _external_id(self, item: ClaimedDelivery) -> str | None:
         if item.resolved:  # read with the claim
