@@ -160,7 +160,8 @@ class WeComApi:
             data_kw: dict[str, Any] = {} if body is None else {"data": json_body(body), "headers": JSON_HEADERS}
             async with self._http().request(method, url, params=params, **data_kw) as resp:
                 _raise_for_http(resp.status, path)
-                data = await resp.json(content_type=None)
+                # Not resp.json(): WeCom answers UTF-8 JSON, and aiohttp's charset lookup cost more than the parse.
+                data = loads_bounded(await resp.read())
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             retry = RETRY_AFTER_TOKEN_S if token_call else RETRY_AFTER_SERVER_S
             raise WeComUnavailable(f"{path}: {exc!r}", retry_after_s=retry) from exc
