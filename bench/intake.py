@@ -664,50 +664,71 @@ async def engine_figures(figures: Figures, args: argparse.Namespace, service: An
     return figures
 
 
-async def measure_dingtalk(args: argparse.Namespace) -> Figures:
-    args = options(args)
-    from tests.fakes.dingtalk_gateway import TOPIC_ROBOT, FakeDingTalkGateway, callback_frame, robot_message
+class DingTalkDoor:
+    """Robot messages pushed as frames down the fake DingTalk stream gateway (in this process, so the
+    caller's event loop must keep running) to the service's dingtalk-stream client; the ack is the
+    acceptance, replies arrive at the gateway's robot batchSend (`first`: the first one per user)."""
 
-    gateway = FakeDingTalkGateway()
-    await gateway.start()
-    gateway.requests = Discard()
-    recorder = FirstDelivery(lambda recorded: list(recorded.body.get("userIds") or []))
-    gateway.delivered = recorder
-    gateway.acks = Discard()
-    waiting: dict[str, asyncio.Future[bool]] = {}
+    def __init__(self) -> None:
+        from tests.fakes.dingtalk_gateway import FakeDingTalkGateway
 
-    async def on_ack(ack: dict[str, Any]) -> None:
-        future = waiting.pop(ack.get("headers", {}).get("messageId", ""), None)
+        self.gateway = FakeDingTalkGateway()
+        self._waiting: dict[str, asyncio.Future[bool]] = {}
+        self._frame_ids = itertools.count()
+        self._recorder = FirstDelivery(lambda recorded: list(recorded.body.get("userIds") or []))
+
+    async def start(self) -> dict[str, str]:
+        """The gateway up; the service's settings for it."""
+        gateway = self.gateway
+        await gateway.start()
+        gateway.requests = Discard()
+        gateway.delivered = self._recorder
+        gateway.acks = Discard()
+        gateway.ack_observers.append(self._on_ack)
+        return {"DINGTALK_CLIENT_ID": "bench-app", "DINGTALK_CLIENT_SECRET": "bench-secret",
+                "DINGTALK_OPENAPI_ENDPOINT": gateway.base_url}
+
+    @property
+    def first(self) -> dict[str, float]:
+        return self._recorder.first
+
+    async def _on_ack(self, ack: dict[str, Any]) -> None:
+        future = self._waiting.pop(ack.get("headers", {}).get("messageId", ""), None)
         if future is not None and not future.done():
             future.set_result(str(ack.get("code")) == "200")
 
-    gateway.ack_observers.append(on_ack)
-    env = {"DINGTALK_CLIENT_ID": "bench-app", "DINGTALK_CLIENT_SECRET": "bench-secret",
-           "DINGTALK_OPENAPI_ENDPOINT": gateway.base_url}
-    service: Any = None
-    frame_ids = itertools.count()
+    def make(self, sender: str) -> Report:
+        from tests.fakes.dingtalk_gateway import TOPIC_ROBOT, callback_frame, robot_message
 
-    def make(sender: str) -> Report:
         data = robot_message(msg_id=f"m-{sender}", sender=sender, text=FAULT)
-        return Report(sender, json.dumps(callback_frame(TOPIC_ROBOT, data, f"f-{next(frame_ids)}-{sender}"),
+        return Report(sender, json.dumps(callback_frame(TOPIC_ROBOT, data, f"f-{next(self._frame_ids)}-{sender}"),
                                          ensure_ascii=False).encode())
 
-    async def send(report: Report) -> bool:
+    async def send(self, report: Report) -> bool:
         frame = json.loads(report.body)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        waiting[frame["headers"]["messageId"]] = future
-        await gateway.push(frame)
+        self._waiting[frame["headers"]["messageId"]] = future
+        await self.gateway.push(frame)
         try:
             return await asyncio.wait_for(future, 30)
         finally:
-            waiting.pop(frame["headers"]["messageId"], None)
+            self._waiting.pop(frame["headers"]["messageId"], None)
 
+    async def close(self) -> None:
+        await self.gateway.close()
+
+
+async def measure_dingtalk(args: argparse.Namespace) -> Figures:
+    args = options(args)
+    door = DingTalkDoor()
+    env = await door.start()
+    service: Any = None
     try:
         service = await deploy(args, env)
-        await gateway.wait_connections(len(service.ports), timeout=60)
+        await door.gateway.wait_connections(len(service.ports), timeout=60)
         run_id = secrets.token_hex(3)
         warm = Load()
-        await run_load(send, make, f"dwarm{run_id}_", duration=120, connections=4, rate=0, load=warm,
+        await run_load(door.send, door.make, f"dwarm{run_id}_", duration=120, connections=4, rate=0, load=warm,
                        count=args.warm_up)
         await asyncio.sleep(1)
         while await service.pending():
@@ -716,7 +737,7 @@ async def measure_dingtalk(args: argparse.Namespace) -> Figures:
         cpu_before, background_before = service.cpu(), service.background_cpu()
         profiler = start_profiler(service, args.profile, "dingtalk")
         load = Load()
-        await run_load(send, make, f"db{run_id}_", duration=args.duration, connections=args.connections,
+        await run_load(door.send, door.make, f"db{run_id}_", duration=args.duration, connections=args.connections,
                        rate=args.rate, load=load)
         fold_behind = getattr(service, "fold_behind", lambda: None)()
 
@@ -729,13 +750,13 @@ async def measure_dingtalk(args: argparse.Namespace) -> Figures:
         counts_after = await service.counters()
         stop_profiler(profiler)
         busy_rss = rss_mb(service.process.pid)
-        figures = summarise("dingtalk", load, await service.tickets("dingtalk"), recorder.first, cpu, drained)
+        figures = summarise("dingtalk", load, await service.tickets("dingtalk"), door.first, cpu, drained)
         figures.note = f"RSS after load {busy_rss:.0f} MB; {background_note(background, load, fold_behind)}"
         return await engine_figures(figures, args, service, counts_before, counts_after)
     finally:
         if service is not None:
             await undeploy(service)
-        await gateway.close()
+        await door.close()
 
 
 async def measure_echo(door: str, args: argparse.Namespace) -> Figures:

@@ -1,7 +1,7 @@
 """Intake cost in CPU instructions: a fixed number of fault reports through a door into
 `ticketbot serve` running under valgrind's callgrind, counted only while the reports are handled.
 
-    python bench/intake_callgrind.py [--via playground wecom feishu] [--tickets 300] [--connections 8]
+    python bench/intake_callgrind.py [--via playground wecom feishu dingtalk] [--tickets 300] [--connections 8]
                                      [--warm-up 60] [--postgres ADMIN_URL]
 
 Why. On a shared machine wall-clock rates and even CPU ms per ticket move with the neighbours'
@@ -14,10 +14,11 @@ a new sender, so each is a new ticket; SQLite; the demo directory).
 `--via` (one or several, measured one after the other, each on a service of its own): the playground,
 or a chat door — encrypted, signed WeCom callbacks or Feishu event pushes (bench/intake.py's requests),
 the service answering through the fake platform API of tests/fakes/ in a process of its own (not
-counted). A chat door's count ends when every report is fully processed: its inbox row handled and the
-answer's outbox row sent (no row pending). With several doors the last column is each door's ratio to the
-first's instructions per ticket (issue 24: a chat door within 1.5x the playground's CPU per ticket —
-a ratio of instructions the neighbours' load cannot move, unlike intake.py's CPU ms).
+counted), or DingTalk robot messages down the fake stream gateway (in this process). A chat door's
+count ends when every report is fully processed: its inbox row handled and the answer's outbox row
+sent (no row pending). With several doors the last column is each door's ratio to the first's
+instructions per ticket (issue 24: a chat door within 1.5x the playground's CPU per ticket — a ratio
+of instructions the neighbours' load cannot move, unlike intake.py's CPU ms).
 
 How. The service starts under callgrind with instrumentation off (`--instr-atstart=no`), is warmed
 up (classifier loaded, first tickets through every path), then instrumentation is switched on
@@ -53,11 +54,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from intake import Load, http_door, http_sender, pending_rows, run_load, serve_fake  # bench/, on sys.path
+from intake import DingTalkDoor, Load, http_door, http_sender, pending_rows, run_load, serve_fake  # bench/
 from pg_scratch import drop_postgres, fresh_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
-DOORS = ("playground", "wecom", "feishu")
+DOORS = ("playground", "wecom", "feishu", "dingtalk")
 
 
 def free_port() -> int:
@@ -78,23 +79,21 @@ def wait_ready(url: str, timeout_s: float) -> float:
     raise RuntimeError(f"{url} not ready after {timeout_s} s")
 
 
-async def send_reports(url: str, make: Any, prefix: str, count: int, connections: int) -> int:
+async def send_reports(send: Any, make: Any, prefix: str, count: int, connections: int) -> int:
     """`count` reports from new senders, closed loop: how many the door accepted."""
     load = Load()
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-        await run_load(http_sender(session, url), make, prefix, duration=1e9, connections=connections, rate=0,
-                       load=load, count=count)
+    await run_load(send, make, prefix, duration=1e9, connections=connections, rate=0, load=load, count=count)
     return len(load.accepted)
 
 
-def wait_processed(db: Path | None, door: str) -> None:
+async def wait_processed(db: Path | None, door: str) -> None:
     """A chat door's reports handled and answered: nothing pending in the inbox or the outbox (the
     playground answers in its request; on PostgreSQL the requests' answers are the check)."""
     if door == "playground" or db is None:
         return
-    time.sleep(1)
+    await asyncio.sleep(1)
     while pending_rows(db):
-        time.sleep(1)
+        await asyncio.sleep(1)
 
 
 def control(*args: str) -> None:
@@ -117,54 +116,65 @@ class Counted:
         return (self.instructions - self.idle_rate * self.elapsed_s) / max(self.done, 1)
 
 
-def count_door(door: str, args: argparse.Namespace) -> Counted:
-    """One service under callgrind, `door`'s reports counted (see the module's docstring)."""
+async def count_door(door: str, args: argparse.Namespace) -> Counted:
+    """One service under callgrind, `door`'s reports counted (see the module's docstring). Async: the
+    DingTalk gateway lives in this process's loop, which must keep running while the service works."""
     ctx = mp.get_context("spawn")
     stop, results, ports = ctx.Event(), ctx.Queue(), ctx.Queue()
-    fake_proc = None
-    fake: dict[str, Any] = {}
-    if door != "playground":
-        fake_proc = ctx.Process(target=serve_fake, args=(door, ports, stop, results), daemon=True)
-        fake_proc.start()
-        fake = ports.get(timeout=60)
-    door_in = http_door(door, fake)
+    fake_proc, dingtalk = None, None
     port = free_port()
-    url = f"http://127.0.0.1:{port}{door_in.path}"
+    if door == "dingtalk":
+        dingtalk = DingTalkDoor()
+        env = await dingtalk.start()
+        make, send_to = dingtalk.make, None
+    else:
+        fake: dict[str, Any] = {}
+        if door != "playground":
+            fake_proc = ctx.Process(target=serve_fake, args=(door, ports, stop, results), daemon=True)
+            fake_proc.start()
+            fake = await asyncio.to_thread(ports.get, timeout=60)
+        door_in = http_door(door, fake)
+        env, make, send_to = door_in.env, door_in.make, f"http://127.0.0.1:{port}{door_in.path}"
     workdir = Path(tempfile.mkdtemp(prefix="tb-callgrind-"))
-    database_url = asyncio.run(fresh_postgres(args.postgres, "tb_callgrind")) if args.postgres else None
+    database_url = await fresh_postgres(args.postgres, "tb_callgrind") if args.postgres else None
     db = None if database_url else workdir / "bench.db"
     env_process = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={workdir / 'cg.out'}",
          sys.executable, "-m", "bot.cli", "serve", "--port", str(port)],
-        cwd=workdir, env={**_service_env(workdir, database_url), **door_in.env},
+        cwd=workdir, env={**_service_env(workdir, database_url), **env},
         stdout=open(workdir / "serve.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    pid = str(env_process.pid)
     try:
-        ready = wait_ready(f"http://127.0.0.1:{port}/healthz", timeout_s=900)
-        warmed = asyncio.run(send_reports(url, door_in.make, "warm-", args.warm_up, args.connections))
-        wait_processed(db, door)
-        time.sleep(5)  # what the warm-up left running (the classifier's background load) settles
-        control("-i", "on", str(env_process.pid))
-        started = time.monotonic()
-        done = asyncio.run(send_reports(url, door_in.make, "count-", args.tickets, args.connections))
-        wait_processed(db, door)
-        elapsed = time.monotonic() - started
-        control("-d", str(env_process.pid))
-        time.sleep(1)
-        instructions = _dumped(workdir)
-        # The service's background loops (timer loop, outbox sweep, webhook dispatcher) poll by the
-        # wall clock, and under valgrind the counted window lasts ~50x longer than natively: their
-        # instructions per second of idling are measured next and taken out of the per-ticket figure.
-        control("-z", str(env_process.pid))
-        idle_started = time.monotonic()
-        time.sleep(args.idle)
-        control("-d", str(env_process.pid))
-        idle_s = time.monotonic() - idle_started
-        time.sleep(1)
-        idle_rate = _dumped(workdir) / idle_s
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+            send = dingtalk.send if dingtalk is not None else http_sender(session, str(send_to))
+            ready = await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}/healthz", 900)
+            if dingtalk is not None:
+                await dingtalk.gateway.wait_connections(1, timeout=300)
+            warmed = await send_reports(send, make, "warm-", args.warm_up, args.connections)
+            await wait_processed(db, door)
+            await asyncio.sleep(5)  # what the warm-up left running (the classifier's background load) settles
+            await asyncio.to_thread(control, "-i", "on", pid)
+            started = time.monotonic()
+            done = await send_reports(send, make, "count-", args.tickets, args.connections)
+            await wait_processed(db, door)
+            elapsed = time.monotonic() - started
+            await asyncio.to_thread(control, "-d", pid)
+            await asyncio.sleep(1)
+            instructions = _dumped(workdir)
+            # The service's background loops (timer loop, outbox sweep, webhook dispatcher) poll by the
+            # wall clock, and under valgrind the counted window lasts ~50x longer than natively: their
+            # instructions per second of idling are measured next and taken out of the per-ticket figure.
+            await asyncio.to_thread(control, "-z", pid)
+            idle_started = time.monotonic()
+            await asyncio.sleep(args.idle)
+            await asyncio.to_thread(control, "-d", pid)
+            idle_s = time.monotonic() - idle_started
+            await asyncio.sleep(1)
+            idle_rate = _dumped(workdir) / idle_s
     finally:
         env_process.terminate()
         try:
-            env_process.wait(60)
+            await asyncio.to_thread(env_process.wait, 60)
         except subprocess.TimeoutExpired:
             env_process.kill()
         stop.set()
@@ -172,8 +182,10 @@ def count_door(door: str, args: argparse.Namespace) -> Counted:
             fake_proc.join(timeout=10)
             if fake_proc.is_alive():
                 fake_proc.terminate()
+        if dingtalk is not None:
+            await dingtalk.close()
         if database_url is not None:
-            asyncio.run(drop_postgres(args.postgres, database_url))
+            await drop_postgres(args.postgres, database_url)
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return Counted(door, ready, warmed, done, elapsed, instructions, idle_rate, workdir if args.keep else None)
@@ -199,7 +211,7 @@ def main() -> None:
     engine = "PostgreSQL" if args.postgres else "SQLite"
     rows = []
     for door in args.via:
-        row = count_door(door, args)
+        row = asyncio.run(count_door(door, args))
         rows.append(row)
         print(f"tree {ROOT} on {engine}, {door}: ready under callgrind in {row.ready_s:.0f} s; {row.warmed} warm-up "
               f"reports; {row.done}/{args.tickets} counted reports processed in {row.elapsed_s:.0f} s under "
