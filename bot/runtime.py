@@ -258,6 +258,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.dispatcher.drain()
         await self.webhooks.close()
         if self.directory_job is not None:
             await self.directory_job.stop()

@@ -127,3 +127,20 @@ async def test_a_mark_that_fails_leaves_its_batch_to_be_sent_again(sessions: Ses
     found = await rows(sessions, "again")
     assert [(r.status, r.attempts) for r in found] == [("sent", 2)] * 5
     assert len(platform.sent) == 10  # at least once: the platform got each message twice
+
+
+async def test_a_stop_during_the_sends_still_writes_the_marks_of_what_was_sent(sessions: Sessions) -> None:
+    """The dispatcher's loop is cancelled (Runtime.stop) after the platform took the messages and
+    before their marks: the marks are written all the same (the mark is shielded from its deliveries'
+    cancellation; Runtime.stop then waits for it with `drain`, before the engine goes)."""
+    await queued(sessions, 6, "stopped")
+    platform = Platform()
+    dispatcher = OutboxDispatcher(SqlOutbox(sessions, FixedClock()), {"marks": platform})
+    loop_task = asyncio.create_task(dispatcher.run_once())
+    while len(platform.sent) < 6:
+        await asyncio.sleep(0)
+    loop_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop_task
+    await dispatcher.drain()
+    assert [r.status for r in await rows(sessions, "stopped")] == ["sent"] * 6

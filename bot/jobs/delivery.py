@@ -239,6 +239,8 @@ class _Marks:
     def __init__(self) -> None:
         self.sent: list[Sent] = []
         self.written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Its deliveries may all have been cancelled (a stop): their error is then nobody's to read.
+        self.written.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 class OutboxDispatcher:
@@ -314,6 +316,11 @@ class OutboxDispatcher:
             marks.written.set_exception(error)
         else:
             marks.written.set_result(None)
+
+    async def drain(self) -> None:
+        """The marks being written are written (a stop: before the engine goes)."""
+        if self._writing:
+            await asyncio.gather(*self._writing, return_exceptions=True)
 
     async def _external_id(self, item: ClaimedDelivery) -> str | None:
         if item.resolved:  # read with the claim
