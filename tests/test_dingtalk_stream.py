@@ -205,6 +205,21 @@ async def test_event_dedupe_key_and_redelivery_on_inbox_failure(
     assert (await gateway.wait_ack("e-1"))["code"] == 200
 
 
+async def test_a_burst_of_frames_is_stored_in_order_each_with_its_own_ack(
+    adapter: DingTalkAdapter, gateway: FakeDingTalkGateway, inbox: MemoryInbox
+):
+    """Frames that arrive together cross to the service's loop together (InboxBridge): each is still
+    stored in the order it arrived and acked with its own outcome — one failed insert in the burst
+    answers "retry" for that frame only."""
+    inbox.failures = 1  # the first insert of the burst fails
+    burst = [f"burst-{i}" for i in range(20)]
+    for frame_id in burst:
+        await gateway.push(callback_frame(TOPIC_ROBOT, robot_message(msg_id=frame_id, text="底盘有异响"), frame_id))
+    codes = [(await gateway.wait_ack(frame_id))["code"] for frame_id in burst]
+    assert codes == [500] + [200] * 19
+    assert [key for _, key in inbox.messages] == [f"msg:{frame_id}" for frame_id in burst[1:]]
+
+
 async def test_malformed_frames_and_unknown_topics_are_acked_and_ignored(
     adapter: DingTalkAdapter, gateway: FakeDingTalkGateway, inbox: MemoryInbox
 ):
